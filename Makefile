@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   evaluates the bundled reference models, stores the runs, builds the leaderboard
+#   make test   runs the test suite
+# Each creates the virtual environment in .venv when needed (pinned by constraints.txt).
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test install reference-models benchmarks clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/invarbench eval mnist5k/lenet-standard
+	$(BIN)/invarbench eval mnist5k/lenet-pgd-at
+	$(BIN)/invarbench results list
+	$(BIN)/invarbench site build --out leaderboard/_site
+
+# pytest exits 5 when it collects no test: not a failure of the code.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; [ $$status -eq 5 ] && exit 0; exit $$status
+
+# Retrain the bundled reference models (a few minutes on a CPU); update the cards' sha256 after.
+reference-models: $(STAMP)
+	$(BIN)/python -m invarbench.reference.train --out model_cards/mnist5k
+
+clean:
+	rm -rf $(VENV) leaderboard/_site .pytest_cache

@@ -1,0 +1,40 @@
+"""The root Typer application: one sub-app per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from invarbench import __version__
+from invarbench.cli import results, site
+from invarbench.cli.eval import eval_command
+
+app = typer.Typer(
+    name="invarbench",
+    help="Measure how sensitive (PGD) and how excessively invariant (NSPGD, equi-confidence path "
+    "widths) image classifiers are, store the scores with their provenance, and build a leaderboard.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"invarbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """invarbench: a benchmark of excessive sensitivity and excessive invariance."""
+
+
+app.command("eval")(eval_command)
+app.add_typer(results.app, name="results")
+app.add_typer(site.app, name="site")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,76 @@
+"""What every command shares: error handling, consoles, progress bars and common options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from invarbench.errors import InvarbenchError
+from invarbench.progress import Advance, ProgressFactory
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``Error: message`` as one line on stderr; return the exit to raise."""
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn domain errors into one clear line on stderr and exit code 1 (no traceback)."""
+    try:
+        yield
+    except InvarbenchError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        raise typer.Exit(code=130) from None
+
+
+@contextmanager
+def progress_bars() -> Iterator[ProgressFactory]:
+    """A :data:`ProgressFactory` that draws rich progress bars on stderr."""
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as bars:
+
+        def factory(description: str, total: int) -> Advance:
+            task = bars.add_task(description, total=total)
+            return lambda n: bars.advance(task, n)
+
+        yield factory
+
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Results database URL, e.g. sqlite:///results.db or postgresql://user@host/db. "
+        "Default: $INVARBENCH_DB, else sqlite:///~/.local/share/invarbench/invarbench.db.",
+        show_default=False,
+    ),
+]
+CardsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cards-dir",
+        help="Folder of model cards (<dataset>/<name>.yaml). Default: $INVARBENCH_CARDS, else the "
+        "model_cards/ folder of this checkout, else ./model_cards.",
+        show_default=False,
+    ),
+]

@@ -1,0 +1,68 @@
+"""``invarbench eval``: evaluate a registered model with a suite and store the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from invarbench.cards import resolve_card
+from invarbench.cli.common import CardsDirOption, DbOption, console, progress_bars, user_errors
+from invarbench.evaluation import EvalOptions, EvalOutcome, evaluate
+from invarbench.store import Store
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def render_outcome(outcome: EvalOutcome) -> Table:
+    title = (f"{outcome.card_id} · suite {outcome.suite.name} v{outcome.suite.version} · "
+             f"{outcome.examples} examples · {outcome.device} · run {outcome.run_id}")
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("std. error", justify="right")
+    table.add_column("95% CI", justify="right")
+    table.add_column("n", justify="right")
+    for m in outcome.metrics:
+        ci = "–" if m.ci_low is None else f"[{m.ci_low:.4f}, {m.ci_high:.4f}]"
+        table.add_row(m.name, _fmt(m.value), _fmt(m.stderr), ci, str(m.n))
+    table.caption = f"flags: {', '.join(outcome.flags)}" if outcome.flags else "no reliability flags"
+    return table
+
+
+def eval_command(
+    model: Annotated[
+        str, typer.Argument(help="A model card id such as 'mnist5k/lenet-standard', or a path to a card YAML file.")
+    ],
+    suite: Annotated[str, typer.Option(help="Suite to run: 'standard', or 'quick' for CPUs and smoke tests.")] = "standard",
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Evaluate only the first N examples of the test split (published order).",
+                     show_default=False),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto (a CUDA GPU when available, else the CPU), cpu or cuda.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Examples per batch; also the unit of progress and storage.")] = 250,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed of the attacks' random starts. Default: the suite's seed.",
+                                 show_default=False)
+    ] = None,
+    db: DbOption = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of downloaded data sets (for torchvision data sets).", show_default=False),
+    ] = None,
+    cards_dir: CardsDirOption = None,
+) -> None:
+    """Evaluate MODEL with a suite, store every score with its provenance, and print a summary."""
+    with user_errors():
+        ref = resolve_card(model, cards_dir)
+        store = Store(db)
+        options = EvalOptions(suite=suite, limit=limit, batch_size=batch_size, seed=seed, device=device,
+                              data_dir=data_dir)
+        with progress_bars() as progress:
+            outcome = evaluate(ref, store, options, progress)
+    console.print(render_outcome(outcome))

@@ -1,0 +1,12 @@
+"""Evaluation data sets behind one registry (an I/O edge).
+
+Every loader returns images as uint8 NCHW and int64 labels, in the split's published order;
+:func:`load_eval_data` converts them to float images in [0, 1].
+"""
+
+from invarbench.data.registry import DATASETS, DatasetSpec, EvalData, load_eval_data
+
+# Importing the modules registers their data sets.
+from invarbench.data import mnist5k  # noqa: E402,F401  isort: skip
+
+__all__ = ["DATASETS", "DatasetSpec", "EvalData", "load_eval_data"]

@@ -1,0 +1,5 @@
+"""The results store (an I/O edge): SQLite by default, PostgreSQL by URL."""
+
+from invarbench.store.db import Store, default_db_url
+
+__all__ = ["Store", "default_db_url"]
