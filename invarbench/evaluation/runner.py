@@ -13,7 +13,7 @@ import invarbench
 from invarbench.cards.catalog import CardRef
 from invarbench.data import load_eval_data
 from invarbench.errors import InvarbenchError, ValidationError
-from invarbench.evaluation.measure import aggregate, measure_batch
+from invarbench.evaluation.measure import aggregate, measure_batch, reliability_flags
 from invarbench.metrics.stats import MetricValue
 from invarbench.models.loading import load_model, resolve_local_file, sha256_file
 from invarbench.progress import ProgressFactory, no_progress
@@ -124,19 +124,18 @@ def evaluate(
     try:
         per_example: dict[str, dict[str, list]] = {}
         advance = progress(f"{card.id} · {suite.name} v{suite.version}", len(data))
+        flags = reliability_flags(model, data, suite, torch.Generator(device=device).manual_seed(seed))
         for start in range(0, len(data), options.batch_size):
-            x = data.x[start : start + options.batch_size].to(device)
-            y = data.y[start : start + options.batch_size].to(device)
+            stop = min(start + options.batch_size, len(data))
             gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
-            values = measure_batch(model, x, y, suite, gen)
+            values = measure_batch(model, data, start, stop, suite, gen)
             for measurement, fields in values.items():
                 store.add_examples(run_id, measurement, start, fields)
                 merged = per_example.setdefault(measurement, {})
                 for key, vals in fields.items():
                     merged.setdefault(key, []).extend(vals)
-            advance(int(y.shape[0]))
-        metrics = aggregate(per_example)
-        flags: list[str] = []
+            advance(stop - start)
+        metrics = aggregate(per_example, suite)
         store.finish_run(run_id, metrics, flags)
     except BaseException as exc:
         message = str(exc) if isinstance(exc, InvarbenchError) else f"{type(exc).__name__}: {exc}"
