@@ -47,13 +47,22 @@ def progress_bars() -> Iterator[ProgressFactory]:
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=False) as bars:
+    bars = Progress(*columns, console=err_console, transient=False)
+    started = False
 
-        def factory(description: str, total: int) -> Advance:
-            task = bars.add_task(description, total=total)
-            return lambda n: bars.advance(task, n)
+    def factory(description: str, total: int) -> Advance:
+        nonlocal started
+        if not started:  # start drawing only when there is work: early errors stay one clean line
+            bars.start()
+            started = True
+        task = bars.add_task(description, total=total)
+        return lambda n: bars.advance(task, n)
 
+    try:
         yield factory
+    finally:
+        if started:
+            bars.stop()
 
 
 DbOption = Annotated[
