@@ -1,9 +1,39 @@
 """Attacks and measurements: pure functions over tensors (no I/O, no printing).
 
 Each takes the model per call, holds its hyperparameters in a small frozen dataclass, and
-reports progress only through an optional callback.
+reports progress only through an optional callback. docs/measurements.md states every
+protocol and default.
 """
 
+from invarbench.attacks.checks import (
+    FLAG_NAMES,
+    ReliabilityConfig,
+    ReliabilityReport,
+    reliability_flags,
+    reliability_report,
+)
+from invarbench.attacks.minnorm import MinNormConfig, MinNormResult, min_l2_distance
+from invarbench.attacks.nspgd import NSPGDConfig, NSPGDResult, nspgd
+from invarbench.attacks.pathwidth import PathWidthConfig, PathWidthResult, path_widths, width_from_tube
 from invarbench.attacks.pgd import PGDConfig, PGDResult, pgd_attack
 
-__all__ = ["PGDConfig", "PGDResult", "pgd_attack"]
+__all__ = [
+    "FLAG_NAMES",
+    "MinNormConfig",
+    "MinNormResult",
+    "NSPGDConfig",
+    "NSPGDResult",
+    "PGDConfig",
+    "PGDResult",
+    "PathWidthConfig",
+    "PathWidthResult",
+    "ReliabilityConfig",
+    "ReliabilityReport",
+    "min_l2_distance",
+    "nspgd",
+    "path_widths",
+    "pgd_attack",
+    "reliability_flags",
+    "reliability_report",
+    "width_from_tube",
+]

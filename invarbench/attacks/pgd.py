@@ -37,6 +37,8 @@ class PGDConfig:
             raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
         if self.eps < 0 or self.steps < 0 or self.restarts < 1:
             raise ValueError("PGD needs eps >= 0, steps >= 0 and restarts >= 1")
+        if self.step_size is not None and self.step_size <= 0:
+            raise ValueError("PGD needs step_size > 0 (or None for 2.5 * eps / steps)")
 
     @property
     def alpha(self) -> float:
@@ -48,13 +50,19 @@ class PGDConfig:
 @dataclass
 class PGDResult:
     """Per example: ``robust`` (never broken), ``broken_at`` (restart * (steps + 1) + iterate index
-    of the first misclassified iterate; -1 when misclassified clean; ``steps_total`` when robust),
-    and ``x_adv`` (the first misclassified iterate, or the last iterate for robust examples)."""
+    of the first misclassified iterate, iterate 0 being the random start; -1 when misclassified
+    clean; ``restarts * (steps + 1)`` when robust), and ``x_adv`` (the first misclassified
+    iterate, the clean image for clean-misclassified examples, the last iterate of the last
+    restart for robust examples)."""
 
     robust: torch.Tensor
     broken_at: torch.Tensor
     x_adv: torch.Tensor
     forward_backward_passes: int  # example-level count of gradient computations (cost accounting)
+
+
+def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _random_start(x: torch.Tensor, cfg: PGDConfig, gen: torch.Generator | None) -> torch.Tensor:
@@ -68,20 +76,21 @@ def _random_start(x: torch.Tensor, cfg: PGDConfig, gen: torch.Generator | None) 
     d = x[0].numel()
     norms = g.flatten(1).norm(dim=1).clamp_min(_TINY)
     r = torch.rand(x.shape[0], generator=gen, device=x.device, dtype=x.dtype).pow(1.0 / d) * cfg.eps
-    return g * (r / norms).view(-1, *([1] * (x.dim() - 1)))
+    return g * _bcast(r / norms, x)
 
 
 def _step(x_adv: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, cfg: PGDConfig) -> torch.Tensor:
-    shape = (-1, *([1] * (x0.dim() - 1)))
+    # A NaN input gradient (a model that masks gradients badly) would turn the iterate into NaN;
+    # treat it as no information (the reliability checks flag such models).
+    grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
     if cfg.norm == "linf":
-        delta = x_adv + cfg.alpha * grad.sign() - x0
-        delta = delta.clamp(-cfg.eps, cfg.eps)
+        delta = (x_adv + cfg.alpha * grad.sign() - x0).clamp_(-cfg.eps, cfg.eps)
     else:
-        gnorm = grad.flatten(1).norm(dim=1).clamp_min(_TINY).view(shape)
-        delta = x_adv + cfg.alpha * grad / gnorm - x0
-        dnorm = delta.flatten(1).norm(dim=1).view(shape)
-        delta = delta * torch.clamp(cfg.eps / dnorm.clamp_min(_TINY), max=1.0)
-    return (x0 + delta).clamp(0.0, 1.0)
+        gnorm = grad.flatten(1).norm(dim=1).clamp_min(_TINY)
+        delta = x_adv - x0 + grad * _bcast(cfg.alpha / gnorm, x0)
+        dnorm = delta.flatten(1).norm(dim=1)
+        delta = delta * _bcast(torch.clamp(cfg.eps / dnorm.clamp_min(_TINY), max=1.0), x0)
+    return (x0 + delta).clamp_(0.0, 1.0)
 
 
 def pgd_attack(
@@ -95,8 +104,13 @@ def pgd_attack(
 ) -> PGDResult:
     """Run PGD on the batch ``(x, y)`` (images in [0, 1]) against ``model`` (logits).
 
-    ``on_step(step, active)`` is called after every step with the number of examples still in
-    the working batch.
+    The loss is the summed cross-entropy, so every example's gradient is its own. Randomness
+    (the random start) comes only from ``generator``, which must live on ``x``'s device.
+    ``on_step(step, active)`` is called after every gradient step with the number of examples
+    still in the working batch (``step`` counts over restarts, from 1).
+
+    With ``cfg.early_exit`` a broken example leaves the batch at once; without it every
+    example runs every step (the results are the same; only the cost differs).
     """
     n = x.shape[0]
     x = x.detach()
@@ -116,35 +130,40 @@ def pgd_attack(
         if idx.numel() == 0:
             break
         x0, y0 = x[idx], y[idx]
-        x_adv = (x0 + _random_start(x0, cfg, generator)).clamp(0.0, 1.0)
+        x_adv = (x0 + _random_start(x0, cfg, generator)).clamp_(0.0, 1.0)
+        # Without early exit the batch keeps broken examples; ``alive`` marks the unbroken ones.
+        alive = torch.ones(idx.shape[0], dtype=torch.bool, device=x.device)
         for it in range(cfg.steps + 1):
-            x_adv.requires_grad_(True)
-            with torch.enable_grad():
-                logits = model(x_adv)
-                wrong = logits.argmax(dim=1) != y0
-                need_grad = it < cfg.steps
-                if need_grad:
+            need_grad = it < cfg.steps
+            if need_grad:
+                x_adv.requires_grad_(True)
+                with torch.enable_grad():
+                    logits = model(x_adv)
                     loss = F.cross_entropy(logits, y0, reduction="sum")
                     (grad,) = torch.autograd.grad(loss, x_adv)
-                    passes += int(x_adv.shape[0])
-            x_adv = x_adv.detach()
-            first = wrong & robust[idx]  # without early exit, broken examples are still here
-            if bool(first.any()):
+                x_adv = x_adv.detach()
+                passes += int(x_adv.shape[0])
+            else:  # the last iterate is only checked
+                with torch.no_grad():
+                    logits = model(x_adv)
+            wrong = logits.detach().argmax(dim=1) != y0
+            first = wrong & alive
+            n_first = int(first.sum())  # the one host synchronisation per step
+            if n_first:
                 hit = idx[first]
                 robust[hit] = False
                 broken_at[hit] = restart * (cfg.steps + 1) + it
                 x_adv_out[hit] = x_adv[first]
+                alive &= ~first
             if not need_grad:
                 break
-            if cfg.early_exit:
-                keep = ~wrong
-                if not bool(keep.any()):
+            if cfg.early_exit and n_first:
+                keep = alive
+                if n_first == keep.shape[0]:
                     break
-                if not bool(keep.all()):
-                    idx, x0, y0, x_adv, grad = idx[keep], x0[keep], y0[keep], x_adv[keep], grad[keep]
+                idx, x0, y0, x_adv, grad, alive = idx[keep], x0[keep], y0[keep], x_adv[keep], grad[keep], alive[keep]
             x_adv = _step(x_adv, x0, grad, cfg)
             if on_step is not None:
                 on_step(restart * cfg.steps + it + 1, int(x_adv.shape[0]))
-        still = robust[idx]
-        x_adv_out[idx[still]] = x_adv[still]
+        x_adv_out[idx[alive]] = x_adv[alive]
     return PGDResult(robust=robust, broken_at=broken_at, x_adv=x_adv_out, forward_backward_passes=passes)

@@ -2,47 +2,79 @@
 
 A card is untrusted input (anyone can open a pull request with one): it is read with
 ``yaml.safe_load`` and validated here field by field. Errors name the file, the field and the
-fix. The schema is documented for submitters in ``docs/model-cards.md``.
+fix. The schema is documented for submitters in ``docs/model-cards.md``; keep the two in step.
 """
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from pathlib import PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CARD_SCHEMA_VERSION = 1
+FORMATS = ("safetensors", "torch-export")
+TRAINING_METHODS = ("standard", "pgd-at", "trades", "ccat", "other")
+ADVERSARIAL_METHODS = ("pgd-at", "trades", "ccat")
+NORMS = ("linf", "l2")
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _HEX40_RE = re.compile(r"^[0-9a-f]{40}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
-_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+_REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
+_FILE_PART_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_URL_RE = re.compile(r"^https?://[^\s]+$")
+
+# The file suffix each format must have, and suffixes that betray a pickle.
+FORMAT_SUFFIX = {"safetensors": ".safetensors", "torch-export": ".pt2"}
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".tar", ".pth.tar", ".npy", ".npz")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
 def _safe_relative_file(value: str, field: str) -> str:
-    path = PurePosixPath(value)
-    if value.strip() == "" or path.is_absolute() or ".." in path.parts or "\\" in value:
-        raise ValueError(f"{field} must be a relative path inside its folder, without '..', got '{value}'")
+    """A relative POSIX path of plain names: no absolute path, '..', backslash or hidden parts."""
+    parts = PurePosixPath(value).parts
+    if (
+        not value
+        or value.startswith("/")
+        or "\\" in value
+        or any(p in (".", "..") or p.startswith(".") or not _FILE_PART_RE.match(p) for p in parts)
+    ):
+        raise ValueError(
+            f"{field} must be a relative path of plain names (letters, digits, '_', '-', '.', '+'; "
+            f"no '..', leading '/' or hidden parts), got '{value}'"
+        )
+    return value
+
+
+def _sha256(value: str, field: str) -> str:
+    if not _HEX64_RE.match(value):
+        raise ValueError(
+            f"{field} must be the 64 lowercase hex characters of the file's sha256 (sha256sum FILE, "
+            f"or 'invarbench cards new' computes it), got '{value}'"
+        )
     return value
 
 
 class HubSource(_Strict):
-    repo_id: str
+    """A file in a Hugging Face Hub model repository, pinned to a commit and a checksum."""
+
+    repo_id: str = Field(description="'org/name' of the Hub model repository")
     revision: str = Field(description="the full 40-hex commit hash of the Hub revision")
-    file: str
-    sha256: str
+    file: str = Field(description="the file's path inside the repository")
+    sha256: str = Field(description="sha256 of the file's bytes")
 
     @field_validator("repo_id")
     @classmethod
     def _repo(cls, v: str) -> str:
-        if not _REPO_RE.match(v) or ".." in v:
-            raise ValueError(f"repo_id must look like 'org/name', got '{v}'")
+        if not _REPO_RE.match(v) or ".." in v or "--" in v:
+            raise ValueError(f"repo_id must look like 'org/name' (letters, digits, '.', '_', '-'), got '{v}'")
         return v
 
     @field_validator("revision")
@@ -50,7 +82,8 @@ class HubSource(_Strict):
     def _revision(cls, v: str) -> str:
         if not _HEX40_RE.match(v):
             raise ValueError(
-                f"revision must be a full 40-character commit hash (not a branch or tag), got '{v}'"
+                f"revision must be a full 40-character lowercase commit hash, not a branch or tag "
+                f"(copy it from the repository's commit history on the Hub), got '{v}'"
             )
         return v
 
@@ -62,17 +95,15 @@ class HubSource(_Strict):
     @field_validator("sha256")
     @classmethod
     def _sha(cls, v: str) -> str:
-        if not _HEX64_RE.match(v):
-            raise ValueError(f"sha256 must be 64 lowercase hex characters, got '{v}'")
-        return v
+        return _sha256(v, "sha256")
 
 
 class Source(_Strict):
-    """Exactly one of ``hub`` (public models) or ``path`` (bundled reference models, private use)."""
+    """Exactly one of ``hub`` (public models) or ``path`` (a file next to the card) with its ``sha256``."""
 
     hub: HubSource | None = None
-    path: str | None = None
-    sha256: str | None = Field(default=None, description="checksum of a local ``path`` file")
+    path: str | None = Field(default=None, description="a file relative to the card's folder")
+    sha256: str | None = Field(default=None, description="checksum of the local ``path`` file")
 
     @field_validator("path")
     @classmethod
@@ -82,25 +113,40 @@ class Source(_Strict):
     @field_validator("sha256")
     @classmethod
     def _sha(cls, v: str | None) -> str | None:
-        if v is not None and not _HEX64_RE.match(v):
-            raise ValueError(f"sha256 must be 64 lowercase hex characters, got '{v}'")
-        return v
+        return None if v is None else _sha256(v, "sha256")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
         if (self.hub is None) == (self.path is None):
-            raise ValueError("give exactly one of 'hub' or 'path'")
+            raise ValueError("give exactly one of 'hub' (a Hub repository) or 'path' (a file next to the card)")
         if self.hub is not None and self.sha256 is not None:
             raise ValueError("for a hub source put sha256 inside 'hub'")
+        if self.path is not None and self.sha256 is None:
+            raise ValueError("a local 'path' needs its 'sha256' next to it (sha256sum FILE)")
         return self
+
+    @property
+    def file_name(self) -> str:
+        return self.hub.file if self.hub is not None else str(self.path)
 
 
 class Architecture(_Strict):
+    """A registered architecture (``invarbench cards architectures``) and its keyword arguments."""
+
     name: str
     kwargs: dict[str, object] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_./-]+$", v):
+            raise ValueError(f"architecture name must be a registered name such as 'wide_resnet28_10', got '{v}'")
+        return v
+
 
 class Preprocessing(_Strict):
+    """What the wrapper does to images in [0, 1] before the network sees them."""
+
     mean: list[float] | None = None
     std: list[float] | None = None
     input_size: list[int] = Field(description="[channels, height, width]")
@@ -112,22 +158,72 @@ class Preprocessing(_Strict):
             raise ValueError(f"input_size must be [channels, height, width] of positive integers, got {v}")
         return v
 
+    @model_validator(mode="after")
+    def _norm(self) -> Preprocessing:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std (one value per channel), or neither")
+        channels = self.input_size[0]
+        for field, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) != channels:
+                raise ValueError(
+                    f"{field} needs one value per channel: input_size has {channels} channels, {field} has {len(values)}"
+                )
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError(f"std values must be positive, got {self.std}")
+        return self
+
 
 class Training(_Strict):
+    """How the model was trained: the method and, for adversarial training, the threat model."""
+
     method: Literal["standard", "pgd-at", "trades", "ccat", "other"]
     norm: Literal["linf", "l2"] | None = None
-    epsilon: float | None = None
+    eps: float | None = Field(
+        default=None, validation_alias=AliasChoices("eps", "epsilon"),
+        description="the training budget on the [0, 1] pixel scale; a number or a fraction such as '8/255'",
+    )
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _fraction(cls, v: object) -> object:
+        if isinstance(v, str):
+            try:
+                return float(Fraction(v.replace(" ", "")))
+            except (ValueError, ZeroDivisionError):
+                raise ValueError(f"eps must be a number or a fraction such as '8/255', got '{v}'") from None
+        return v
+
+    @model_validator(mode="after")
+    def _threat_model(self) -> Training:
+        if self.method in ADVERSARIAL_METHODS:
+            if self.norm is None or self.eps is None:
+                raise ValueError(f"method '{self.method}' needs the training threat model: norm (linf or l2) and eps")
+        elif self.method == "standard" and (self.norm is not None or self.eps is not None):
+            raise ValueError("method 'standard' has no threat model: remove norm and eps")
+        if self.eps is not None:
+            if self.eps <= 0:
+                raise ValueError(f"eps must be positive, got {self.eps}")
+            if self.norm == "linf" and self.eps > 1:
+                raise ValueError(f"eps is on the [0, 1] pixel scale: write 8/255 (0.0314), not 8; got {self.eps}")
+        return self
 
 
 class Paper(_Strict):
-    title: str
+    title: str = Field(min_length=1)
     url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not _URL_RE.match(v):
+            raise ValueError(f"url must start with http:// or https://, got '{v}'")
+        return v
 
 
 class ModelCard(_Strict):
-    schema_version: Literal[1] = 1
+    schema_version: int = CARD_SCHEMA_VERSION
     id: str = Field(description="'<dataset>/<name>'; the card lives at model_cards/<dataset>/<name>.yaml")
-    name: str
+    name: str = Field(min_length=1, max_length=200, description="the display name on the leaderboard")
     dataset: str
     num_classes: int = Field(gt=1)
     source: Source
@@ -136,17 +232,28 @@ class ModelCard(_Strict):
     preprocessing: Preprocessing
     training: Training
     paper: Paper | None = None
-    license: str
-    submitted_by: str
+    license: str = Field(min_length=1, description="an SPDX identifier such as MIT or Apache-2.0")
+    submitted_by: str = Field(min_length=1)
     notes: str | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v != CARD_SCHEMA_VERSION:
+            raise ValueError(
+                f"this invarbench reads card schema version {CARD_SCHEMA_VERSION}, the card says {v}: "
+                "upgrade invarbench or write a version-1 card"
+            )
+        return v
 
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
         parts = v.split("/")
-        if len(parts) != 2 or not all(_NAME_RE.match(p) for p in parts):
+        if len(parts) != 2 or not all(NAME_RE.match(p) and ".." not in p for p in parts):
             raise ValueError(
-                f"id must be '<dataset>/<name>' in lowercase letters, digits, '.', '_' or '-', got '{v}'"
+                f"id must be '<dataset>/<name>' in lowercase letters, digits, '.', '_' or '-' "
+                f"(no '..'), got '{v}'"
             )
         return v
 
@@ -158,6 +265,17 @@ class ModelCard(_Strict):
             raise ValueError("format 'safetensors' needs an 'architecture' (name and kwargs)")
         if self.format == "torch-export" and self.architecture is not None:
             raise ValueError("format 'torch-export' carries its own graph: remove 'architecture'")
+        if self.training.method == "other" and not self.notes:
+            raise ValueError("training method 'other' needs 'notes' that describe the method")
+        file_name = self.source.file_name.lower()
+        if file_name.endswith(_PICKLE_SUFFIXES):
+            raise ValueError(
+                f"'{self.source.file_name}' looks like a pickled checkpoint, which invarbench never loads: "
+                "save the weights with safetensors (format safetensors) or run 'invarbench pack' (format torch-export)"
+            )
+        suffix = FORMAT_SUFFIX[self.format]
+        if not file_name.endswith(suffix):
+            raise ValueError(f"format '{self.format}' needs a '{suffix}' file, got '{self.source.file_name}'")
         return self
 
     @property

@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from invarbench import __version__
-from invarbench.cli import results, site
+from invarbench.cli import cards, db, results, site, suites
 from invarbench.cli.eval import eval_command
+from invarbench.cli.pack import pack_command
 
 app = typer.Typer(
     name="invarbench",
@@ -34,6 +35,10 @@ def root(
 app.command("eval")(eval_command)
 app.add_typer(results.app, name="results")
 app.add_typer(site.app, name="site")
+app.add_typer(suites.app, name="suites")
+app.add_typer(db.app, name="db")
+app.add_typer(cards.app, name="cards")
+app.command("pack")(pack_command)
 
 
 def main() -> None:

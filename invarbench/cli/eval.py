@@ -55,14 +55,34 @@ def eval_command(
         Path | None,
         typer.Option(help="Folder of downloaded data sets (for torchvision data sets).", show_default=False),
     ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="A custom evaluation set npz:PATH (arrays x: uint8 images, NHWC or NCHW; y: "
+                     "labels) that replaces the images of the card's data set; that data set still selects the "
+                     "suite.", show_default=False),
+    ] = None,
     cards_dir: CardsDirOption = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the newest unfinished (killed or failed) run of this model with "
+                     "the same options, from its last stored batch. Without it, a new run starts."),
+    ] = False,
 ) -> None:
     """Evaluate MODEL with a suite, store every score with its provenance, and print a summary."""
     with user_errors():
         ref = resolve_card(model, cards_dir)
         store = Store(db)
         options = EvalOptions(suite=suite, limit=limit, batch_size=batch_size, seed=seed, device=device,
-                              data_dir=data_dir)
-        with progress_bars() as progress:
-            outcome = evaluate(ref, store, options, progress)
+                              data_dir=data_dir, data=data, resume=resume)
+        try:
+            with progress_bars() as progress:
+                outcome = evaluate(ref, store, options, progress)
+        except KeyboardInterrupt:
+            typer.echo(f"Interrupted: the completed batches are stored; continue with 'invarbench eval {model} "
+                       "--resume' and the same options.", err=True)
+            raise typer.Exit(code=130) from None
+    if outcome.resumed:
+        console.print(f"Resumed run {outcome.run_id}: {outcome.batches_reused} stored batch(es) reused.")
+    elif resume:
+        console.print(f"No unfinished run matched: started run {outcome.run_id}.")
     console.print(render_outcome(outcome))

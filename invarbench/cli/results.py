@@ -1,7 +1,10 @@
-"""``invarbench results``: stored runs."""
+"""``invarbench results``: list, show, compare, export and import stored runs."""
 
 from __future__ import annotations
 
+import math
+from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,23 +12,51 @@ from rich.table import Table
 
 from invarbench.cli.common import DbOption, console, user_errors
 from invarbench.store import Store
+from invarbench.store.export import csv_text, export_runs, import_path, json_stream, write_json_tree
 
-app = typer.Typer(help="Inspect stored evaluation runs.", no_args_is_help=True)
+app = typer.Typer(help="Inspect, compare, export and import stored evaluation runs.", no_args_is_help=True)
+
+DatasetOption = Annotated[str | None, typer.Option(help="Only runs on this data set.", show_default=False)]
+ModelOption = Annotated[str | None, typer.Option(help="Only runs of this model card id.", show_default=False)]
+RunArgument = Annotated[int, typer.Argument(help="A run id, as 'invarbench results list' shows it.")]
+
+
+class ExportFormat(str, Enum):
+    json = "json"
+    csv = "csv"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if math.isnan(value):
+        return "NaN"
+    return f"{value:.{digits}f}"
 
 
 def _metric(run, name: str) -> str:  # noqa: ANN001 - a RunRecord
     for m in run.metrics:
         if m.name == name:
-            return f"{m.value:.4f}"
+            return _num(m.value)
     return "–"
 
 
+def _ci(m) -> str:  # noqa: ANN001 - a MetricRecord
+    return "–" if m.ci_low is None or m.ci_high is None else f"[{m.ci_low:.4f}, {m.ci_high:.4f}]"
+
+
+def _when(ts) -> str:  # noqa: ANN001 - a datetime or None
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "–"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 2**20:.1f} MiB"
+
+
 @app.command("list")
-def list_command(
-    dataset: Annotated[str | None, typer.Option(help="Only runs on this data set.", show_default=False)] = None,
-    model: Annotated[str | None, typer.Option(help="Only runs of this model card id.", show_default=False)] = None,
-    db: DbOption = None,
-) -> None:
+def list_command(dataset: DatasetOption = None, model: ModelOption = None, db: DbOption = None) -> None:
     """List stored runs, oldest first, with their headline metrics."""
     with user_errors():
         runs = Store(db).list_runs(dataset=dataset, model=model)
@@ -41,6 +72,156 @@ def list_command(
         table.add_row(
             str(run.id), run.model.card_id, f"{run.suite_name} v{run.suite_version}", run.status,
             str(run.examples_effective), _metric(run, "clean_accuracy"), _metric(run, "robust_accuracy_linf"),
-            run.device, run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            run.device, _when(run.started_at),
         )
     console.print(table)
+
+
+@app.command("show")
+def show_command(run_id: RunArgument, db: DbOption = None) -> None:
+    """Show one run: its provenance, metrics, stored per-example values and artifacts."""
+    with user_errors():
+        run = Store(db).get_run(run_id)
+    model = run.model
+    info = Table(title=f"run {run.id} · {model.card_id} · {run.suite_name} v{run.suite_version}", show_header=False)
+    info.add_column("field", style="bold")
+    info.add_column("value")
+    rows = [
+        ("status", run.status + (f" ({run.error})" if run.error else "")),
+        ("model", f"{model.name} ({model.card_id}, {model.training_method})"),
+        ("card sha256", model.card_sha256),
+        ("model file sha256", model.file_sha256),
+        ("hub", f"{model.hub_repo}@{model.hub_revision}" if model.hub_repo else "–"),
+        ("suite", f"{run.suite_name} v{run.suite_version} on {run.dataset}"),
+        ("examples", f"{run.examples_effective} of {run.examples_requested} requested"),
+        ("seed / batch size", f"{run.seed} / {run.batch_size}"),
+        ("device", run.device),
+        ("invarbench", f"{run.invarbench_version} (git {run.git_commit or 'unknown'})"),
+        ("torch", run.torch_version),
+        ("started / finished (UTC)", f"{_when(run.started_at)} / {_when(run.finished_at)}"),
+        ("duration", "–" if run.duration_s is None else f"{run.duration_s:.1f} s"),
+        ("peak memory", _bytes(run.peak_memory_bytes)),
+        ("attempts", str(run.attempts)),
+        ("flags", ", ".join(run.flags) if run.flags else "none"),
+        ("uid", run.uid),
+    ]
+    for field, value in rows:
+        info.add_row(field, value)
+    console.print(info)
+
+    if run.metrics:
+        metrics = Table(title="metrics")
+        for col, justify in (("metric", "left"), ("value", "right"), ("std. error", "right"), ("95% CI", "right"),
+                             ("n", "right")):
+            metrics.add_column(col, justify=justify)
+        for m in run.metrics:
+            metrics.add_row(m.name, _num(m.value), _num(m.stderr), _ci(m), str(m.n))
+        console.print(metrics)
+
+    per_measurement: dict[str, tuple[int, int, list[str]]] = {}
+    for e in run.examples:
+        batches, count, fields = per_measurement.get(e.measurement, (0, 0, sorted(e.values)))
+        length = max((len(v) for v in e.values.values()), default=0)
+        per_measurement[e.measurement] = (batches + 1, count + length, fields)
+    if per_measurement:
+        stored = Table(title="stored per-example values")
+        for col, justify in (("measurement", "left"), ("batches", "right"), ("values", "right"), ("fields", "left")):
+            stored.add_column(col, justify=justify)
+        for name, (batches, count, fields) in sorted(per_measurement.items()):
+            stored.add_row(name, str(batches), str(count), ", ".join(fields))
+        console.print(stored)
+    for a in run.artifacts:
+        console.print(f"artifact {a.name} ({a.media_type}, {a.size_bytes} bytes, sha256 {a.sha256[:12]}…)")
+
+
+@app.command("compare")
+def compare_command(run_a: RunArgument, run_b: RunArgument, db: DbOption = None) -> None:
+    """Compare two runs metric by metric (B − A), and list where their provenance differs."""
+    with user_errors():
+        store = Store(db)
+        a, b = store.get_run(run_a), store.get_run(run_b)
+    table = Table(title=f"run {a.id} ({a.model.card_id}) vs run {b.id} ({b.model.card_id})")
+    for col, justify in (("metric", "left"), (f"A: run {a.id}", "right"), ("A 95% CI", "right"),
+                         (f"B: run {b.id}", "right"), ("B 95% CI", "right"), ("B − A", "right"),
+                         ("CIs overlap", "left")):
+        table.add_column(col, justify=justify)
+    ma = {m.name: m for m in a.metrics}
+    mb = {m.name: m for m in b.metrics}
+    for name in [*ma, *(n for n in mb if n not in ma)]:
+        x, y = ma.get(name), mb.get(name)
+        diff = _num(y.value - x.value) if x is not None and y is not None else "–"
+        overlap = "–"
+        if x is not None and y is not None and None not in (x.ci_low, x.ci_high, y.ci_low, y.ci_high):
+            overlap = "yes" if x.ci_low <= y.ci_high and y.ci_low <= x.ci_high else "no"
+        table.add_row(name, _num(x.value) if x else "–", _ci(x) if x else "–", _num(y.value) if y else "–",
+                      _ci(y) if y else "–", diff, overlap)
+    console.print(table)
+    fields = {
+        "model card": lambda r: r.model.card_id, "card sha256": lambda r: r.model.card_sha256,
+        "model file sha256": lambda r: r.model.file_sha256, "suite": lambda r: f"{r.suite_name} v{r.suite_version}",
+        "dataset": lambda r: r.dataset, "examples": lambda r: str(r.examples_effective),
+        "seed": lambda r: str(r.seed), "batch size": lambda r: str(r.batch_size), "device": lambda r: r.device,
+        "invarbench": lambda r: r.invarbench_version, "git commit": lambda r: r.git_commit or "unknown",
+        "torch": lambda r: r.torch_version, "status": lambda r: r.status,
+    }
+    differ = [(k, f(a), f(b)) for k, f in fields.items() if f(a) != f(b)]
+    if differ:
+        prov = Table(title="provenance that differs")
+        for col in ("field", "A", "B"):
+            prov.add_column(col)
+        for row in differ:
+            prov.add_row(*row)
+        console.print(prov)
+    else:
+        console.print("Same model snapshot, suite version, examples, seed, device and code versions.")
+
+
+@app.command("export")
+def export_command(
+    format: Annotated[ExportFormat, typer.Option("--format", help="json: the interchange format, one document per "
+                                                 "run; csv: one row per (run, metric).")] = ExportFormat.json,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="json: a folder, written as <dataset>/<model>__<suite>-v<version>.json (e.g. "
+                     "leaderboard/results); csv: a file. Default: standard output.", show_default=False),
+    ] = None,
+    dataset: DatasetOption = None,
+    model: ModelOption = None,
+    db: DbOption = None,
+) -> None:
+    """Export results: JSON (the newest finished run per model and suite version) or CSV (all runs)."""
+    with user_errors():
+        store = Store(db)
+        if format is ExportFormat.csv:
+            text = csv_text(store.list_runs(dataset=dataset, model=model))
+            if out is None:
+                typer.echo(text, nl=False)
+            else:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(text, encoding="utf-8")
+                typer.echo(f"Wrote {out}", err=True)
+            return
+        runs = export_runs(store, dataset=dataset, model=model)
+        if out is None:
+            typer.echo(json_stream(runs), nl=False)
+            return
+        if out.exists() and not out.is_dir():
+            raise typer.BadParameter(f"{out} is a file: the JSON export writes a folder")
+        files = write_json_tree(runs, out)
+    for file in files:
+        typer.echo(f"Wrote {file}", err=True)
+    typer.echo(f"Exported {len(files)} run(s) to {out}", err=True)
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[Path, typer.Argument(help="A results JSON file, or a folder of them (e.g. leaderboard/results).")],
+    db: DbOption = None,
+) -> None:
+    """Import exported JSON results; runs already in the database (same uid) are left as they are."""
+    with user_errors():
+        results = import_path(Store(db), path)
+    for r in results:
+        typer.echo(f"{'imported as run' if r.added else 'already present as run'} {r.run_id}: {r.source}")
+    added = sum(r.added for r in results)
+    typer.echo(f"{added} run(s) imported, {len(results) - added} already present.")

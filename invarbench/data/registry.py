@@ -1,7 +1,9 @@
-"""The data set registry and the evaluation data container."""
+"""The data set registry, the evaluation data container, and custom ``npz:PATH`` evaluation sets."""
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from invarbench.errors import ValidationError
+from invarbench.errors import NotFoundError, ValidationError
 from invarbench.registry import Registry
 
 # loader(split, data_dir) -> (images uint8 [N, C, H, W], labels int64 [N])
@@ -34,6 +36,9 @@ class EvalData:
     x: torch.Tensor
     y: torch.Tensor
     total: int  # size of the full split before --limit
+    # Where the images came from: the data set's name, or "npz:<path> sha256:<digest>" for a
+    # custom evaluation set that replaced the data set's images (the data set still picks the suite).
+    source: str = ""
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -48,11 +53,24 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
 
 
 def load_eval_data(
-    dataset: str, *, split: str = "test", data_dir: Path | None = None, limit: int | None = None
+    dataset: str,
+    *,
+    split: str = "test",
+    data_dir: Path | None = None,
+    limit: int | None = None,
+    custom: str | None = None,
 ) -> EvalData:
-    """Load the first ``limit`` examples of ``split`` of ``dataset`` in its published order."""
+    """Load the first ``limit`` examples of ``split`` of ``dataset`` in its published order.
+
+    ``custom="npz:PATH"`` replaces the data set's images by those of an ``.npz`` file (see
+    :func:`read_custom_npz`); ``dataset`` still names the data set (and so the suite's budgets).
+    """
     spec = DATASETS.get(dataset)
-    images, labels = spec.loader(split, data_dir)
+    if custom is not None:
+        images, labels, source = read_custom_npz(custom, spec)
+    else:
+        images, labels = spec.loader(split, data_dir)
+        source = dataset
     if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != spec.input_shape:
         raise ValidationError(
             f"data set '{dataset}' gave images of shape {images.shape} and dtype {images.dtype}; "
@@ -63,6 +81,65 @@ def load_eval_data(
         if limit < 1:
             raise ValidationError(f"--limit must be at least 1, got {limit}")
         images, labels = images[:limit], labels[:limit]
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    # A fresh tensor with the canonical NCHW strides: an array transposed from NHWC with one channel
+    # counts as contiguous yet keeps odd strides, and convolutions then take another kernel whose
+    # numbers differ in the last bits. The same images must give the same numbers.
+    x = torch.empty(images.shape, dtype=torch.float32).copy_(torch.from_numpy(images)).div_(255.0)
     y = torch.from_numpy(np.ascontiguousarray(labels)).long()
-    return EvalData(dataset=dataset, split=split, x=x, y=y, total=total)
+    return EvalData(dataset=dataset, split=split, x=x, y=y, total=total, source=source)
+
+
+def read_custom_npz(custom: str, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, str]:
+    """Read ``npz:PATH``: arrays ``x`` (uint8 images, NHWC or NCHW) and ``y`` (integer labels).
+
+    Returns images as uint8 NCHW, labels as int64 and the source string for provenance. The
+    file is read with ``allow_pickle=False``: it can hold plain arrays only.
+    """
+    scheme, sep, raw_path = custom.partition(":")
+    if scheme != "npz" or not sep or not raw_path:
+        raise ValidationError(f"--data must look like npz:PATH (a .npz file with arrays x and y), got '{custom}'")
+    path = Path(raw_path).expanduser()
+    if not path.is_file():
+        raise NotFoundError(f"custom evaluation set {path} does not exist")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+            raise ValidationError(f"{path} is not a readable .npz file (not a zip archive): save it with numpy.savez")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = set(npz.files)
+            if not {"x", "y"} <= names:
+                raise ValidationError(
+                    f"{path} must hold arrays 'x' (images) and 'y' (labels); it holds: {', '.join(sorted(names)) or 'none'}"
+                )
+            x, y = npz["x"], npz["y"]
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ValidationError(f"{path} is not a readable .npz file: {exc}") from None
+    except ValueError as exc:  # object arrays need pickle, which is refused
+        raise ValidationError(f"{path} holds arrays that need pickle to load ({exc}); save plain numeric arrays") from None
+    c, h, w = spec.input_shape
+    if x.dtype != np.uint8:
+        raise ValidationError(f"{path}: x must be uint8 images (0..255), got dtype {x.dtype}")
+    if x.ndim == 3 and c == 1:
+        x = x[:, None]
+    if x.ndim == 4 and tuple(x.shape[1:]) == (c, h, w):
+        pass
+    elif x.ndim == 4 and tuple(x.shape[1:]) == (h, w, c):
+        x = x.transpose(0, 3, 1, 2)
+    else:
+        raise ValidationError(
+            f"{path}: x has shape {list(x.shape)}; data set '{spec.name}' needs images [N, {c}, {h}, {w}] (NCHW) "
+            f"or [N, {h}, {w}, {c}] (NHWC)"
+        )
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValidationError(f"{path}: y must be a 1-D array of integer labels, got {y.dtype} {list(y.shape)}")
+    if y.shape[0] != x.shape[0]:
+        raise ValidationError(f"{path}: x holds {x.shape[0]} images but y holds {y.shape[0]} labels")
+    if x.shape[0] == 0:
+        raise ValidationError(f"{path}: the evaluation set is empty")
+    if int(y.min()) < 0 or int(y.max()) >= spec.num_classes:
+        raise ValidationError(
+            f"{path}: labels must lie in 0..{spec.num_classes - 1} for data set '{spec.name}', "
+            f"got {int(y.min())}..{int(y.max())}"
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return np.ascontiguousarray(x), y.astype(np.int64), f"npz:{path.resolve()} sha256:{digest}"

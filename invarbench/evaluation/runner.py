@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from invarbench.evaluation.measure import aggregate, measure_batch, reliability_
 from invarbench.metrics.stats import MetricValue
 from invarbench.models.loading import load_model, resolve_local_file, sha256_file
 from invarbench.progress import ProgressFactory, no_progress
-from invarbench.store.db import RunProvenance, Store
+from invarbench.store.db import ResumedRun, RunProvenance, Store
 from invarbench.suites.schema import Suite, load_suite
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -31,6 +32,11 @@ class EvalOptions:
     seed: int | None = None  # None: the suite's seed
     device: str = "auto"
     data_dir: Path | None = None
+    # "npz:PATH": a custom evaluation set that replaces the images of the card's data set (which
+    # still selects the suite); see invarbench.data.read_custom_npz.
+    data: str | None = None
+    # Continue the newest unfinished run with the same model snapshot and provenance, if any.
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,8 +47,11 @@ class EvalOutcome:
     metrics: list[MetricValue]
     flags: list[str]
     examples: int
-    duration_s: float
+    duration_s: float  # seconds spent evaluating, summed over the attempts of a resumed run
     device: str
+    resumed: bool = False  # an unfinished run was continued (``EvalOptions.resume``)
+    batches_reused: int = 0  # batches that an earlier attempt had stored
+    peak_memory_bytes: int | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,6 +88,23 @@ def batch_seed(seed: int, batch_start: int) -> int:
     return (seed * 1_000_003 + batch_start) % (2**63)
 
 
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """Peak memory so far: CUDA's max allocated on a GPU, else the process's peak resident set size."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+
+
+def interrupted_message(card_id: str) -> str:
+    return (f"interrupted (KeyboardInterrupt): the completed batches are stored; continue with "
+            f"'invarbench eval {card_id} --resume' and the same options")
+
+
 def _model_file_sha(ref: CardRef) -> str:
     hub = ref.card.source.hub
     if hub is not None:
@@ -89,7 +115,14 @@ def _model_file_sha(ref: CardRef) -> str:
 def evaluate(
     ref: CardRef, store: Store, options: EvalOptions, progress: ProgressFactory = no_progress
 ) -> EvalOutcome:
-    """Evaluate the model of ``ref`` on its data set's suite and record the run in ``store``."""
+    """Evaluate the model of ``ref`` on its data set's suite and record the run in ``store``.
+
+    Every batch's measurements are committed in one transaction as soon as they are computed. With
+    ``options.resume`` the newest unfinished run with the same model snapshot, suite version, seed,
+    examples, batch size, device and code versions is continued: its stored batches are read back
+    instead of recomputed, so its metrics equal those of an uninterrupted run. A run that raises
+    (Ctrl-C included) is marked failed with the error, and can be resumed.
+    """
     card = ref.card
     suite = load_suite(options.suite, card.dataset)
     device = resolve_device(options.device)
@@ -99,7 +132,7 @@ def evaluate(
 
     model = load_model(ref, device)
     requested = suite.num_examples if options.limit is None else min(options.limit, suite.num_examples)
-    data = load_eval_data(card.dataset, data_dir=options.data_dir, limit=requested)
+    data = load_eval_data(card.dataset, data_dir=options.data_dir, limit=requested, custom=options.data)
     if tuple(data.x.shape[1:]) != model.input_shape:
         raise ValidationError(
             f"model card {ref.path} declares input size {list(model.input_shape)}, but data set "
@@ -119,29 +152,57 @@ def evaluate(
         device=device_name(device), seed=seed, batch_size=options.batch_size,
         examples_requested=requested, examples_effective=len(data),
     )
-    run_id = store.start_run(model_id, prov)
+    resumed: ResumedRun | None = store.resume_run(model_id, prov) if options.resume else None
+    if resumed is not None:
+        run_id, stored, spent_before = resumed.run_id, resumed.batches, resumed.duration_s
+    else:
+        run_id, stored, spent_before = store.start_run(model_id, prov), {}, 0.0
+    starts = range(0, len(data), options.batch_size)
+    unexpected = sorted(set(stored) - set(starts))
+    if unexpected:  # cannot happen for runs this code wrote: the batch size is part of the match
+        store.fail_run(run_id, f"stored batches at examples {unexpected} do not fit batch size {options.batch_size}")
+        raise InvarbenchError(f"run {run_id} cannot be resumed: its stored batches do not fit its batch size")
+
     started = time.perf_counter()
+
+    def spent() -> float:
+        return spent_before + (time.perf_counter() - started)
+
     try:
         per_example: dict[str, dict[str, list]] = {}
         advance = progress(f"{card.id} · {suite.name} v{suite.version}", len(data))
         flags = reliability_flags(model, data, suite, torch.Generator(device=device).manual_seed(seed))
-        for start in range(0, len(data), options.batch_size):
+        for start in starts:
             stop = min(start + options.batch_size, len(data))
-            gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
-            values = measure_batch(model, data, start, stop, suite, gen)
+            values = stored.get(start)
+            if values is None:
+                gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
+                values = measure_batch(model, data, start, stop, suite, gen)
+                store.add_examples(run_id, start, values, duration_s=spent(),
+                                   peak_memory_bytes=peak_memory_bytes(device))
             for measurement, fields in values.items():
-                store.add_examples(run_id, measurement, start, fields)
                 merged = per_example.setdefault(measurement, {})
                 for key, vals in fields.items():
                     merged.setdefault(key, []).extend(vals)
             advance(stop - start)
         metrics = aggregate(per_example, suite)
-        store.finish_run(run_id, metrics, flags)
+        duration = spent()
+        peak = peak_memory_bytes(device)
+        store.finish_run(run_id, metrics, flags, duration_s=duration, peak_memory_bytes=peak)
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, InvarbenchError) else f"{type(exc).__name__}: {exc}"
-        store.fail_run(run_id, message)
+        if isinstance(exc, KeyboardInterrupt):
+            message = interrupted_message(card.id)
+        elif isinstance(exc, InvarbenchError):
+            message = str(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        try:
+            store.fail_run(run_id, message, duration_s=spent(), peak_memory_bytes=peak_memory_bytes(device))
+        except Exception:  # noqa: BLE001 - the store may be what failed: keep the original error
+            pass
         raise
     return EvalOutcome(
         run_id=run_id, card_id=card.id, suite=suite, metrics=metrics, flags=flags, examples=len(data),
-        duration_s=time.perf_counter() - started, device=prov.device,
+        duration_s=duration, device=prov.device, resumed=resumed is not None,
+        batches_reused=len(stored), peak_memory_bytes=peak,
     )

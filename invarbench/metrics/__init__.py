@@ -1,5 +1,31 @@
 """Metrics and their uncertainty: pure functions over per-example values."""
 
-from invarbench.metrics.stats import MetricValue, proportion_metric
+from invarbench.metrics.calibration import (
+    batched_ece,
+    confidence_and_correct,
+    ece_from_confidence,
+    expected_calibration_error,
+)
+from invarbench.metrics.stats import (
+    MetricValue,
+    bootstrap,
+    ece_metric,
+    mean_metric,
+    median,
+    median_metric,
+    proportion_metric,
+)
 
-__all__ = ["MetricValue", "proportion_metric"]
+__all__ = [
+    "MetricValue",
+    "batched_ece",
+    "bootstrap",
+    "confidence_and_correct",
+    "ece_from_confidence",
+    "ece_metric",
+    "expected_calibration_error",
+    "mean_metric",
+    "median",
+    "median_metric",
+    "proportion_metric",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -41,3 +42,108 @@ def proportion_metric(name: str, outcomes: torch.Tensor) -> MetricValue:
     stderr = math.sqrt(p * (1 - p) / n) if n else math.nan
     lo, hi = wilson_interval(k, n)
     return MetricValue(name=name, value=p, stderr=stderr, ci_low=lo, ci_high=hi, n=n)
+
+
+# --- Means, medians and the bootstrap ---------------------------------------------------------
+
+DEFAULT_RESAMPLES = 2000
+_BOOTSTRAP_CHUNK_ELEMENTS = 1 << 22  # indices drawn at once (32 MiB of int64)
+
+
+def median(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """The sample median along ``dim``: the middle value, or the mean of the two middle values
+    for an even count (``torch.median`` returns the lower one). ``inf`` values sort last and
+    propagate; there must be no NaN."""
+    v = values.sort(dim=dim).values
+    n = v.shape[dim]
+    lo = v.narrow(dim, (n - 1) // 2, 1)
+    hi = v.narrow(dim, n // 2, 1)
+    return ((lo + hi) / 2).squeeze(dim) if n % 2 == 0 else lo.squeeze(dim)
+
+
+def bootstrap(
+    values: torch.Tensor | tuple[torch.Tensor, ...],
+    statistic: Callable[..., torch.Tensor],
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Bootstrap replicates of ``statistic`` (float64, on the CPU).
+
+    ``values`` is one tensor ``[n]`` or a tuple of aligned tensors ``[n]`` (resampled together);
+    ``statistic`` maps resampled tensors ``[B, n]`` to ``[B]``. The resampling indices come from
+    a CPU ``torch.Generator`` seeded with ``seed``, so the replicates are deterministic.
+    """
+    cols = (values,) if isinstance(values, torch.Tensor) else tuple(values)
+    cols = tuple(c.detach().flatten().to("cpu", torch.float64) for c in cols)
+    n = cols[0].numel()
+    if n == 0 or n_resamples < 1:
+        return torch.empty(0, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(int(seed))
+    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
+    out = []
+    for start in range(0, n_resamples, chunk):
+        b = min(chunk, n_resamples - start)
+        idx = torch.randint(0, n, (b, n), generator=gen)
+        out.append(statistic(*(c[idx] for c in cols)).to(torch.float64))
+    return torch.cat(out)
+
+
+def _percentile_interval(replicates: torch.Tensor, level: float = 0.95) -> tuple[float, float]:
+    """The bootstrap percentile interval, with order statistics rounded outward (no interpolation,
+    so infinite replicates are handled)."""
+    r = replicates.sort().values
+    b = r.numel()
+    tail = (1 - level) / 2
+    lo = r[max(0, math.floor(tail * (b - 1)))]
+    hi = r[min(b - 1, math.ceil((1 - tail) * (b - 1)))]
+    return float(lo), float(hi)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def mean_metric(name: str, values: torch.Tensor) -> MetricValue:
+    """A mean of per-example (or per-pair) values: standard error ``s / sqrt(n)`` (s with n - 1)
+    and the normal 95 % interval ``mean +- 1.96 * stderr``; no interval when n < 2."""
+    v = values.detach().flatten().to("cpu", torch.float64)
+    n = int(v.numel())
+    if n == 0:
+        return MetricValue(name=name, value=math.nan, stderr=None, ci_low=None, ci_high=None, n=0)
+    mean = float(v.mean())
+    if n < 2:
+        return MetricValue(name=name, value=mean, stderr=None, ci_low=None, ci_high=None, n=n)
+    se = float(v.std(unbiased=True)) / math.sqrt(n)
+    return MetricValue(name=name, value=mean, stderr=se, ci_low=mean - _Z95 * se, ci_high=mean + _Z95 * se, n=n)
+
+
+def median_metric(name: str, values: torch.Tensor, *, seed: int = 0,
+                  n_resamples: int = DEFAULT_RESAMPLES) -> MetricValue:
+    """A median (``inf`` values allowed, e.g. "no adversarial example found"): the bootstrap
+    standard error (std of the replicate medians; ``None`` when some are infinite) and the 95 %
+    bootstrap percentile interval (bounds may be ``inf``)."""
+    v = values.detach().flatten().to("cpu", torch.float64)
+    n = int(v.numel())
+    if n == 0:
+        return MetricValue(name=name, value=math.nan, stderr=None, ci_low=None, ci_high=None, n=0)
+    reps = bootstrap(v, median, n_resamples=n_resamples, seed=seed)
+    lo, hi = _percentile_interval(reps)
+    se = _finite_or_none(float(reps.std(unbiased=True))) if bool(torch.isfinite(reps).all()) else None
+    return MetricValue(name=name, value=float(median(v)), stderr=se, ci_low=lo, ci_high=hi, n=n)
+
+
+def ece_metric(name: str, confidence: torch.Tensor, correct: torch.Tensor, *, n_bins: int = 15, seed: int = 0,
+               n_resamples: int = DEFAULT_RESAMPLES) -> MetricValue:
+    """ECE (see :mod:`invarbench.metrics.calibration`) with a bootstrap standard error and 95 %
+    percentile interval over examples."""
+    from invarbench.metrics.calibration import batched_ece, ece_from_confidence
+
+    n = int(confidence.numel())
+    if n == 0:
+        return MetricValue(name=name, value=math.nan, stderr=None, ci_low=None, ci_high=None, n=0)
+    value = ece_from_confidence(confidence, correct, n_bins)
+    reps = bootstrap((confidence, correct), lambda c, k: batched_ece(c, k, n_bins), n_resamples=n_resamples,
+                     seed=seed)
+    lo, hi = _percentile_interval(reps)
+    return MetricValue(name=name, value=value, stderr=float(reps.std(unbiased=True)), ci_low=lo, ci_high=hi, n=n)

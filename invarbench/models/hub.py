@@ -1,8 +1,11 @@
 """Downloading model files from the Hugging Face Hub at a pinned revision (an I/O edge).
 
-``hf_hub_download`` and its cache do the work (``HF_HUB_OFFLINE=1`` and ``HF_HOME`` /
-``HF_HUB_CACHE`` are honoured). The file's size is capped and its sha256 checked before
-anything reads it as a model.
+``hf_hub_download`` and its cache do the work. Unlike huggingface_hub itself, which reads its
+environment once at import, the cache folder and offline mode are resolved here at every call:
+``HF_HUB_CACHE`` (or ``HUGGINGFACE_HUB_CACHE``), else ``$HF_HOME/hub``, else
+``$XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``; ``HF_HUB_OFFLINE=1``
+means the cache only. The file's size is capped and its sha256 checked before anything reads
+it as a model.
 """
 
 from __future__ import annotations
@@ -14,22 +17,70 @@ from invarbench.cards.schema import HubSource
 from invarbench.errors import InvarbenchError, NotFoundError, ValidationError
 
 MAX_FILE_BYTES_ENV = "INVARBENCH_MAX_MODEL_BYTES"
-DEFAULT_MAX_FILE_BYTES = 2 * 1024**3  # 2 GiB: larger than any model of the literature's zoos
+DEFAULT_MAX_FILE_BYTES = 2 * 1024**3  # 2 GiB: larger than any model of the literature's zoos (WRN-70-16: 1.1 GB)
+
+_TRUE = ("1", "true", "yes", "on")
 
 
 def max_file_bytes() -> int:
-    value = os.environ.get(MAX_FILE_BYTES_ENV)
-    return int(value) if value else DEFAULT_MAX_FILE_BYTES
+    """The size cap for a model file: ``$INVARBENCH_MAX_MODEL_BYTES`` or 2 GiB."""
+    value = os.environ.get(MAX_FILE_BYTES_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_FILE_BYTES
+    try:
+        limit = int(value)
+    except ValueError:
+        raise ValidationError(f"{MAX_FILE_BYTES_ENV} must be a number of bytes, got '{value}'") from None
+    if limit <= 0:
+        raise ValidationError(f"{MAX_FILE_BYTES_ENV} must be positive, got {limit}")
+    return limit
 
 
-def _too_large(size: int, limit: int, where: str, name: str) -> ValidationError:
+def too_large(size: int, limit: int, where: str, name: str) -> ValidationError:
     return ValidationError(
         f"{where}: {name} is {size:,} bytes, over the {limit:,}-byte limit "
         f"(raise it with {MAX_FILE_BYTES_ENV} if the model really is this large)"
     )
 
 
-def download_model_file(hub: HubSource, *, where: str) -> Path:
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set now (huggingface_hub itself only looks at import time)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face Hub cache folder, resolved from the environment now."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.path.expandvars(os.environ[var])).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+def _repo_folder(cache_dir: Path, repo_id: str) -> Path:
+    return cache_dir / ("models--" + repo_id.replace("/", "--"))
+
+
+def _offline_miss(hub: HubSource, cache_dir: Path, where: str) -> NotFoundError:
+    """Say precisely what the cache lacks: the repository, the revision or the file."""
+    target = f"'{hub.file}' of {hub.repo_id}@{hub.revision[:12]}"
+    repo = _repo_folder(cache_dir, hub.repo_id)
+    if not repo.is_dir():
+        what = f"the cache {cache_dir} has nothing of {hub.repo_id}"
+    elif not (repo / "snapshots" / hub.revision).is_dir():
+        what = f"the cache {cache_dir} has {hub.repo_id} but not its revision {hub.revision}"
+    else:
+        what = f"the cache {cache_dir} has revision {hub.revision[:12]} of {hub.repo_id} but not the file '{hub.file}'"
+    return NotFoundError(
+        f"{where}: {target} is not in the Hugging Face cache and the Hub cannot be reached ({what}; "
+        "HF_HUB_OFFLINE is set or there is no network). Download it once online, or point HF_HUB_CACHE "
+        "at a cache that holds it."
+    )
+
+
+def download_model_file(hub: HubSource, *, where: str, cache_dir: Path | str | None = None) -> Path:
     """Fetch ``hub.file`` at ``hub.revision`` into the Hub cache, check size and sha256, return its path."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
@@ -41,36 +92,48 @@ def download_model_file(hub: HubSource, *, where: str) -> Path:
         RevisionNotFoundError,
     )
 
-    from invarbench.models.loading import verify_sha256
+    from invarbench.models.files import verify_sha256
 
     limit = max_file_bytes()
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    offline = hub_offline()
+    cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
     target = f"'{hub.file}' of {hub.repo_id}@{hub.revision[:12]}"
+    kwargs = dict(revision=hub.revision, cache_dir=str(cache), local_files_only=offline)
     try:
         if not offline:
-            info = hf_hub_download(hub.repo_id, hub.file, revision=hub.revision, dry_run=True)
+            info = hf_hub_download(hub.repo_id, hub.file, dry_run=True, **kwargs)
             size = getattr(info, "file_size", None)
             if size is not None and size > limit:
-                raise _too_large(size, limit, where, hub.file)
-        local = Path(hf_hub_download(hub.repo_id, hub.file, revision=hub.revision))
+                raise too_large(size, limit, where, hub.file)
+        local = Path(hf_hub_download(hub.repo_id, hub.file, **kwargs))
     except LocalEntryNotFoundError:
-        raise NotFoundError(
-            f"{where}: {target} is not in the Hugging Face cache and the Hub cannot be reached "
-            "(HF_HUB_OFFLINE is set or there is no network). Download it once online, or point "
-            "HF_HUB_CACHE at a cache that holds it."
-        ) from None
+        raise _offline_miss(hub, cache, where) from None
     except GatedRepoError:
-        raise InvarbenchError(f"{where}: {hub.repo_id} is gated: log in with 'hf auth login' after accepting its terms") from None
+        raise InvarbenchError(
+            f"{where}: {hub.repo_id} is gated: accept its terms on the Hub, then log in with 'hf auth login'"
+        ) from None
     except RepositoryNotFoundError:
-        raise NotFoundError(f"{where}: Hub repository '{hub.repo_id}' not found (or private)") from None
+        raise NotFoundError(
+            f"{where}: Hub repository '{hub.repo_id}' not found (or private: log in with 'hf auth login')"
+        ) from None
     except RevisionNotFoundError:
-        raise NotFoundError(f"{where}: revision {hub.revision} not found in '{hub.repo_id}'") from None
+        raise NotFoundError(
+            f"{where}: revision {hub.revision} not found in '{hub.repo_id}': check source.hub.revision "
+            "against the repository's commit history"
+        ) from None
     except EntryNotFoundError:
-        raise NotFoundError(f"{where}: file '{hub.file}' not found in {hub.repo_id}@{hub.revision[:12]}") from None
+        raise NotFoundError(
+            f"{where}: file '{hub.file}' not found in {hub.repo_id} at revision {hub.revision[:12]}: "
+            "check source.hub.file"
+        ) from None
     except HfHubHTTPError as exc:
-        raise InvarbenchError(f"{where}: the Hub refused the download of {target}: {exc}") from None
+        raise InvarbenchError(f"{where}: the Hub refused the download of {target}: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        raise InvarbenchError(f"{where}: could not store {target} in the Hub cache {cache}: {exc}") from None
+    if not local.is_file():
+        raise NotFoundError(f"{where}: the Hub cache entry for {target} is not a file: {local}")
     size = local.stat().st_size
     if size > limit:
-        raise _too_large(size, limit, where, hub.file)
+        raise too_large(size, limit, where, hub.file)
     verify_sha256(local, hub.sha256, where)
     return local

@@ -1,13 +1,13 @@
 """Loading a model named by a card (an I/O edge).
 
-A submitted file is untrusted: its checksum is verified before anything is deserialised, and
-only formats that cannot run code are accepted (safetensors weights with a registered
-architecture; a ``torch.export`` program). Nothing is ever unpickled.
+A submitted file is untrusted. Its size is capped and its sha256 verified before anything
+deserialises it, and only formats that cannot run code are accepted: ``safetensors`` weights
+for a registered architecture, or a ``torch.export`` program checked by
+:mod:`invarbench.models.safe_export`. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -16,60 +16,98 @@ from torch import nn
 from invarbench.cards.catalog import CardRef
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.models.architectures import build_architecture
+from invarbench.models.files import sha256_file, verify_sha256
+from invarbench.models.hub import max_file_bytes, too_large
 from invarbench.models.wrapper import ModelWrapper
 
+__all__ = [
+    "load_model", "load_module", "model_file", "resolve_local_file", "sha256_file", "strip_prefixes",
+    "load_state_dict_checked", "verify_sha256",
+]
+
 _STRIP_PREFIXES = ("module.", "model.")
+# Batch-norm step counters only matter for training; checkpoints of old PyTorch versions lack them.
+_OPTIONAL_SUFFIXES = (".num_batches_tracked",)
+_SHOW_KEYS = 6
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _where(ref: CardRef) -> str:
+    return f"model card {ref.path}"
 
 
 def resolve_local_file(ref: CardRef) -> Path:
     """The weights file of a ``source.path`` card, checked to exist and to stay in the card's folder."""
-    assert ref.card.source.path is not None
+    if ref.card.source.path is None:
+        raise ValidationError(f"{_where(ref)}: the card has no local source.path")
     folder = ref.folder.resolve()
     path = (folder / ref.card.source.path).resolve()
     if not path.is_relative_to(folder):
-        raise ValidationError(f"model card {ref.path}: source.path must stay inside the card's folder")
+        raise ValidationError(f"{_where(ref)}: source.path must stay inside the card's folder (it resolves to {path})")
     if not path.is_file():
-        raise NotFoundError(f"model card {ref.path}: weights file not found: {path}")
+        raise NotFoundError(f"{_where(ref)}: model file not found: {path}")
     return path
 
 
-def verify_sha256(path: Path, expected: str | None, where: str) -> str:
-    actual = sha256_file(path)
-    if expected is not None and actual != expected:
-        raise ValidationError(
-            f"{where}: checksum mismatch for {path.name}: the card says sha256 {expected}, "
-            f"the file has {actual}. The file is not the one the card registered; nothing was loaded."
-        )
-    return actual
+def model_file(ref: CardRef) -> Path:
+    """The card's model file on disk: downloaded from the Hub or local; size-capped and checksummed."""
+    hub = ref.card.source.hub
+    if hub is not None:
+        from invarbench.models.hub import download_model_file
+
+        return download_model_file(hub, where=_where(ref))
+    path = resolve_local_file(ref)
+    limit = max_file_bytes()
+    size = path.stat().st_size
+    if size > limit:
+        raise too_large(size, limit, _where(ref), path.name)
+    verify_sha256(path, ref.card.source.sha256, _where(ref))
+    return path
 
 
 def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Remove a common ``module.`` / ``model.`` prefix (DataParallel, wrappers) from every key."""
-    for prefix in _STRIP_PREFIXES:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _STRIP_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                changed = True
     return state
 
 
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOW_KEYS])
+    return shown + (f" and {len(keys) - _SHOW_KEYS} more" if len(keys) > _SHOW_KEYS else "")
+
+
 def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    result = module.load_state_dict(strip_prefixes(state), strict=False)
+    """Load ``state`` into ``module`` strictly, with one clear message for missing, unexpected or misshaped keys."""
+    state = strip_prefixes(state)
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [
+        f"{k} (file {tuple(state[k].shape)}, architecture {tuple(expected[k].shape)})"
+        for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     problems = []
-    if result.missing_keys:
-        problems.append(f"missing keys: {', '.join(result.missing_keys[:8])}"
-                        + (" ..." if len(result.missing_keys) > 8 else ""))
-    if result.unexpected_keys:
-        problems.append(f"unexpected keys: {', '.join(result.unexpected_keys[:8])}"
-                        + (" ..." if len(result.unexpected_keys) > 8 else ""))
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+    if misshaped:
+        problems.append(f"{len(misshaped)} keys of another shape: {_listing(misshaped)}")
     if problems:
-        raise ValidationError(f"{where}: the weights do not match the architecture ({'; '.join(problems)})")
+        raise ValidationError(
+            f"{where}: the weights do not match the architecture ({'; '.join(problems)}). Check "
+            "architecture.name and its kwargs (e.g. num_classes, depth), or the checkpoint's key names"
+        )
+    non_float = [k for k, v in state.items() if expected[k].is_floating_point() and not v.is_floating_point()]
+    if non_float:
+        raise ValidationError(f"{where}: the weights hold integer tensors where the architecture has floats: "
+                              f"{_listing(non_float)}")
+    module.load_state_dict(state, strict=False)  # strictness checked above; optional counters may be absent
 
 
 def _load_safetensors(path: Path, ref: CardRef) -> nn.Module:
@@ -77,44 +115,43 @@ def _load_safetensors(path: Path, ref: CardRef) -> nn.Module:
     from safetensors.torch import load_file
 
     arch = ref.card.architecture
-    assert arch is not None
+    if arch is None:  # the schema requires it; a guard for hand-built CardRefs
+        raise ValidationError(f"{_where(ref)}: format 'safetensors' needs an 'architecture'")
     module = build_architecture(arch.name, **arch.kwargs)
     try:
         state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise ValidationError(f"model card {ref.path}: {path.name} is not a valid safetensors file ({exc})") from None
-    try:
-        load_state_dict_checked(module, state, f"model card {ref.path}")
-    except RuntimeError as exc:  # shape mismatches
-        raise ValidationError(f"model card {ref.path}: the weights do not fit the architecture: {exc}") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValidationError(
+            f"{_where(ref)}: {path.name} is not a valid safetensors file ({' '.join(str(exc).split())}). "
+            "Pickled checkpoints (.pt, .pth, .bin) are never loaded: convert the state dict with "
+            "safetensors.torch.save_file, or use 'invarbench pack'"
+        ) from None
+    load_state_dict_checked(module, state, _where(ref))
     return module
 
 
 def _load_torch_export(path: Path, ref: CardRef) -> nn.Module:
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - any failure to read the archive is the file's fault
-        raise ValidationError(f"model card {ref.path}: {path.name} is not a valid torch.export program ({exc})") from None
-    return program.module()
+    from invarbench.models.safe_export import load_exported_module
+
+    return load_exported_module(path, _where(ref), max_file_bytes())
+
+
+def load_module(path: Path, ref: CardRef) -> nn.Module:
+    """Deserialise the (already verified) file at ``path`` in the card's format."""
+    if ref.card.format == "safetensors":
+        return _load_safetensors(path, ref)
+    if ref.card.format == "torch-export":
+        return _load_torch_export(path, ref)
+    raise ValidationError(f"{_where(ref)}: unknown format '{ref.card.format}'")  # pragma: no cover - schema
 
 
 def load_model(ref: CardRef, device: torch.device | str = "cpu") -> ModelWrapper:
-    """Load, verify and wrap the model of ``ref`` on ``device``."""
+    """Load, verify and wrap the model of ``ref`` on ``device``; check its logits' shape."""
     card = ref.card
-    if card.source.hub is not None:
-        from invarbench.models.hub import download_model_file
-
-        path = download_model_file(card.source.hub, where=f"model card {ref.path}")
-    else:
-        path = resolve_local_file(ref)
-        verify_sha256(path, card.source.sha256, f"model card {ref.path}")
-    if card.format == "safetensors":
-        module = _load_safetensors(path, ref)
-    else:
-        module = _load_torch_export(path, ref)
+    module = load_module(model_file(ref), ref)
     pre = card.preprocessing
     wrapper = ModelWrapper(
         module, num_classes=card.num_classes, input_shape=pre.input_size, mean=pre.mean, std=pre.std
     ).to(device)
-    wrapper.check_output_shape(device)
+    wrapper.check_output_shape(device, where=_where(ref))
     return wrapper

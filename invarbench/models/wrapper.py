@@ -1,8 +1,9 @@
 """The model wrapper: what every measurement sees of a model.
 
 It owns the preprocessing (inputs are always images in [0, 1]; mean/std normalisation happens
-here, never in an attack), puts the model in eval mode with frozen parameters, and checks the
-input range and the logit shape.
+here, never in an attack), puts the model in eval mode with frozen parameters, checks the input
+shape and range on every call (unless an attack loop vouches for them with
+:meth:`ModelWrapper.trusted_inputs`), and checks the logit shape once at load time.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class ModelWrapper(nn.Module):
 
     @contextlib.contextmanager
     def trusted_inputs(self) -> Iterator[None]:
-        """Skip the per-call input range check (for attack loops that clip their own iterates)."""
+        """Skip the per-call input shape and range checks (for attack loops that clip their own iterates)."""
         previous, self.check_inputs = self.check_inputs, False
         try:
             yield
@@ -68,27 +69,43 @@ class ModelWrapper(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.check_inputs:
+            check_input_shape(x, self.input_shape)
             check_input_range(x)
         if not self._identity_norm:
             x = (x - self.mean) / self.std
         return self.model(x)
 
-    def check_output_shape(self, device: torch.device | str = "cpu") -> None:
-        """Run a batch of two zero images of the card's input size and check the logit shape."""
-        probe = torch.zeros((2, *self.input_shape), device=device)
+    def check_output_shape(self, device: torch.device | str = "cpu", *, where: str | None = None) -> None:
+        """Run a batch of two mid-grey images of the card's input size and check the logit shape.
+
+        ``where`` (e.g. "model card PATH") prefixes the error message.
+        """
+        prefix = f"{where}: " if where else ""
+        probe = torch.full((2, *self.input_shape), 0.5, device=device)
         with torch.no_grad():
             try:
                 out = self(probe)
-            except RuntimeError as exc:
+            except (RuntimeError, AssertionError, ValueError, TypeError, IndexError) as exc:
+                detail = " ".join(str(exc).split())[:300]
                 raise ModelOutputError(
-                    f"the model fails on a batch of input size {tuple(self.input_shape)}: {exc}"
+                    f"{prefix}the model fails on a batch of 2 inputs of size {list(self.input_shape)} "
+                    f"({type(exc).__name__}: {detail}): check preprocessing.input_size in the card"
                 ) from None
         if not isinstance(out, torch.Tensor) or out.shape != (2, self.num_classes):
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ModelOutputError(
-                f"the model returns {shape} for a batch of 2 inputs of size {self.input_shape}; "
-                f"expected (2, {self.num_classes}) logits: check num_classes and the input size in the card"
+                f"{prefix}the model returns {shape} for a batch of 2 inputs of size {list(self.input_shape)}; "
+                f"expected [2, {self.num_classes}] logits: check num_classes and the architecture's kwargs in the card"
             )
+        if not out.is_floating_point():
+            raise ModelOutputError(f"{prefix}the model returns {out.dtype} values; expected floating-point logits")
+
+
+def check_input_shape(x: torch.Tensor, input_shape: tuple[int, ...]) -> None:
+    if x.dim() != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape):
+        raise ValidationError(
+            f"model inputs must be a batch of images of size {list(input_shape)}, got a tensor of shape {list(x.shape)}"
+        )
 
 
 def check_input_range(x: torch.Tensor) -> None:

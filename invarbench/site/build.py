@@ -40,11 +40,27 @@ class LeaderboardRow:
 class DatasetBoard:
     dataset: str
     rows: list[LeaderboardRow]
+    columns: list[Column]
 
 
+@dataclass(frozen=True)
+class Column:
+    metric: str
+    label: str
+    percent: bool  # a proportion shown as a percentage; otherwise a plain number
+
+
+# Every stable metric name, in the order the leaderboard shows them. A board shows the columns
+# for which at least one of its runs has a value.
 COLUMNS = (
-    ("clean_accuracy", "Clean accuracy"),
-    ("robust_accuracy_linf", "Robust accuracy (PGD L∞)"),
+    Column("clean_accuracy", "Clean accuracy", True),
+    Column("robust_accuracy_linf", "Robust accuracy (PGD L∞)", True),
+    Column("robust_accuracy_l2", "Robust accuracy (PGD L2)", True),
+    Column("median_min_l2_distance", "Median min. L2 distance", False),
+    Column("nspgd_closure", "NSPGD closure", False),
+    Column("nspgd_target_distance_l2", "NSPGD distance to target (L2)", False),
+    Column("path_width", "Path width", False),
+    Column("ece", "ECE", False),
 )
 
 
@@ -69,7 +85,10 @@ def leaderboard(store: Store) -> list[DatasetBoard]:
 
         return (-get("robust_accuracy_linf"), -get("clean_accuracy"))
 
-    return [DatasetBoard(name, sorted(rows, key=rank)) for name, rows in sorted(boards.items())]
+    return [
+        DatasetBoard(name, sorted(rows, key=rank), [c for c in COLUMNS if any(c.metric in r.metrics for r in rows)])
+        for name, rows in sorted(boards.items())
+    ]
 
 
 def build_site(store: Store, out: Path) -> Path:
@@ -77,7 +96,6 @@ def build_site(store: Store, out: Path) -> Path:
     env = Environment(loader=PackageLoader("invarbench.site", "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
         boards=leaderboard(store),
-        columns=COLUMNS,
         version=invarbench.__version__,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )

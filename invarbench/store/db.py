@@ -1,24 +1,52 @@
-"""Opening the store and reading and writing runs."""
+"""Opening the store and reading and writing runs.
+
+One :class:`Store` per database URL: ``sqlite:///PATH`` (the default, a file under
+``$XDG_DATA_HOME/invarbench``) or ``postgresql://USER@HOST/DB`` (needs ``invarbench[postgres]``).
+Opening it brings the schema up to the newest migration (:mod:`invarbench.store.migrate`).
+
+Many writers: every write is one short transaction. On SQLite the database runs in WAL mode,
+writes take the write lock when they begin (``BEGIN IMMEDIATE``, so a transaction never has to
+upgrade a read lock, which SQLite cannot wait for), wait up to 30 s for another writer
+(``busy_timeout``), and are retried if the lock is still taken after that.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import math
+import mimetypes
 import os
-from collections.abc import Iterator, Sequence
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import create_engine, event, select
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy import create_engine, delete, event, select
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from invarbench.errors import InvarbenchError, NotFoundError, ValidationError
-from invarbench.metrics.stats import MetricValue
-from invarbench.store.schema import Base, ExampleRecord, MetricRecord, ModelRecord, RunRecord
+from invarbench.store import migrate
+from invarbench.store.schema import ArtifactRecord, ExampleRecord, MetricRecord, ModelRecord, RunRecord
+
+if TYPE_CHECKING:  # the store does not need torch, and importing it stays cheap
+    from invarbench.metrics.stats import MetricValue
 
 DB_ENV = "INVARBENCH_DB"
+BUSY_TIMEOUT_MS = 30_000
+WRITE_RETRIES = 8
+# A "running" run whose process is on another machine counts as abandoned after this long without a write.
+STALE_AFTER = timedelta(hours=1)
+
+# batch_start -> measurement -> field -> per-example values
+StoredBatches = dict[int, dict[str, dict[str, list]]]
+T = TypeVar("T")
 
 
 def default_db_path() -> Path:
@@ -32,12 +60,44 @@ def default_db_url() -> str:
     return os.environ.get(DB_ENV) or f"sqlite:///{default_db_path()}"
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+def _on_connect_sqlite(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+    # SQLAlchemy, not the sqlite3 module, decides when transactions begin (see _on_begin_sqlite).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-    cur.execute("PRAGMA busy_timeout=30000")  # wait for another writer instead of failing
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # wait for another writer instead of failing
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _on_begin_sqlite(conn) -> None:  # noqa: ANN001 - a SQLAlchemy Connection
+    mode = conn.get_execution_options().get("invarbench_begin", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def _normalise_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ValidationError(
+            f"invalid database URL '{raw}': use sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from None
+    if url.drivername in ("postgresql", "postgres"):  # psycopg 3 is the driver invarbench ships for
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def redact(url: str | URL) -> str:
+    """The URL as it may be shown: without its password."""
+    try:
+        return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return str(url)
+
+
+def _is_locked(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 @dataclass(frozen=True)
@@ -55,39 +115,129 @@ class RunProvenance:
     examples_effective: int
 
 
-class Store:
-    """A results database at ``url`` (created on first use)."""
+@dataclass(frozen=True)
+class ResumedRun:
+    """An unfinished run taken over by this process, with what it had already stored."""
 
-    def __init__(self, url: str | None = None) -> None:
+    run_id: int
+    batches: StoredBatches
+    duration_s: float  # seconds its earlier attempts spent, up to their last stored batch
+    peak_memory_bytes: int | None
+    attempts: int  # including this one
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None, updated_at: datetime | None) -> bool:
+    """Whether the process that last worked on a 'running' run may still be working on it."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid_text = owner.rpartition(":")
+    if host != socket.gethostname():
+        return updated_at is not None and datetime.now(timezone.utc) - _aware(updated_at) < STALE_AFTER
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+class Store:
+    """A results database at ``url``, created or upgraded to the newest schema when opened.
+
+    ``migrate_schema=False`` opens it as it is (what ``invarbench db status`` does).
+    """
+
+    def __init__(self, url: str | None = None, *, migrate_schema: bool = True) -> None:
         self.url = url or default_db_url()
-        try:
-            parsed = make_url(self.url)
-        except ArgumentError:
-            raise ValidationError(
-                f"invalid database URL '{self.url}': use sqlite:///PATH or postgresql://USER@HOST/DB"
-            ) from None
+        parsed = _normalise_url(self.url)
+        self.backend = parsed.get_backend_name()
         kwargs: dict = {}
-        if parsed.get_backend_name() == "sqlite":
+        if self.backend == "sqlite":
             database = parsed.database
             if database and database != ":memory:":
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000}
+        elif self.backend == "postgresql":
+            kwargs["pool_pre_ping"] = True
         try:
-            self.engine: Engine = create_engine(self.url, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - unknown dialect, missing driver
-            raise ValidationError(f"cannot open database '{self.url}': {exc}") from None
-        if parsed.get_backend_name() == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        try:
-            Base.metadata.create_all(self.engine)
-        except OperationalError as exc:
-            raise InvarbenchError(f"cannot open database '{self.url}': {exc.orig}") from None
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except ModuleNotFoundError as exc:
+            hint = " (install it with: pip install 'invarbench[postgres]')" if self.backend == "postgresql" else ""
+            raise ValidationError(
+                f"cannot open database '{redact(parsed)}': its driver '{exc.name}' is not installed{hint}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - unknown dialect
+            raise ValidationError(f"cannot open database '{redact(parsed)}': {exc}") from None
+        if self.backend == "sqlite":
+            event.listen(self.engine, "connect", _on_connect_sqlite)
+            event.listen(self.engine, "begin", _on_begin_sqlite)
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(self.engine.execution_options(invarbench_begin="IMMEDIATE"),
+                                    expire_on_commit=False)
+        if migrate_schema:
+            self.upgrade()
 
+    def display_url(self) -> str:
+        return redact(_normalise_url(self.url))
+
+    # --- schema --------------------------------------------------------------------------
+    def _guard(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except OperationalError as exc:
+            raise InvarbenchError(f"cannot use database '{self.display_url()}': {str(exc.orig).strip()}") from None
+
+    def upgrade(self) -> list[str]:
+        """Apply pending migrations (none if up to date); return the revisions applied."""
+        return self._guard(lambda: self._retry(lambda: migrate.upgrade(self.engine)))
+
+    def schema_status(self) -> migrate.SchemaStatus:
+        return self._guard(lambda: migrate.status(self.engine))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- sessions ------------------------------------------------------------------------
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+        """A read (or read-mostly) transaction."""
+        with self._reads.begin() as session:
             yield session
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A write transaction: on SQLite it holds the write lock from its first statement."""
+        with self._writes.begin() as session:
+            yield session
+
+    def _retry(self, unit: Callable[[], T]) -> T:
+        """Run a unit of work (one transaction), again if SQLite's lock outlasted the busy timeout."""
+        for attempt in range(WRITE_RETRIES):
+            try:
+                return unit()
+            except OperationalError as exc:
+                if self.backend != "sqlite" or not _is_locked(exc) or attempt == WRITE_RETRIES - 1:
+                    raise
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+        raise AssertionError("unreachable")
+
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        def unit() -> T:
+            with self.write_session() as s:
+                return fn(s)
+
+        return self._guard(lambda: self._retry(unit))
 
     # --- writing -------------------------------------------------------------------------
     def upsert_model(
@@ -103,16 +253,21 @@ class Store:
         hub_revision: str | None,
         training_method: str,
     ) -> int:
-        with self.session() as s:
-            existing = s.scalar(
-                select(ModelRecord).where(
+        """The id of this model snapshot (card hash + file hash), added if new."""
+
+        def find(s: Session) -> int | None:
+            return s.scalar(
+                select(ModelRecord.id).where(
                     ModelRecord.card_id == card_id,
                     ModelRecord.card_sha256 == card_sha256,
                     ModelRecord.file_sha256 == file_sha256,
                 )
             )
+
+        def add(s: Session) -> int:
+            existing = find(s)
             if existing is not None:
-                return existing.id
+                return existing
             record = ModelRecord(
                 card_id=card_id, name=name, dataset=dataset, card_yaml=card_yaml, card_sha256=card_sha256,
                 file_sha256=file_sha256, hub_repo=hub_repo, hub_revision=hub_revision,
@@ -122,78 +277,266 @@ class Store:
             s.flush()
             return record.id
 
-    def start_run(self, model_id: int, prov: RunProvenance) -> int:
-        with self.session() as s:
+        try:
+            return self._write(add)
+        except IntegrityError:  # another process added the same snapshot at the same moment
+            found = self._write(find)
+            assert found is not None
+            return found
+
+    def start_run(self, model_id: int, prov: RunProvenance, *, uid: str | None = None) -> int:
+        """A new run in status 'running', owned by this process."""
+
+        def add(s: Session) -> int:
+            now = datetime.now(timezone.utc)
             run = RunRecord(
-                model_id=model_id, status="running", flags=[], started_at=datetime.now(timezone.utc),
-                **prov.__dict__,
+                uid=uid or str(uuid.uuid4()), model_id=model_id, status="running", flags=[], started_at=now,
+                updated_at=now, owner=process_owner(), attempts=1, **prov.__dict__,
             )
             s.add(run)
             s.flush()
             return run.id
 
-    def add_examples(self, run_id: int, measurement: str, batch_start: int, values: dict[str, list]) -> None:
-        with self.session() as s:
-            s.add(ExampleRecord(run_id=run_id, measurement=measurement, batch_start=batch_start, values=values))
+        return self._write(add)
 
-    def finish_run(self, run_id: int, metrics: Sequence[MetricValue], flags: Sequence[str]) -> None:
+    def resume_run(self, model_id: int, prov: RunProvenance) -> ResumedRun | None:
+        """Take over the newest unfinished run with exactly this model snapshot and provenance.
+
+        Unfinished: 'failed', or 'running' with no live process behind it (see
+        :func:`_owner_alive`). Returns None when there is none; the run is then 'running' again,
+        owned by this process, with its stored batches.
+        """
+
+        def claim(s: Session) -> ResumedRun | None:
+            q = (
+                select(RunRecord)
+                .where(RunRecord.model_id == model_id, RunRecord.status.in_(("running", "failed")))
+                .where(*(getattr(RunRecord, k).is_not_distinct_from(v) for k, v in prov.__dict__.items()))
+                .order_by(RunRecord.id.desc())
+            )
+            if self.backend == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            for run in s.scalars(q):
+                if run.status == "running" and _owner_alive(run.owner, run.updated_at):
+                    continue
+                run.status = "running"
+                run.error = None
+                run.finished_at = None
+                run.owner = process_owner()
+                run.updated_at = datetime.now(timezone.utc)
+                run.attempts = (run.attempts or 1) + 1
+                return ResumedRun(run_id=run.id, batches=self._batches(s, run.id), duration_s=run.duration_s or 0.0,
+                                  peak_memory_bytes=run.peak_memory_bytes, attempts=run.attempts)
+            return None
+
+        return self._write(claim)
+
+    @staticmethod
+    def _batches(s: Session, run_id: int) -> StoredBatches:
+        batches: StoredBatches = {}
+        rows = s.execute(
+            select(ExampleRecord.batch_start, ExampleRecord.measurement, ExampleRecord.values)
+            .where(ExampleRecord.run_id == run_id)
+            .order_by(ExampleRecord.batch_start, ExampleRecord.measurement)
+        )
+        for start, measurement, values in rows:
+            batches.setdefault(start, {})[measurement] = values
+        return batches
+
+    def stored_batches(self, run_id: int) -> StoredBatches:
+        """Every stored batch of a run: batch_start -> measurement -> field -> values."""
         with self.session() as s:
+            return self._batches(s, run_id)
+
+    def add_examples(
+        self,
+        run_id: int,
+        batch_start: int,
+        values: dict[str, dict[str, list]],
+        *,
+        duration_s: float | None = None,
+        peak_memory_bytes: int | None = None,
+    ) -> None:
+        """Store ALL measurements of one batch in one transaction: a batch is stored whole or not at all.
+
+        ``duration_s`` and ``peak_memory_bytes`` (the run's totals so far) are recorded with it, so
+        that even a run killed later says how long it ran and how much memory it used.
+        """
+
+        def add(s: Session) -> None:
             run = s.get(RunRecord, run_id)
             if run is None:
                 raise NotFoundError(f"run {run_id} not found")
+            for measurement, fields in values.items():
+                s.add(ExampleRecord(run_id=run_id, measurement=measurement, batch_start=batch_start, values=fields))
+            _record_progress(run, duration_s, peak_memory_bytes)
+            s.flush()
+
+        try:
+            self._write(add)
+        except IntegrityError:
+            raise InvarbenchError(
+                f"batch at example {batch_start} of run {run_id} is already stored: another process is "
+                "working on this run"
+            ) from None
+
+    def finish_run(
+        self,
+        run_id: int,
+        metrics: Sequence[MetricValue],
+        flags: Sequence[str],
+        *,
+        duration_s: float | None = None,
+        peak_memory_bytes: int | None = None,
+    ) -> None:
+        """Store the run's metrics and mark it finished (``duration_s``: default, since it started)."""
+
+        def finish(s: Session) -> None:
+            run = s.get(RunRecord, run_id)
+            if run is None:
+                raise NotFoundError(f"run {run_id} not found")
+            s.execute(delete(MetricRecord).where(MetricRecord.run_id == run_id))
             for m in metrics:
-                s.add(MetricRecord(run_id=run_id, name=m.name, value=m.value, stderr=m.stderr,
-                                   ci_low=m.ci_low, ci_high=m.ci_high, n=m.n))
+                s.add(MetricRecord(run_id=run_id, name=m.name, value=m.value, stderr=_opt(m.stderr),
+                                   ci_low=_opt(m.ci_low), ci_high=_opt(m.ci_high), n=m.n))
             now = datetime.now(timezone.utc)
             run.status = "finished"
+            run.error = None
             run.flags = list(flags)
             run.finished_at = now
-            run.duration_s = (now - _aware(run.started_at)).total_seconds()
-
-    def fail_run(self, run_id: int, error: str) -> None:
-        with self.session() as s:
-            run = s.get(RunRecord, run_id)
-            if run is not None:
-                now = datetime.now(timezone.utc)
-                run.status = "failed"
-                run.error = error
-                run.finished_at = now
+            _record_progress(run, duration_s, peak_memory_bytes)
+            if duration_s is None:
                 run.duration_s = (now - _aware(run.started_at)).total_seconds()
 
-    # --- reading -------------------------------------------------------------------------
-    def list_runs(self, *, dataset: str | None = None, model: str | None = None) -> list[RunRecord]:
-        with self.session() as s:
-            q = (
-                select(RunRecord)
-                .join(RunRecord.model)
-                .options(selectinload(RunRecord.metrics), selectinload(RunRecord.model))
-                .order_by(RunRecord.id)
+        self._write(finish)
+
+    def fail_run(
+        self, run_id: int, error: str, *, duration_s: float | None = None, peak_memory_bytes: int | None = None
+    ) -> None:
+        """Mark the run failed with ``error``; its stored batches stay, for ``--resume``."""
+
+        def fail(s: Session) -> None:
+            run = s.get(RunRecord, run_id)
+            if run is None:
+                return
+            now = datetime.now(timezone.utc)
+            run.status = "failed"
+            run.error = error
+            run.finished_at = now
+            _record_progress(run, duration_s, peak_memory_bytes)
+            if duration_s is None and run.duration_s is None:
+                run.duration_s = (now - _aware(run.started_at)).total_seconds()
+
+        self._write(fail)
+
+    def add_artifact(self, run_id: int, name: str, data: bytes, media_type: str | None = None) -> None:
+        """Store (or replace) the file ``name`` of a run, e.g. an image strip the site shows."""
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValidationError(f"artifact name '{name}' must be a plain file name such as 'examples.png'")
+        media_type = media_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+        def add(s: Session) -> None:
+            if s.get(RunRecord, run_id) is None:
+                raise NotFoundError(f"run {run_id} not found")
+            s.execute(delete(ArtifactRecord).where(ArtifactRecord.run_id == run_id, ArtifactRecord.name == name))
+            s.add(ArtifactRecord(run_id=run_id, name=name, media_type=media_type,
+                                 sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), data=bytes(data),
+                                 created_at=datetime.now(timezone.utc)))
+
+        self._write(add)
+
+    def import_run(
+        self, model_fields: dict, run: RunRecord, metrics: list[MetricRecord], examples: list[ExampleRecord],
+        artifacts: list[ArtifactRecord],
+    ) -> tuple[int, bool]:
+        """Add a complete run from an export unless a run with its uid exists: (run id, added?)."""
+
+        def add(s: Session) -> tuple[int, bool]:
+            existing = s.scalar(select(RunRecord.id).where(RunRecord.uid == run.uid))
+            if existing is not None:
+                return existing, False
+            model_id = s.scalar(
+                select(ModelRecord.id).where(
+                    ModelRecord.card_id == model_fields["card_id"],
+                    ModelRecord.card_sha256 == model_fields["card_sha256"],
+                    ModelRecord.file_sha256 == model_fields["file_sha256"],
+                )
             )
-            if dataset:
-                q = q.where(RunRecord.dataset == dataset)
-            if model:
-                q = q.where(ModelRecord.card_id == model)
-            return list(s.scalars(q))
+            if model_id is None:
+                model = ModelRecord(**model_fields)
+                s.add(model)
+                s.flush()
+                model_id = model.id
+            run.model_id = model_id
+            run.metrics = metrics
+            run.examples = examples
+            run.artifacts = artifacts
+            s.add(run)
+            s.flush()
+            return run.id, True
+
+        return self._write(add)
+
+    # --- reading -------------------------------------------------------------------------
+    def list_runs(
+        self, *, dataset: str | None = None, model: str | None = None, status: str | None = None
+    ) -> list[RunRecord]:
+        """Runs, oldest first, with their model and metrics (not their per-example values)."""
+
+        def read() -> list[RunRecord]:
+            with self.session() as s:
+                q = (
+                    select(RunRecord)
+                    .join(RunRecord.model)
+                    .options(selectinload(RunRecord.metrics), selectinload(RunRecord.model))
+                    .order_by(RunRecord.id)
+                )
+                if dataset:
+                    q = q.where(RunRecord.dataset == dataset)
+                if model:
+                    q = q.where(ModelRecord.card_id == model)
+                if status:
+                    q = q.where(RunRecord.status == status)
+                return list(s.scalars(q))
+
+        return self._guard(read)
 
     def get_run(self, run_id: int) -> RunRecord:
-        with self.session() as s:
-            run = s.scalar(
-                select(RunRecord)
-                .where(RunRecord.id == run_id)
-                .options(selectinload(RunRecord.metrics), selectinload(RunRecord.model),
-                         selectinload(RunRecord.examples))
-            )
-            if run is None:
-                raise NotFoundError(f"run {run_id} not found in {self.url}: see 'invarbench results list'")
-            return run
+        """One run with its model, metrics, per-example values and artifacts."""
+
+        def read() -> RunRecord | None:
+            with self.session() as s:
+                return s.scalar(
+                    select(RunRecord)
+                    .where(RunRecord.id == run_id)
+                    .options(selectinload(RunRecord.metrics), selectinload(RunRecord.model),
+                             selectinload(RunRecord.examples), selectinload(RunRecord.artifacts))
+                )
+
+        run = self._guard(read)
+        if run is None:
+            raise NotFoundError(f"run {run_id} not found in {self.display_url()}: see 'invarbench results list'")
+        return run
 
     def latest_finished_runs(self) -> list[RunRecord]:
         """The newest finished run of each (model card, suite name, dataset): the leaderboard's rows."""
         latest: dict[tuple[str, str, str], RunRecord] = {}
-        for run in self.list_runs():
-            if run.status == "finished":
-                latest[(run.model.card_id, run.suite_name, run.dataset)] = run
+        for run in self.list_runs(status="finished"):
+            latest[(run.model.card_id, run.suite_name, run.dataset)] = run
         return list(latest.values())
+
+
+def _record_progress(run: RunRecord, duration_s: float | None, peak_memory_bytes: int | None) -> None:
+    run.updated_at = datetime.now(timezone.utc)
+    if duration_s is not None:
+        run.duration_s = duration_s
+    if peak_memory_bytes is not None:
+        run.peak_memory_bytes = max(peak_memory_bytes, run.peak_memory_bytes or 0)
+
+
+def _opt(value: float | None) -> float | None:
+    """Optional statistics (stderr, CI bounds): NaN is stored as absent."""
+    return None if value is None or math.isnan(value) else float(value)
 
 
 def _aware(ts: datetime) -> datetime:

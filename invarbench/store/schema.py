@@ -3,14 +3,69 @@
 Numbers are stored as numbers. Every run carries its provenance: the card snapshot and its
 hash, the model file's sha256 and Hub revision, suite name and version, invarbench version and
 git commit, torch version, device, seed and batch size.
+
+The database is created and upgraded by the migrations in ``invarbench/store/migrations/``
+(never by ``create_all``); a test checks that these mappings and the newest migration agree.
+Changing a table here therefore means adding a migration there.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from invarbench.store.codec import decode_floats, encode_floats
+
+RUN_STATUSES = ("running", "finished", "failed")
+
+
+class ExactJSON(TypeDecorator):
+    """JSON whose floats survive exactly, NaN and ±infinity included (strict JSON has neither).
+
+    Floats are written by ``repr`` (the shortest text that reads back as the same double);
+    non-finite floats are written as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect) -> Any:  # noqa: ANN001
+        return None if value is None else encode_floats(value)
+
+    def process_result_value(self, value: Any, dialect) -> Any:  # noqa: ANN001
+        return None if value is None else decode_floats(value)
+
+
+class MetricFloat(TypeDecorator):
+    """A metric's value: NaN (e.g. a statistic over no examples) is stored as NULL and read back as NaN.
+
+    SQLite turns NaN into NULL by itself; doing it explicitly keeps both back-ends alike.
+    """
+
+    impl = Float
+    cache_ok = True
+
+    def process_bind_param(self, value: float | None, dialect) -> float | None:  # noqa: ANN001
+        return None if value is None or math.isnan(value) else float(value)
+
+    def process_result_value(self, value: float | None, dialect) -> float:  # noqa: ANN001
+        return math.nan if value is None else float(value)
 
 
 class Base(DeclarativeBase):
@@ -18,6 +73,8 @@ class Base(DeclarativeBase):
 
 
 class ModelRecord(Base):
+    """One snapshot of a model: its card text and hash, the model file's hash and Hub revision."""
+
     __tablename__ = "models"
     __table_args__ = (UniqueConstraint("card_id", "card_sha256", "file_sha256", name="uq_models_snapshot"),)
 
@@ -36,9 +93,14 @@ class ModelRecord(Base):
 
 
 class RunRecord(Base):
+    """One evaluation of a model snapshot with a suite, with everything that produced its numbers."""
+
     __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("uid", name="uq_runs_uid"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # A globally unique id: what the JSON export and import use to recognise a run across databases.
+    uid: Mapped[str] = mapped_column(String(36))
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     suite_name: Mapped[str] = mapped_column(String(100))
     suite_version: Mapped[int] = mapped_column(Integer)
@@ -53,14 +115,32 @@ class RunRecord(Base):
     examples_effective: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), index=True)  # running / finished / failed
     error: Mapped[str | None] = mapped_column(Text)
-    flags: Mapped[list] = mapped_column(JSON, default=list)
+    flags: Mapped[list] = mapped_column(ExactJSON, default=list)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Seconds spent evaluating, summed over the attempts of a resumed run.
     duration_s: Mapped[float | None] = mapped_column(Float)
+    # Peak memory in bytes: CUDA's max allocated on a GPU, the process's peak RSS on a CPU;
+    # the largest over the attempts of a resumed run.
+    peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # How many times the run was started: 1, plus one per --resume.
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # "host:pid" of the process that last worked on the run (tells --resume whether it is still alive).
+    owner: Mapped[str | None] = mapped_column(String(200))
+    # When that process last wrote to the run (start, each stored batch, the end).
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     model: Mapped[ModelRecord] = relationship(back_populates="runs")
-    metrics: Mapped[list[MetricRecord]] = relationship(back_populates="run", cascade="all, delete-orphan")
-    examples: Mapped[list[ExampleRecord]] = relationship(back_populates="run", cascade="all, delete-orphan")
+    metrics: Mapped[list[MetricRecord]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="MetricRecord.id"
+    )
+    examples: Mapped[list[ExampleRecord]] = relationship(
+        back_populates="run", cascade="all, delete-orphan",
+        order_by=lambda: [ExampleRecord.measurement, ExampleRecord.batch_start],
+    )
+    artifacts: Mapped[list[ArtifactRecord]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="ArtifactRecord.name"
+    )
 
 
 class MetricRecord(Base):
@@ -70,7 +150,7 @@ class MetricRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
-    value: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(MetricFloat, nullable=True)
     stderr: Mapped[float | None] = mapped_column(Float)
     ci_low: Mapped[float | None] = mapped_column(Float)
     ci_high: Mapped[float | None] = mapped_column(Float)
@@ -80,7 +160,11 @@ class MetricRecord(Base):
 
 
 class ExampleRecord(Base):
-    """Per-example values of one measurement for one batch of a run (a JSON list per field)."""
+    """Per-example values of one measurement for one batch of a run (a JSON list per field).
+
+    All measurements of a batch are written in one transaction, so a batch is either complete
+    or absent: that is what lets ``--resume`` skip it.
+    """
 
     __tablename__ = "example_results"
     __table_args__ = (UniqueConstraint("run_id", "measurement", "batch_start", name="uq_examples_batch"),)
@@ -89,6 +173,36 @@ class ExampleRecord(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     measurement: Mapped[str] = mapped_column(String(100))
     batch_start: Mapped[int] = mapped_column(Integer)
-    values: Mapped[dict] = mapped_column(JSON)
+    values: Mapped[dict] = mapped_column(ExactJSON)
 
     run: Mapped[RunRecord] = relationship(back_populates="examples")
+
+
+class ArtifactRecord(Base):
+    """A file the site shows for a run (an image strip, a plot), kept in the database itself."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_artifacts_run_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(300))  # a file name such as 'pgd_linf_examples.png'
+    media_type: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    run: Mapped[RunRecord] = relationship(back_populates="artifacts")
+
+
+class MigrationRecord(Base):
+    """One applied migration: the schema's own history (the current revision is in alembic_version)."""
+
+    __tablename__ = "schema_migrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(String(300))
+    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    invarbench_version: Mapped[str] = mapped_column(String(50))

@@ -1,32 +1,98 @@
-"""Architectures by name: ``ARCHITECTURES.get(name)(**kwargs)`` builds an ``nn.Module``.
+"""Architectures by name: a card with ``format: safetensors`` names one and its keyword arguments.
 
-Each module in this package registers small factory functions that only hold a variant's
-arguments. A card with ``format: safetensors`` names one of them and its keyword arguments.
+Each module in this package ends with small registered factory functions that only hold a
+variant's arguments (their docstring's first line is the description ``invarbench cards
+architectures`` prints). Two namespaces are resolved on demand, so that importing this package
+stays cheap: ``torchvision/<name>`` (any torchvision classification model) and ``timm/<name>``
+(any timm model, when the optional ``timm`` extra is installed).
+
+Parameter names follow the public checkpoints of each family (see ``docs/model-cards.md``), so
+that a published state dict loads without renaming.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable
 
 from torch import nn
 
-from invarbench.registry import Registry
+from invarbench.errors import NotFoundError, ValidationError
+from invarbench.registry import Registry, did_you_mean
 
 ArchitectureFactory = Callable[..., nn.Module]
 
 ARCHITECTURES: Registry[ArchitectureFactory] = Registry("architecture")
 
+# namespace -> module that provides ``factory(name)`` and ``names()`` for ``<namespace>/<name>``
+_NAMESPACES = {
+    "torchvision": "invarbench.models.architectures.torchvision_models",
+    "timm": "invarbench.models.architectures.timm_models",
+}
 
-def build_architecture(name: str, **kwargs: object) -> nn.Module:
-    """Build the registered architecture ``name`` with ``kwargs`` (clear error on bad kwargs)."""
-    from invarbench.errors import ValidationError
 
-    factory = ARCHITECTURES.get(name)
+def _namespace_module(namespace: str):  # noqa: ANN202 - a module object
+    return importlib.import_module(_NAMESPACES[namespace])
+
+
+def get_architecture(name: str) -> ArchitectureFactory:
+    """The factory registered as ``name`` (or ``torchvision/...``, ``timm/...``), with a clear error."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES.get(name)
+    namespace, sep, rest = name.partition("/")
+    if sep and namespace in _NAMESPACES:
+        return _namespace_module(namespace).factory(rest)
+    known = ARCHITECTURES.names()
+    raise NotFoundError(
+        f"unknown architecture '{name}'.{did_you_mean(name, known)} Registered: {', '.join(known)}; "
+        "also 'torchvision/<model>' and 'timm/<model>' (run 'invarbench cards architectures' to list them all)."
+    )
+
+
+def check_architecture_kwargs(name: str, kwargs: dict[str, object]) -> None:
+    """Check that ``name`` exists and accepts ``kwargs``, without building it."""
+    factory = get_architecture(name)
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return  # torchvision/timm factories take the model's own keyword arguments
     try:
-        return factory(**kwargs)
+        inspect.signature(factory).bind(**kwargs)
     except TypeError as exc:
         raise ValidationError(f"architecture '{name}' does not accept these arguments: {exc}") from None
 
 
-# Importing the modules registers their architectures.
-from invarbench.models.architectures import mnist  # noqa: E402,F401
+def build_architecture(name: str, **kwargs: object) -> nn.Module:
+    """Build the registered architecture ``name`` with ``kwargs`` (clear error on bad kwargs)."""
+    factory = get_architecture(name)
+    check_architecture_kwargs(name, kwargs)
+    try:
+        module = factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"architecture '{name}' does not accept these arguments: {exc}") from None
+    if not isinstance(module, nn.Module):  # pragma: no cover - a programming error in a factory
+        raise TypeError(f"architecture factory '{name}' returned {type(module).__name__}, not an nn.Module")
+    return module
+
+
+def describe(factory: ArchitectureFactory) -> str:
+    """The first line of a factory's docstring."""
+    doc = inspect.getdoc(factory) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def architecture_table(*, include_namespaces: bool = True) -> list[tuple[str, str]]:
+    """``(name, description)`` of every architecture; namespaced ones when their library is installed."""
+    rows = [(name, describe(ARCHITECTURES.get(name))) for name in ARCHITECTURES.names()]
+    if include_namespaces:
+        for namespace in _NAMESPACES:
+            module = _namespace_module(namespace)
+            rows.extend((f"{namespace}/{n}", module.DESCRIPTION) for n in module.names())
+    return rows
+
+
+# Importing the modules registers their architectures (explicitly, in this order).
+from invarbench.models.architectures import mnist  # noqa: E402,F401  isort: skip
+from invarbench.models.architectures import cifar_resnet  # noqa: E402,F401  isort: skip
+from invarbench.models.architectures import preact_resnet  # noqa: E402,F401  isort: skip
+from invarbench.models.architectures import wide_resnet  # noqa: E402,F401  isort: skip

@@ -1,0 +1,127 @@
+"""Reliability checks (METHODS.md §4): flags that make a model's numbers untrustworthy as they stand.
+
+On a batch of examples:
+
+- ``randomized_outputs``: two identical forward passes of the batch differ somewhere by more
+  than ``atol + rtol * |logit|`` (a randomised defence; attacks against it need EOT).
+- ``probability_outputs``: for at least ``probability_fraction`` of the examples the outputs
+  are all >= ``-probability_atol`` and sum to 1 within ``probability_atol``: the model returns
+  probabilities, not logits (softmax on top saturates the loss). Log-probabilities are fine.
+- ``zero_gradients``: the input gradient of the summed cross-entropy loss is exactly zero for
+  more than ``zero_gradient_fraction`` of the examples (gradient masking, e.g. quantisation).
+- ``nan_gradients``: that gradient has a NaN or Inf entry for more than
+  ``nan_gradient_fraction`` of the examples.
+
+NaN/Inf logits are an error, not a flag: :func:`invarbench.models.wrapper.check_finite_logits`
+raises :class:`~invarbench.errors.ModelOutputError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from invarbench.models.wrapper import check_finite_logits
+
+FLAG_NAMES = ("randomized_outputs", "probability_outputs", "zero_gradients", "nan_gradients")
+
+
+@dataclass(frozen=True)
+class ReliabilityConfig:
+    """Tolerances and thresholds of the checks (see the module doc); ``max_examples`` caps the batch."""
+
+    max_examples: int = 100
+    randomness_atol: float = 1e-5
+    randomness_rtol: float = 1e-4
+    probability_atol: float = 1e-3
+    probability_fraction: float = 0.9
+    zero_gradient_fraction: float = 0.1
+    nan_gradient_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_examples < 1:
+            raise ValueError("the reliability checks need max_examples >= 1")
+        for name in ("probability_fraction", "zero_gradient_fraction", "nan_gradient_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class ReliabilityReport:
+    """The measured quantities behind the flags, and the flags themselves (in FLAG_NAMES order)."""
+
+    flags: tuple[str, ...]
+    max_output_change: float  # largest |difference| between the two identical forward passes
+    probability_rows: float  # fraction of examples whose outputs look like probabilities
+    zero_gradient_examples: float  # fraction of examples with an all-zero input gradient
+    nan_gradient_examples: float  # fraction of examples with a NaN/Inf input gradient entry
+    examples: int
+
+
+def reliability_report(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: ReliabilityConfig = ReliabilityConfig(),
+    *,
+    generator: torch.Generator | None = None,  # noqa: ARG001 - the checks draw no random numbers
+) -> ReliabilityReport:
+    """Run the checks on the first ``cfg.max_examples`` examples of ``(x, y)``.
+
+    Raises :class:`~invarbench.errors.ModelOutputError` on NaN/Inf logits.
+    """
+    x = x[: cfg.max_examples].detach()
+    y = y[: cfg.max_examples]
+    n = int(x.shape[0])
+    with torch.no_grad():
+        first = model(x)
+        check_finite_logits(first)
+        second = model(x)
+        check_finite_logits(second)
+    diff = (first - second).abs()
+    randomized = bool((diff > cfg.randomness_atol + cfg.randomness_rtol * first.abs()).any())
+
+    tol = cfg.probability_atol
+    prob_rows = (first >= -tol).all(dim=1) & ((first.sum(dim=1) - 1).abs() <= tol)
+    prob_share = float(prob_rows.float().mean())
+
+    xg = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(xg)
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, xg)
+    g = grad.flatten(1)
+    bad = ~torch.isfinite(g).all(dim=1)
+    zero = (g == 0).all(dim=1) & ~bad
+    nan_share = float(bad.float().mean())
+    zero_share = float(zero.float().mean())
+
+    raised = {
+        "randomized_outputs": randomized,
+        "probability_outputs": prob_share >= cfg.probability_fraction,
+        "zero_gradients": zero_share > cfg.zero_gradient_fraction,
+        "nan_gradients": nan_share > cfg.nan_gradient_fraction,
+    }
+    return ReliabilityReport(
+        flags=tuple(name for name in FLAG_NAMES if raised[name]),
+        max_output_change=float(diff.max()) if diff.numel() else 0.0,
+        probability_rows=prob_share,
+        zero_gradient_examples=zero_share,
+        nan_gradient_examples=nan_share,
+        examples=n,
+    )
+
+
+def reliability_flags(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: ReliabilityConfig = ReliabilityConfig(),
+    *,
+    generator: torch.Generator | None = None,
+) -> list[str]:
+    """The names of the raised flags (a subset of FLAG_NAMES, in that order); see the module doc."""
+    return list(reliability_report(model, x, y, cfg, generator=generator).flags)

@@ -1,0 +1,95 @@
+"""What ``invarbench cards validate`` checks beyond the schema (an I/O edge).
+
+The schema (:mod:`invarbench.cards.schema`) checks a card on its own. These checks put it in
+context: where it lives, the data set it names, the architecture registry, and the model file
+(its checksum, when the file is at hand; the full load with ``load=True``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from invarbench.cards.catalog import CardRef, check_card_location, load_card
+from invarbench.errors import NotFoundError, ValidationError
+from invarbench.registry import did_you_mean
+
+
+@dataclass
+class CardCheck:
+    """A card that passed every check, and notes on what was not checked."""
+
+    ref: CardRef
+    notes: list[str] = field(default_factory=list)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def check_dataset(ref: CardRef) -> None:
+    """The card's data set is registered and agrees on classes and image size."""
+    from invarbench.data import DATASETS
+
+    card = ref.card
+    if card.dataset not in DATASETS:
+        raise NotFoundError(
+            f"model card {ref.path}: unknown data set '{card.dataset}'.{did_you_mean(card.dataset, DATASETS.names())} "
+            f"Known: {', '.join(DATASETS.names())}."
+        )
+    spec = DATASETS.get(card.dataset)
+    if card.num_classes != spec.num_classes:
+        raise ValidationError(
+            f"model card {ref.path}: num_classes is {card.num_classes}, but data set '{card.dataset}' has "
+            f"{spec.num_classes} classes"
+        )
+    if tuple(card.preprocessing.input_size) != tuple(spec.input_shape):
+        raise ValidationError(
+            f"model card {ref.path}: preprocessing.input_size is {card.preprocessing.input_size}, but data set "
+            f"'{card.dataset}' has images of size {list(spec.input_shape)}"
+        )
+
+
+def check_model_file(ref: CardRef) -> str | None:
+    """Verify the model file's checksum when it is on disk; return a note when it is not."""
+    from invarbench.models.files import verify_sha256
+    from invarbench.models.hub import hub_cache_dir
+    from invarbench.models.loading import model_file
+
+    hub = ref.card.source.hub
+    if hub is None:
+        model_file(ref)  # exists, stays in the folder, size cap, checksum
+        return None
+    cached = hub_cache_dir() / ("models--" + hub.repo_id.replace("/", "--")) / "snapshots" / hub.revision / hub.file
+    if cached.is_file():
+        verify_sha256(cached, hub.sha256, f"model card {ref.path}")
+        return None
+    return f"{hub.file} of {hub.repo_id}@{hub.revision[:12]} is not in the local Hub cache: not checksummed (use --load)"
+
+
+def check_card(path: Path, *, cards_dir: Path | None = None, load: bool = False) -> CardCheck:
+    """Every check on the card at ``path``; raises the first problem as an :class:`InvarbenchError`."""
+    from invarbench.models.architectures import check_architecture_kwargs
+
+    ref = load_card(path)
+    if cards_dir is not None and _inside(path, cards_dir):
+        check_card_location(ref.card, path, cards_dir)
+    else:
+        check_card_location(ref.card, path)
+    check_dataset(ref)
+    arch = ref.card.architecture
+    if arch is not None:
+        try:
+            check_architecture_kwargs(arch.name, arch.kwargs)
+        except (NotFoundError, ValidationError) as exc:
+            raise type(exc)(f"model card {ref.path}: {exc}") from None
+    result = CardCheck(ref)
+    if load:
+        from invarbench.models.loading import load_model
+
+        load_model(ref, "cpu")
+    else:
+        note = check_model_file(ref)
+        if note:
+            result.notes.append(note)
+    return result

@@ -1,0 +1,69 @@
+"""``timm/<name>``: timm's models (optional: ``pip install 'invarbench[timm]'``), without pretrained weights.
+
+The weights always come from the card's own file: ``pretrained``, ``checkpoint_path`` and
+Hub-hosted model names (``hf-hub:...``, ``hf_hub:...``) are refused, so building a timm model
+never downloads or reads anything. Parameter names are timm's own.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from torch import nn
+
+from invarbench.errors import NotFoundError, ValidationError
+from invarbench.registry import did_you_mean
+
+DESCRIPTION = "timm model (no pretrained weights; kwargs go to timm.create_model)"
+_REFUSED_KWARGS = ("pretrained", "checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.]+$")
+
+
+def _timm():  # noqa: ANN202 - the timm module
+    try:
+        import timm
+    except ImportError:
+        raise NotFoundError(
+            "timm architectures need the optional timm package: pip install 'invarbench[timm]'"
+        ) from None
+    return timm
+
+
+def available() -> bool:
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.cache
+def names() -> list[str]:
+    """timm's model names; empty when timm is not installed."""
+    if not available():
+        return []
+    return sorted(_timm().list_models())
+
+
+def factory(name: str):  # noqa: ANN201 - an architecture factory
+    """The factory for ``timm/<name>`` (``name`` may carry a pretrained tag such as ``resnet18.a1_in1k``)."""
+    timm = _timm()
+    base = name.split(".", 1)[0]
+    if not _NAME_RE.match(name) or not timm.is_model(base):
+        raise NotFoundError(
+            f"unknown architecture 'timm/{name}'.{did_you_mean(base, names())} "
+            "Run 'invarbench cards architectures' to list timm's models."
+        )
+
+    def build(**kwargs: object) -> nn.Module:
+        refused = [k for k in _REFUSED_KWARGS if k in kwargs]
+        if refused:
+            raise ValidationError(
+                f"architecture 'timm/{name}': remove {', '.join(refused)} from its kwargs: "
+                "the weights come from the card's own file"
+            )
+        return timm.create_model(base, pretrained=False, **kwargs)
+
+    build.__doc__ = f"timm's {name}."
+    return build
