@@ -16,7 +16,7 @@ from pathlib import Path
 import pydantic
 import yaml
 
-from invarbench.cards.schema import ModelCard
+from invarbench.cards.schema import FieldError, ModelCard
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.registry import did_you_mean
 
@@ -84,7 +84,7 @@ def parse_card_yaml(raw: bytes, path: Path) -> object:
             where = f" (line {mark.line + 1}, column {mark.column + 1})"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         if "constructor for the tag" in problem:
-            tag = problem.split("tag", 1)[1].strip(" '")
+            tag = problem.split("tag", 1)[1].strip(" '").replace("tag:yaml.org,2002:", "!!")  # as written
             problem = (f"the tag '{tag}' is not allowed: model cards hold plain values only "
                        "(no !!python/... or other tags)")
         raise ValidationError(f"invalid YAML in model card {path}{where}: {problem}") from None
@@ -119,6 +119,9 @@ def format_validation_error(path: Path, exc: pydantic.ValidationError) -> str:
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError):
+            loc = (*loc, *cause.field.split("."))  # a cross-field check names the field to change
         field = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

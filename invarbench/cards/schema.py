@@ -33,6 +33,18 @@ FORMAT_SUFFIX = {"safetensors": ".safetensors", "torch-export": ".pt2"}
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".tar", ".pth.tar", ".npy", ".npz")
 
 
+class FieldError(ValueError):
+    """A cross-field problem raised by a model validator, with the field the card must change.
+
+    Pydantic reports model-level errors at the model's own location; the message names ``field``
+    instead, so that a submitter sees which field to fix rather than "(top level)".
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -260,22 +272,24 @@ class ModelCard(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
         if self.id.split("/")[0] != self.dataset:
-            raise ValueError(f"id '{self.id}' must start with its dataset '{self.dataset}/'")
+            raise FieldError("id", f"id '{self.id}' must start with its dataset '{self.dataset}/'")
         if self.format == "safetensors" and self.architecture is None:
-            raise ValueError("format 'safetensors' needs an 'architecture' (name and kwargs)")
+            raise FieldError("architecture", "format 'safetensors' needs an 'architecture' (name and kwargs)")
         if self.format == "torch-export" and self.architecture is not None:
-            raise ValueError("format 'torch-export' carries its own graph: remove 'architecture'")
+            raise FieldError("architecture", "format 'torch-export' carries its own graph: remove 'architecture'")
         if self.training.method == "other" and not self.notes:
-            raise ValueError("training method 'other' needs 'notes' that describe the method")
+            raise FieldError("notes", "training method 'other' needs 'notes' that describe the method")
         file_name = self.source.file_name.lower()
+        file_field = "source.hub.file" if self.source.hub is not None else "source.path"
         if file_name.endswith(_PICKLE_SUFFIXES):
-            raise ValueError(
+            raise FieldError(
+                file_field,
                 f"'{self.source.file_name}' looks like a pickled checkpoint, which invarbench never loads: "
                 "save the weights with safetensors (format safetensors) or run 'invarbench pack' (format torch-export)"
             )
         suffix = FORMAT_SUFFIX[self.format]
         if not file_name.endswith(suffix):
-            raise ValueError(f"format '{self.format}' needs a '{suffix}' file, got '{self.source.file_name}'")
+            raise FieldError(file_field, f"format '{self.format}' needs a '{suffix}' file, got '{self.source.file_name}'")
         return self
 
     @property

@@ -137,6 +137,12 @@ def _kwargs(text: str | None) -> dict[str, object]:
     return value
 
 
+def _dataset_spec(name: str):  # noqa: ANN202 - a DatasetSpec or None
+    from invarbench.data import DATASETS
+
+    return DATASETS.get(name) if name in DATASETS else None
+
+
 @app.command("new")
 def new_command(
     id: Annotated[str | None, typer.Option("--id", help="'<dataset>/<name>', e.g. cifar10/wrn28-trades.",
@@ -184,10 +190,13 @@ def new_command(
     from invarbench.cards.catalog import default_cards_dir
     from invarbench.cards.scaffold import CardFields, new_card
 
-    def ask(value, label: str, flag: str, default=None):  # noqa: ANN001,ANN202 - str | int
+    def ask(value, label: str, flag: str, default=None, *, sure: bool = False):  # noqa: ANN001,ANN202 - str | int
+        """``value``, else a prompt; with --no-input the default only when it is ``sure`` (not a guess)."""
         if value is not None:
             return value
         if no_input:
+            if sure and default is not None:
+                return default
             raise ValidationError(f"{flag} is required (or run without --no-input to be asked)")
         return typer.prompt(label, default=default, type=type(default) if default is not None else str)
 
@@ -197,15 +206,20 @@ def new_command(
         dataset, _, model_name = card_id.partition("/")
         default_path = root / dataset / f"{model_name}.yaml"
         target = default_path if out is None or str(out) == "-" else out
+        # A registered data set fixes the class count and image size; otherwise they are guesses.
+        spec = _dataset_spec(dataset)
         fields = CardFields(
             id=card_id,
-            name=ask(name, "Display name", "--name", default=model_name or None),
-            num_classes=int(ask(num_classes, "Number of classes", "--num-classes", default=10)),
-            input_size=_ints(ask(input_size, "Input size C,H,W", "--input-size", default="3,32,32"), "--input-size"),
+            name=ask(name, "Display name", "--name", default=model_name or None, sure=True),
+            num_classes=int(ask(num_classes, "Number of classes", "--num-classes",
+                                default=spec.num_classes if spec else 10, sure=spec is not None)),
+            input_size=_ints(ask(input_size, "Input size C,H,W", "--input-size",
+                                 default=",".join(map(str, spec.input_shape)) if spec else "3,32,32",
+                                 sure=spec is not None), "--input-size"),
             license=ask(license, "License (SPDX id)", "--license"),
             submitted_by=ask(submitted_by, "Submitted by", "--submitted-by"),
             training_method=ask(training, "Training method (standard, pgd-at, trades, ccat, other)", "--training",
-                                default="standard"),
+                                default="standard", sure=True),
             format=format,
             file=file,
             sha256=sha256,
