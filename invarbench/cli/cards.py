@@ -35,11 +35,9 @@ def list_command(cards_dir: CardsDirOption = None) -> None:
     root = cards_dir or default_cards_dir()
     paths = card_paths(root)
     if not paths:
-        console.print(f"No model cards in {root}. Create one with 'invarbench cards new'.")
+        typer.echo(f"No model cards in {root}. Create one with 'invarbench cards new'.")  # no wrapping, no markup
         return
-    table = Table(title=f"{len(paths)} model card(s) in {root}")
-    for col in ("id", "name", "training", "threat model", "format", "source"):
-        table.add_column(col)
+    rows = []
     broken = 0
     for path in paths:
         try:
@@ -48,7 +46,14 @@ def list_command(cards_dir: CardsDirOption = None) -> None:
             broken += 1
             typer.echo(f"Error: {exc}", err=True)
             continue
-        table.add_row(card.id, card.name, card.training.method, _threat(card), card.format, _source(card))
+        rows.append((card.id, card.name, card.training.method, _threat(card), card.format, _source(card)))
+    table = Table(title=f"{len(paths)} model card(s) in {root}")
+    # Ids are what users copy into 'eval' and 'show': never shorten them, squeeze the other columns.
+    table.add_column("id", no_wrap=True, min_width=max((len(r[0]) for r in rows), default=2))
+    for col in ("name", "training", "threat model", "format", "source"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     if broken:
         raise typer.Exit(code=1)

@@ -110,6 +110,21 @@ def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], w
     module.load_state_dict(state, strict=False)  # strictness checked above; optional counters may be absent
 
 
+def looks_pickled(path: Path) -> str | None:
+    """Name the pickle-based format ``path`` starts like, if any (read as bytes, never unpickled)."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    # A safetensors file is an 8-byte header length, then the JSON header: its first 8 bytes may be
+    # anything (0x80 included), so only a file without the '{' at byte 8 is judged by its magic.
+    if head[8:9] == b"{":
+        return None
+    if head[:1] == b"\x80":  # the PROTO opcode that starts every pickle of protocol 2 or later
+        return "a pickle"
+    if head[:4] == b"PK\x03\x04":  # torch.save writes a zip archive around its pickle
+        return "a zip archive (torch.save writes those around a pickle)"
+    return None
+
+
 def _load_safetensors(path: Path, ref: CardRef) -> nn.Module:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -118,6 +133,12 @@ def _load_safetensors(path: Path, ref: CardRef) -> nn.Module:
     if arch is None:  # the schema requires it; a guard for hand-built CardRefs
         raise ValidationError(f"{_where(ref)}: format 'safetensors' needs an 'architecture'")
     module = build_architecture(arch.name, **arch.kwargs)
+    pickled = looks_pickled(path)
+    if pickled:
+        raise ValidationError(
+            f"{_where(ref)}: {path.name} is {pickled}, not a safetensors file: invarbench never unpickles a "
+            "submitted file. Convert the state dict with safetensors.torch.save_file, or use 'invarbench pack'"
+        )
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:

@@ -378,6 +378,8 @@ def sanitise_archive(path: Path, out: Path, size_limit: int) -> str:
         raise _Refused("it is not a zip archive; a .pt2 file is written by torch.export.save") from None
     with archive:
         root, entries = _entry_names(archive, size_limit)
+        if "data.pkl" in entries:
+            raise _Refused("it is a torch.save checkpoint (a pickle), not a torch.export program")
         for name in _VERSION_ENTRIES:
             if name not in entries:
                 raise _Refused(f"it lacks the entry {name}: it was not written by torch.export.save of torch >= 2.6")
