@@ -57,7 +57,8 @@ def test_wrn_70_16_forward_on_one_image():
 @pytest.mark.parametrize(("name", "kwargs", "present", "absent"), [
     ("preact_resnet18", {}, ["bn.weight", "layer2.0.shortcut.0.weight", "linear.weight"], []),
     ("preact_resnet18", {"final_bn": False}, ["linear.weight"], ["bn.weight"]),
-    ("wide_resnet28_10", {}, ["block1.layer.0.convShortcut.weight", "bn1.weight", "fc.bias"], ["sub_block1.layer.0.bn1.weight"]),
+    ("wide_resnet28_10", {}, ["block1.layer.0.convShortcut.weight", "bn1.weight", "fc.bias"],
+     ["sub_block1.layer.0.bn1.weight"]),
     ("wide_resnet34_10", {"sub_block1": True, "bias_last": False}, ["sub_block1.layer.0.bn1.weight"], ["fc.bias"]),
     ("resnet20", {}, ["layer1.0.conv1.weight", "linear.weight"], ["layer2.0.shortcut.0.weight"]),
     ("resnet20", {"shortcut": "B"}, ["layer2.0.shortcut.0.weight", "layer2.0.shortcut.1.weight"], []),

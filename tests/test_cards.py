@@ -24,7 +24,8 @@ from invarbench.errors import NotFoundError, ValidationError
 
 runner = CliRunner()
 ZERO = "0" * 64
-PLAIN_NAMES = "must be a relative path of plain names (letters, digits, '_', '-', '.', '+'; no '..', leading '/' or hidden parts)"
+PLAIN_NAMES = ("must be a relative path of plain names (letters, digits, '_', '-', '.', '+'; no '..', leading '/' "
+               "or hidden parts)")
 
 
 def invoke(*args: str):
@@ -159,7 +160,10 @@ SCHEMA_ERRORS = {
         "schema_version: this invarbench reads card schema version 1, the card says 2: upgrade invarbench or "
         "write a version-1 card",
     ),
-    "paper url": ({"paper": {"title": "T", "url": "ftp://x"}}, "paper.url: url must start with http:// or https://, got 'ftp://x'"),
+    "paper url": (
+        {"paper": {"title": "T", "url": "ftp://x"}},
+        "paper.url: url must start with http:// or https://, got 'ftp://x'",
+    ),
 }
 
 
@@ -200,7 +204,9 @@ def test_duplicate_keys_are_refused(tmp_path):
     path.write_text("id: mnist5k/a\nid: mnist5k/b\n")
     with pytest.raises(ValidationError) as info:
         load_card(path)
-    assert str(info.value) == f"invalid YAML in model card {path} (line 2, column 1): the key 'id' appears twice (keep one)"
+    assert str(info.value) == (
+        f"invalid YAML in model card {path} (line 2, column 1): the key 'id' appears twice (keep one)"
+    )
 
 
 @pytest.mark.parametrize(("text", "got"), [("", "an empty file"), ("- 1\n- 2\n", "list")])

@@ -216,7 +216,8 @@ def _hostile_pt2(marker) -> dict[str, tuple[bytes, str]]:
     return {
         "torch.save checkpoint": (torch_save_payload(marker),
                                   "it is a torch.save checkpoint (a pickle), not a torch.export program"),
-        "plain pickle": (pickle_payload(marker), "it is not a zip archive; a .pt2 file is written by torch.export.save"),
+        "plain pickle": (pickle_payload(marker),
+                         "it is not a zip archive; a .pt2 file is written by torch.export.save"),
         "extra pickle entry": (rewrite_pt2(pt2, _add("data/extra.pkl", pickle_payload(marker))),
                                "it contains a pickled file (data/extra.pkl), which invarbench never unpickles"),
         "pickled sample inputs": (rewrite_pt2(pt2, _add("data/sample_inputs/model.pt", torch_save_payload(marker))),

@@ -70,7 +70,9 @@ def test_inputs_outside_the_unit_range_are_refused():
 def test_inputs_of_another_shape_are_refused():
     with pytest.raises(ValidationError) as info:
         wrap()(torch.rand(2, 3, 8, 8))
-    assert str(info.value) == "model inputs must be a batch of images of size [1, 8, 8], got a tensor of shape [2, 3, 8, 8]"
+    assert str(info.value) == (
+        "model inputs must be a batch of images of size [1, 8, 8], got a tensor of shape [2, 3, 8, 8]"
+    )
 
 
 def test_trusted_inputs_skip_the_checks_and_restore_them():

@@ -289,7 +289,8 @@ class ModelCard(_Strict):
             )
         suffix = FORMAT_SUFFIX[self.format]
         if not file_name.endswith(suffix):
-            raise FieldError(file_field, f"format '{self.format}' needs a '{suffix}' file, got '{self.source.file_name}'")
+            raise FieldError(file_field,
+                             f"format '{self.format}' needs a '{suffix}' file, got '{self.source.file_name}'")
         return self
 
     @property
