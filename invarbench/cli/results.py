@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from invarbench.cli.common import DbOption, console, user_errors
+from invarbench.errors import ValidationError
 from invarbench.store import Store
 from invarbench.store.export import csv_text, export_runs, import_path, json_stream, write_json_tree
 
@@ -197,6 +198,8 @@ def export_command(
             if out is None:
                 typer.echo(text, nl=False)
             else:
+                if out.is_dir():
+                    raise ValidationError(f"{out} is a folder: the CSV export writes one file")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(text, encoding="utf-8")
                 typer.echo(f"Wrote {out}", err=True)
@@ -206,7 +209,7 @@ def export_command(
             typer.echo(json_stream(runs), nl=False)
             return
         if out.exists() and not out.is_dir():
-            raise typer.BadParameter(f"{out} is a file: the JSON export writes a folder")
+            raise ValidationError(f"{out} is a file: the JSON export writes a folder of files")
         files = write_json_tree(runs, out)
     for file in files:
         typer.echo(f"Wrote {file}", err=True)

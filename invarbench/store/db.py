@@ -501,6 +501,15 @@ class Store:
 
         return self._guard(read)
 
+    def run_id_for_uid(self, uid: str) -> int | None:
+        """The id of the run with this globally unique id, if it is stored here."""
+
+        def read() -> int | None:
+            with self.session() as s:
+                return s.scalar(select(RunRecord.id).where(RunRecord.uid == uid))
+
+        return self._guard(read)
+
     def get_run(self, run_id: int) -> RunRecord:
         """One run with its model, metrics, per-example values and artifacts."""
 

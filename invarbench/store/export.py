@@ -2,14 +2,16 @@
 
 One JSON document per run holds the model snapshot, the run's provenance, its metrics and its
 per-example values, with every number written exactly (see :mod:`invarbench.store.codec`), so
-that importing it into any database reproduces the run bit for bit. The public leaderboard keeps
-one such file per (model, suite name, suite version) under ``leaderboard/results/``; the format
-is documented in ``docs/results-format.md``.
+that importing it into any database reproduces the run bit for bit. Each document carries the
+sha256 of its own content, so a number changed by hand after the export is refused on import.
+The public leaderboard keeps one such file per (model, suite name, suite version) under
+``leaderboard/results/``; the format is documented in ``docs/store.md``.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import csv
 import hashlib
 import io
@@ -30,6 +32,9 @@ from invarbench.store.schema import RUN_STATUSES, ArtifactRecord, ExampleRecord,
 
 FORMAT = "invarbench-results"
 FORMAT_VERSION = 1
+DIGEST_FIELD = "content_sha256"
+# How an artifact's bytes travel (a file beside the document, or base64 inside it): not content.
+_ARTIFACT_TRANSPORT = ("path", "data_base64")
 CSV_COLUMNS = (
     "run_id", "run_uid", "card_id", "model_name", "dataset", "training_method", "suite_name", "suite_version",
     "status", "examples_effective", "seed", "device", "invarbench_version", "git_commit", "torch_version",
@@ -69,9 +74,7 @@ def run_document(run: RunRecord, *, artifact_dir: str | None = None) -> dict[str
         else:
             entry["data_base64"] = base64.b64encode(a.data).decode("ascii")
         artifacts.append(entry)
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+    body = {
         "model": {
             "card_id": model.card_id, "name": model.name, "dataset": model.dataset,
             "training_method": model.training_method, "card_sha256": model.card_sha256,
@@ -99,6 +102,24 @@ def run_document(run: RunRecord, *, artifact_dir: str | None = None) -> dict[str
         ],
         "artifacts": artifacts,
     }
+    head = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    return {**head, DIGEST_FIELD: content_digest({**head, **body}), **body}
+
+
+def content_digest(document: dict[str, Any]) -> str:
+    """The sha256 of a document's content: everything but this digest and how artifact bytes travel.
+
+    The content is hashed as canonical JSON (keys sorted, no spaces, floats by ``repr``, UTF-8), so
+    the digest does not depend on indentation or line endings, only on the values.
+    """
+    body = {k: v for k, v in document.items() if k != DIGEST_FIELD}
+    if isinstance(body.get("artifacts"), list):
+        body["artifacts"] = [
+            {k: v for k, v in a.items() if k not in _ARTIFACT_TRANSPORT} if isinstance(a, dict) else a
+            for a in body["artifacts"]
+        ]
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def dumps(document: Any) -> str:
@@ -254,6 +275,7 @@ class ArtifactDoc(_Strict):
 class ResultsDoc(_Strict):
     format: str
     format_version: int
+    content_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     model: ModelDoc
     run: RunDoc
     metrics: list[MetricDoc]
@@ -279,27 +301,47 @@ def parse_document(data: Any, source: str) -> ResultsDoc:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValidationError(f"{source} is not an invarbench results file (no \"format\": \"{FORMAT}\")")
     version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValidationError(f"{source}: field 'format_version' must be a whole number from 1, got {version!r}")
+    if version > FORMAT_VERSION:
         raise ValidationError(
-            f"{source} has format_version {version!r}; this invarbench reads up to {FORMAT_VERSION}: upgrade invarbench"
+            f"{source} has format_version {version}; this invarbench reads up to {FORMAT_VERSION}: upgrade invarbench"
         )
     try:
-        return ResultsDoc.model_validate(data)
+        doc = ResultsDoc.model_validate(data)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ValidationError(f"{source}: field '{where}': {first['msg']}") from None
+    if content_digest(data) != doc.content_sha256:
+        raise ValidationError(
+            f"{source}: its content does not match its {DIGEST_FIELD}: it was changed after it was exported. "
+            "Results files are written by 'invarbench results export', never edited by hand"
+        )
+    return doc
 
 
-def import_document(store: Store, doc: ResultsDoc, source: str, base_dir: Path | None = None) -> ImportResult:
-    """Add the run of ``doc`` to ``store`` unless its uid is there already (importing twice changes nothing)."""
+@dataclass(frozen=True)
+class _Prepared:
+    """A checked document, its artifacts' bytes read: ready to be written."""
+
+    doc: ResultsDoc
+    source: str
+    artifacts: tuple[tuple[ArtifactDoc, bytes], ...]
+
+
+def _prepare(doc: ResultsDoc, source: str, base_dir: Path | None) -> _Prepared:
+    """Read and check the artifacts' bytes of ``doc`` (embedded, or files under ``base_dir``)."""
     artifacts = []
     for a in doc.artifacts:
         if a.data_base64 is not None:
-            data = base64.b64decode(a.data_base64)
-        elif a.path is not None and base_dir is not None:
+            try:
+                data = base64.b64decode(a.data_base64, validate=True)
+            except binascii.Error:
+                raise ValidationError(f"{source}: artifact '{a.name}' has invalid base64 data") from None
+        elif a.path is not None:
             rel = PurePosixPath(a.path)
-            if rel.is_absolute() or ".." in rel.parts:
+            if base_dir is None or rel.is_absolute() or ".." in rel.parts:
                 raise ValidationError(f"{source}: artifact path '{a.path}' must stay inside the results folder")
             file = base_dir / rel
             if not file.is_file():
@@ -307,11 +349,25 @@ def import_document(store: Store, doc: ResultsDoc, source: str, base_dir: Path |
             data = file.read_bytes()
         else:
             raise ValidationError(f"{source}: artifact '{a.name}' has neither 'path' nor 'data_base64'")
-        if hashlib.sha256(data).hexdigest() != a.sha256:
-            raise ValidationError(f"{source}: artifact '{a.name}' does not match its sha256")
-        artifacts.append(ArtifactRecord(name=a.name, media_type=a.media_type, sha256=a.sha256,
-                                        size_bytes=len(data), data=data, created_at=_utc(a.created_at)))
-    r = doc.run
+        if hashlib.sha256(data).hexdigest() != a.sha256 or len(data) != a.size_bytes:
+            raise ValidationError(f"{source}: artifact '{a.name}' does not match its sha256 and size")
+        artifacts.append((a, data))
+    return _Prepared(doc, source, tuple(artifacts))
+
+
+def _existing(store: Store, item: _Prepared) -> int | None:
+    """The id of the stored run with this document's uid, if any; refuses one with other content."""
+    run_id = store.run_id_for_uid(item.doc.run.uid)
+    if run_id is not None and content_digest(run_document(store.get_run(run_id))) != item.doc.content_sha256:
+        raise ValidationError(
+            f"{item.source}: run {item.doc.run.uid} is already in the database as run {run_id}, with different "
+            "content: nothing was imported"
+        )
+    return run_id
+
+
+def _write(store: Store, item: _Prepared) -> ImportResult:
+    doc, r = item.doc, item.doc.run
     run = RunRecord(
         uid=r.uid, suite_name=r.suite_name, suite_version=r.suite_version, dataset=r.dataset, status=r.status,
         error=r.error, flags=list(r.flags), seed=r.seed, batch_size=r.batch_size,
@@ -324,28 +380,63 @@ def import_document(store: Store, doc: ResultsDoc, source: str, base_dir: Path |
                for m in doc.metrics]
     examples = [ExampleRecord(measurement=e.measurement, batch_start=e.batch_start, values=decode_floats(e.values))
                 for e in doc.examples]
+    artifacts = [ArtifactRecord(name=a.name, media_type=a.media_type, sha256=a.sha256, size_bytes=len(data),
+                                data=data, created_at=_utc(a.created_at)) for a, data in item.artifacts]
     run_id, added = store.import_run(doc.model.model_dump(), run, metrics, examples, artifacts)
-    return ImportResult(source=source, run_id=run_id, added=added)
+    return ImportResult(source=item.source, run_id=run_id, added=added)
+
+
+def _import_all(store: Store, items: list[_Prepared]) -> list[ImportResult]:
+    present = {id(item): _existing(store, item) for item in items}  # every conflict before the first write
+    return [
+        ImportResult(item.source, present[id(item)], False) if present[id(item)] is not None else _write(store, item)
+        for item in items
+    ]
+
+
+def import_document(store: Store, doc: ResultsDoc, source: str, base_dir: Path | None = None) -> ImportResult:
+    """Add the run of ``doc`` to ``store`` unless its uid is there already (importing twice changes nothing).
+
+    A stored run with the same uid but other content (a number, provenance, an artifact) is refused.
+    """
+    return _import_all(store, [_prepare(doc, source, base_dir)])[0]
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON (write non-finite numbers as the strings \"NaN\", \"Infinity\", "
+                     "\"-Infinity\")")
+
+
+def results_files(folder: Path) -> list[Path]:
+    """The ``*.json`` files under ``folder``, sorted, leaving out the ``*.artifacts`` folders beside them."""
+    return sorted(
+        p for p in folder.rglob("*.json")
+        if p.is_file() and not any(part.endswith(".artifacts") for part in p.relative_to(folder).parts[:-1])
+    )
 
 
 def import_path(store: Store, path: Path) -> list[ImportResult]:
-    """Import a results file, or every ``*.json`` file under a folder (sorted by path)."""
+    """Import a results file, or every results file under a folder (see :func:`results_files`).
+
+    Every document is read and checked, and compared with the runs already stored, before the
+    first is written: a bad file imports nothing.
+    """
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.json") if p.is_file())
+        files = results_files(path)
         if not files:
             raise NotFoundError(f"no .json results files under {path}")
     elif path.is_file():
         files = [path]
     else:
         raise NotFoundError(f"{path} does not exist")
-    results = []
+    items: list[_Prepared] = []
     for file in files:
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(file.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             raise ValidationError(f"{file} is not valid JSON: {exc}") from None
         documents = data if isinstance(data, list) else [data]
         for i, item in enumerate(documents):
             source = f"{file}" if len(documents) == 1 else f"{file} (document {i + 1})"
-            results.append(import_document(store, parse_document(item, source), source, file.parent))
-    return results
+            items.append(_prepare(parse_document(item, source), source, file.parent))
+    return _import_all(store, items)
