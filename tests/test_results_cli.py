@@ -31,7 +31,7 @@ from invarbench.cli import app
 from invarbench.cli import results as results_cli
 from invarbench.store import Store
 from invarbench.store.codec import encode_floats
-from invarbench.store.export import CSV_COLUMNS, FORMAT_VERSION, content_digest, dumps
+from invarbench.store.export import CSV_COLUMNS, FORMAT_VERSION, content_digest, dumps, parse_document
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n not really an image \x00\xff"
@@ -487,3 +487,12 @@ def test_export_refuses_an_out_path_of_the_wrong_kind(sqlite_url, tmp_path):
         f"Error: {tmp_path} is a folder: the CSV export writes one file")
     bad_format = invoke("results", "export", "--format", "xml", "--db", sqlite_url)
     assert bad_format.exit_code == 2 and "'xml' is not one of 'json', 'csv'" in _flat(bad_format.output)
+
+
+def test_the_documented_example_is_a_valid_document_in_the_exact_format():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "store.md").read_text(encoding="utf-8")
+    [example] = re.findall(r"```json\n(.*?)```", text, flags=re.S)
+    data = json.loads(example)
+    doc = parse_document(data, "docs/store.md")  # its content_sha256 is the real one
+    assert doc.format_version == FORMAT_VERSION and example == dumps(data)
+    assert [m.value for m in doc.metrics][:2] == [2 / 3, 1 / 3] and math.isnan(doc.metrics[2].value)

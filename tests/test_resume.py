@@ -17,18 +17,29 @@ from store_helpers import db_url  # noqa: F401 - fixture
 
 from invarbench.cards import resolve_card
 from invarbench.evaluation import EvalOptions, evaluate
+from invarbench.evaluation import runner
 from invarbench.store import Store
 from invarbench.store.codec import encode_floats
 
 MODEL = "mnist5k/lenet-standard"
 LIMIT, BATCH = 100, 10  # ten batches of a few milliseconds each
 OPTIONS = EvalOptions(suite="quick", limit=LIMIT, batch_size=BATCH, device="cpu")
-CLI = [sys.executable, "-c", "from invarbench.cli import main; main()"]
+# The code version is part of what a resumed run must match. Commits can land in this checkout
+# while the tests run, so every evaluation here reports one fixed commit.
+COMMIT = "0" * 40
+CLI = [sys.executable, "-c", "import invarbench.evaluation.runner as r; r.git_commit = lambda: " + repr(COMMIT)
+       + "; from invarbench.cli import main; main()"]
+WAIT = 600  # seconds: a safety net for a stuck process on a loaded machine, not a timing assertion
 EVAL_ARGS = ["eval", MODEL, "--suite", "quick", "--limit", str(LIMIT), "--batch-size", str(BATCH), "--device", "cpu"]
 
 
 class Stop(Exception):
     pass
+
+
+@pytest.fixture(autouse=True)
+def _fixed_commit(monkeypatch):
+    monkeypatch.setattr(runner, "git_commit", lambda: COMMIT)
 
 
 def _stopping_after(batches: int, exc: type[BaseException]):
@@ -58,6 +69,12 @@ def _numbers(store: Store, run_id: int) -> tuple:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple:
     """An uninterrupted run's numbers."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "git_commit", lambda: COMMIT)
+        return _reference(tmp_path_factory)
+
+
+def _reference(tmp_path_factory) -> tuple:
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('reference') / 'ref.db'}")
     outcome = evaluate(resolve_card(MODEL), store, OPTIONS)
     assert outcome.examples == LIMIT and not outcome.resumed
@@ -112,7 +129,7 @@ def _hold_write_lock_once_stored(db_file: Path, batches: int, proc: subprocess.P
     test signals it is exactly what the test saw.
     """
     con = sqlite3.connect(db_file, timeout=30, isolation_level=None)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + WAIT
     while True:
         assert proc.poll() is None, f"the evaluation ended before it was stopped: {proc.communicate()}"
         assert time.monotonic() < deadline, "the evaluation stored nothing in time"
@@ -134,7 +151,7 @@ def test_a_killed_evaluation_resumes_to_exactly_the_numbers_of_an_uninterrupted_
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = _hold_write_lock_once_stored(db_file, 2, first)
     first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
+    first.wait(timeout=WAIT)
     lock.execute("ROLLBACK")
     store = Store(url)
     [killed] = store.list_runs()
@@ -146,7 +163,7 @@ def test_a_killed_evaluation_resumes_to_exactly_the_numbers_of_an_uninterrupted_
     lock = _hold_write_lock_once_stored(db_file, len(kept) + 1, second)
     second.send_signal(signal.SIGINT)
     lock.execute("ROLLBACK")
-    _, err = second.communicate(timeout=60)
+    _, err = second.communicate(timeout=WAIT)
     assert second.returncode == 130, err
     assert ("Interrupted: the completed batches are stored; continue with 'invarbench eval "
             "mnist5k/lenet-standard --resume' and the same options.") in err
@@ -154,7 +171,7 @@ def test_a_killed_evaluation_resumes_to_exactly_the_numbers_of_an_uninterrupted_
     assert interrupted.status == "failed" and interrupted.error.startswith("interrupted (KeyboardInterrupt)")
     assert len(store.stored_batches(killed.id)) > len(kept)
 
-    third = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=120)
+    third = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=WAIT)
     assert third.returncode == 0, third.stderr
     assert f"Resumed run {killed.id}:" in third.stdout
     [run] = store.list_runs()
@@ -172,7 +189,7 @@ def test_two_evaluations_writing_to_one_sqlite_file_both_finish(tmp_path, refere
                               text=True) for _ in range(2)]
     time.sleep(2)
     lock.execute("ROLLBACK")
-    outs = [p.communicate(timeout=120) for p in procs]
+    outs = [p.communicate(timeout=WAIT) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     store = Store(url)
     runs = store.list_runs()
