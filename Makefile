@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   evaluates the bundled reference models, stores the runs, builds the leaderboard
+#   make demo   evaluates the bundled reference models (quick suite), stores the runs, builds the leaderboard
 #   make test   runs the test suite
 # Each creates the virtual environment in .venv when needed (pinned by constraints.txt).
 
@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/invarbench eval mnist5k/lenet-standard
-	$(BIN)/invarbench eval mnist5k/lenet-pgd-at
+	$(BIN)/invarbench eval mnist5k/lenet-standard --suite quick
+	$(BIN)/invarbench eval mnist5k/lenet-pgd-at --suite quick
 	$(BIN)/invarbench results list
 	$(BIN)/invarbench site build --out leaderboard/_site
 
