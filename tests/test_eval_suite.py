@@ -39,6 +39,11 @@ def test_quick_suite_is_deterministic_and_npz_replaces_the_images(tmp_path, npz_
     # The same images under the same suite, seed and device: the same numbers, bit for bit.
     assert custom.metrics == first.metrics
     assert first.examples == LIMIT
+    # the run says where its images came from, and only the data set's own run is a leaderboard row
+    assert store.get_run(first.run_id).data_source is None
+    source = store.get_run(custom.run_id).data_source
+    assert source.startswith(f"npz:{npz_of_the_test_images.resolve()} sha256:")
+    assert [r.id for r in store.latest_finished_runs()] == [first.run_id]
 
 
 def test_cli_eval_with_custom_data(tmp_path, npz_of_the_test_images):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 from datetime import datetime, timezone
 
@@ -87,7 +89,7 @@ def test_a_database_at_the_first_migration_is_upgraded_with_its_data(db_url):
         _insert_first_version_data(conn)
     engine.dispose()
     before = Store(db_url, migrate_schema=False).schema_status()
-    assert (before.current, [m.revision for m in before.pending]) == ("0001", ["0002"])
+    assert (before.current, [m.revision for m in before.pending]) == ("0001", ["0002", "0003"])
 
     store = Store(db_url)  # opening upgrades
     assert store.schema_status().up_to_date
@@ -97,6 +99,10 @@ def test_a_database_at_the_first_migration_is_upgraded_with_its_data(db_url):
     second = store.start_run(1, _prov())
     store.finish_run(second, [_Metric("ece", math.nan)], [], peak_memory_bytes=10)
     assert math.isnan(store.get_run(second).metrics[0].value)
+    # runs stored before 0003 evaluated their data set's own test split
+    assert store.get_run(1).data_source is None
+    custom = store.start_run(1, replace(_prov(), data_source="npz:/data/mine.npz sha256:" + "0" * 64))
+    assert store.get_run(custom).data_source.startswith("npz:/data/mine.npz")
 
 
 def test_a_database_made_before_migrations_existed_is_adopted_and_upgraded(sqlite_url):
@@ -110,12 +116,12 @@ def test_a_database_made_before_migrations_existed_is_adopted_and_upgraded(sqlit
 
     result = runner.invoke(app, ["db", "upgrade", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == f"Upgraded {sqlite_url} to schema revision 0002 (applied 0001, 0002)."
+    assert result.output.strip() == f"Upgraded {sqlite_url} to schema revision 0003 (applied 0001, 0002, 0003)."
     store = Store(sqlite_url)
     _assert_first_version_data_kept(store)
     status = store.schema_status()
     assert [(m.revision, m.applied, m.applied_at is not None) for m in status.migrations] == [
-        ("0001", True, True), ("0002", True, True)]
+        ("0001", True, True), ("0002", True, True), ("0003", True, True)]
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
 
@@ -125,14 +131,14 @@ def test_db_status_shows_pending_migrations_and_changes_nothing(sqlite_url):
     result = runner.invoke(app, ["db", "status", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     assert f"Database: {sqlite_url}" in result.output
-    assert "Schema revision: 0001; newest: 0002" in result.output
-    assert "1 migration(s) pending: run 'invarbench db upgrade'" in result.output
+    assert "Schema revision: 0001; newest: 0003" in result.output
+    assert "2 migration(s) pending: run 'invarbench db upgrade'" in result.output
     assert Store(sqlite_url, migrate_schema=False).schema_status().current == "0001"
 
     assert runner.invoke(app, ["db", "upgrade", "--db", sqlite_url]).output.strip() == (
-        f"Upgraded {sqlite_url} to schema revision 0002 (applied 0002).")
+        f"Upgraded {sqlite_url} to schema revision 0003 (applied 0002, 0003).")
     again = runner.invoke(app, ["db", "upgrade", "--db", sqlite_url])
-    assert again.output.strip() == f"{sqlite_url} is already at the newest schema revision 0002."
+    assert again.output.strip() == f"{sqlite_url} is already at the newest schema revision 0003."
     assert "Up to date." in runner.invoke(app, ["db", "status", "--db", sqlite_url]).output
 
 

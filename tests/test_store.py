@@ -123,6 +123,29 @@ def test_latest_finished_runs_are_the_leaderboard_rows(db_url):
     assert [(r.id, r.model.card_id, [m.value for m in r.metrics]) for r in rows] == [(new, "toy/model", [0.75])]
 
 
+def test_a_smoke_run_or_a_custom_data_set_never_replaces_a_full_leaderboard_run(db_url):
+    store = Store(db_url)
+    model_id = add_model(store)
+    full = store.start_run(model_id, provenance())
+    store.finish_run(full, [metric("clean_accuracy", 0.5)], [])
+    smoke = store.start_run(model_id, provenance(examples_requested=2, examples_effective=2))
+    store.finish_run(smoke, [metric("clean_accuracy", 1.0, n=2)], [])
+    custom = store.start_run(model_id, provenance(data_source="npz:/tmp/mine.npz sha256:" + "a" * 64))
+    store.finish_run(custom, [metric("clean_accuracy", 1.0)], [])
+    assert [r.id for r in store.latest_finished_runs()] == [full]
+    assert [r.id for r in store.leaderboard_runs()] == [full]
+    # a newer run over as many examples takes over; so does a newer suite version, even a smaller run
+    again = store.start_run(model_id, provenance(seed=1))
+    store.finish_run(again, [metric("clean_accuracy", 0.6)], [])
+    assert [r.id for r in store.latest_finished_runs()] == [again]
+    v2 = store.start_run(model_id, provenance(suite_version=2, examples_effective=2))
+    store.finish_run(v2, [metric("clean_accuracy", 0.7, n=2)], [])
+    assert [r.id for r in store.latest_finished_runs()] == [v2]
+    assert [r.id for r in store.leaderboard_runs()] == [again, v2]  # per suite version
+    # the custom run stays in the store, with where its images came from
+    assert store.get_run(custom).data_source.startswith("npz:/tmp/mine.npz sha256:")
+
+
 def test_artifacts_are_stored_replaced_and_validated(db_url):
     store = Store(db_url)
     run_id = store.start_run(add_model(store), provenance())

@@ -95,6 +95,7 @@ def show_command(run_id: RunArgument, db: DbOption = None) -> None:
         ("hub", f"{model.hub_repo}@{model.hub_revision}" if model.hub_repo else "–"),
         ("suite", f"{run.suite_name} v{run.suite_version} on {run.dataset}"),
         ("examples", f"{run.examples_effective} of {run.examples_requested} requested"),
+        ("data", run.data_source or f"the {run.dataset} test split"),
         ("seed / batch size", f"{run.seed} / {run.batch_size}"),
         ("device", run.device),
         ("invarbench", f"{run.invarbench_version} (git {run.git_commit or 'unknown'})"),

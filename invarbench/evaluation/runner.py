@@ -151,6 +151,7 @@ def evaluate(
         invarbench_version=invarbench.__version__, git_commit=git_commit(), torch_version=torch.__version__,
         device=device_name(device), seed=seed, batch_size=options.batch_size,
         examples_requested=requested, examples_effective=len(data),
+        data_source=data.source if options.data is not None else None,
     )
     resumed: ResumedRun | None = store.resume_run(model_id, prov) if options.resume else None
     if resumed is not None:

@@ -113,6 +113,7 @@ class RunProvenance:
     batch_size: int
     examples_requested: int
     examples_effective: int
+    data_source: str | None = None  # None: the data set's test split; else the custom set (see RunRecord)
 
 
 @dataclass(frozen=True)
@@ -527,12 +528,32 @@ class Store:
             raise NotFoundError(f"run {run_id} not found in {self.display_url()}: see 'invarbench results list'")
         return run
 
+    def leaderboard_runs(
+        self, *, dataset: str | None = None, model: str | None = None, per_suite_version: bool = True
+    ) -> list[RunRecord]:
+        """The run that stands for each (model card, suite[, suite version]), in id order.
+
+        Only finished runs on the data set's own test split count (not ``--data npz:``). Among
+        them the run over the most examples wins, then the newest: a later smoke run with
+        ``--limit`` never replaces a full one. Without ``per_suite_version`` the newest suite
+        version's run stands for the suite.
+        """
+        best: dict[tuple, RunRecord] = {}
+        for run in self.list_runs(dataset=dataset, model=model, status="finished"):
+            if run.data_source is not None:
+                continue
+            key = (run.model.card_id, run.dataset, run.suite_name)
+            if per_suite_version:
+                key += (run.suite_version,)
+            rank = (run.suite_version, run.examples_effective, run.id)
+            held = best.get(key)
+            if held is None or rank > (held.suite_version, held.examples_effective, held.id):
+                best[key] = run
+        return sorted(best.values(), key=lambda r: r.id)
+
     def latest_finished_runs(self) -> list[RunRecord]:
-        """The newest finished run of each (model card, suite name, dataset): the leaderboard's rows."""
-        latest: dict[tuple[str, str, str], RunRecord] = {}
-        for run in self.list_runs(status="finished"):
-            latest[(run.model.card_id, run.suite_name, run.dataset)] = run
-        return list(latest.values())
+        """The leaderboard's rows: one run per (model card, suite name), see :meth:`leaderboard_runs`."""
+        return self.leaderboard_runs(per_suite_version=False)
 
 
 def _record_progress(run: RunRecord, duration_s: float | None, peak_memory_bytes: int | None) -> None:

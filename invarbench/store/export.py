@@ -37,7 +37,7 @@ DIGEST_FIELD = "content_sha256"
 _ARTIFACT_TRANSPORT = ("path", "data_base64")
 CSV_COLUMNS = (
     "run_id", "run_uid", "card_id", "model_name", "dataset", "training_method", "suite_name", "suite_version",
-    "status", "examples_effective", "seed", "device", "invarbench_version", "git_commit", "torch_version",
+    "status", "examples_effective", "data_source", "seed", "device", "invarbench_version", "git_commit", "torch_version",
     "started_at", "finished_at", "metric", "value", "stderr", "ci_low", "ci_high", "n",
 )
 
@@ -142,11 +142,9 @@ def _dump(value: Any, depth: int) -> str:
 
 
 def export_runs(store: Store, *, dataset: str | None = None, model: str | None = None) -> list[RunRecord]:
-    """The runs the JSON export covers: the newest finished run of each (model card, suite, suite version)."""
-    latest: dict[tuple[str, str, int], int] = {}
-    for run in store.list_runs(dataset=dataset, model=model, status="finished"):
-        latest[(run.model.card_id, run.suite_name, run.suite_version)] = run.id
-    return [store.get_run(run_id) for run_id in sorted(latest.values())]
+    """The runs the JSON export covers: per (model card, suite, suite version) the finished run on the data
+    set's own test split over the most examples, then the newest (:meth:`Store.leaderboard_runs`)."""
+    return [store.get_run(run.id) for run in store.leaderboard_runs(dataset=dataset, model=model)]
 
 
 def write_json_tree(runs: Iterable[RunRecord], out: Path) -> list[Path]:
@@ -180,7 +178,7 @@ def csv_text(runs: Iterable[RunRecord]) -> str:
         for m in run.metrics:
             writer.writerow([
                 run.id, run.uid, run.model.card_id, run.model.name, run.dataset, run.model.training_method,
-                run.suite_name, run.suite_version, run.status, run.examples_effective, run.seed, run.device,
+                run.suite_name, run.suite_version, run.status, run.examples_effective, run.data_source or "", run.seed, run.device,
                 run.invarbench_version, run.git_commit or "", run.torch_version, _iso(run.started_at) or "",
                 _iso(run.finished_at) or "", m.name, _num(m.value), _num(m.stderr), _num(m.ci_low), _num(m.ci_high),
                 m.n,

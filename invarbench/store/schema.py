@@ -113,6 +113,9 @@ class RunRecord(Base):
     batch_size: Mapped[int] = mapped_column(Integer)
     examples_requested: Mapped[int] = mapped_column(Integer)
     examples_effective: Mapped[int] = mapped_column(Integer)
+    # NULL: the data set's own test split. Otherwise the custom evaluation set that replaced its
+    # images (``--data npz:PATH``), as "npz:<path> sha256:<digest>"; such runs are never leaderboard rows.
+    data_source: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), index=True)  # running / finished / failed
     error: Mapped[str | None] = mapped_column(Text)
     flags: Mapped[list] = mapped_column(ExactJSON, default=list)
