@@ -25,7 +25,6 @@ settings ran. ``--quick`` is a smoke run (small training set, few epochs, tiny s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import sys
@@ -66,17 +65,6 @@ def part(data: EvalData, start: int, stop: int) -> EvalData:
     return replace(data, x=data.x[start:stop], y=data.y[start:stop], total=stop - start)
 
 
-@contextlib.contextmanager
-def training_data(data: EvalData):  # noqa: ANN201 - a context manager
-    """Make ``invarbench.reference.train.train`` train on ``data`` instead of the mnist5k split."""
-    original = reference_train.load_eval_data
-    reference_train.load_eval_data = lambda *args, **kwargs: data
-    try:
-        yield
-    finally:
-        reference_train.load_eval_data = original
-
-
 def train_configs(n_train: int, quick: bool) -> list[reference_train.TrainConfig]:
     """The reference configurations with their epochs scaled to the same number of updates."""
     configs = []
@@ -99,8 +87,7 @@ def train_models(train: EvalData, configs: list[reference_train.TrainConfig], lo
     models = {}
     for cfg in configs:
         t0 = time.perf_counter()
-        with training_data(train):
-            net = reference_train.train(cfg, log=log)
+        net = reference_train.train(cfg, log=log, data=train)
         log(f"{cfg.name}: trained on {len(train)} images in {time.perf_counter() - t0:.0f} s")
         models[cfg.name] = ModelWrapper(net, num_classes=10, input_shape=(1, 28, 28))
     return models

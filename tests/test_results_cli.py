@@ -287,7 +287,7 @@ def test_list_filters_by_dataset_and_model(sqlite_url):
     assert every.exit_code == 0 and "6 run(s)" in every.stdout
     other = invoke("results", "list", "--model", "toy/other", "--db", sqlite_url)
     assert other.exit_code == 0 and "2 run(s)" in other.stdout
-    assert re.search(rf"│\s+{ids['other']}\s+│ toy/other", other.stdout) and "toy/model" not in other.stdout
+    assert re.search(rf"^\s+{ids['other']}\s+toy/other\s", other.stdout, re.M) and "toy/model" not in other.stdout
     nothing = invoke("results", "list", "--dataset", "cifar10", "--db", sqlite_url)
     assert nothing.exit_code == 0 and nothing.stdout.strip() == "No runs stored yet. Run 'invarbench eval MODEL' first."
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from invarbench.cli.common import DbOption, console, user_errors
@@ -58,17 +59,27 @@ def _bytes(n: int | None) -> str:
 
 @app.command("list")
 def list_command(dataset: DatasetOption = None, model: ModelOption = None, db: DbOption = None) -> None:
-    """List stored runs, oldest first, with their headline metrics."""
+    """List stored runs, oldest first: examples evaluated (n), clean accuracy and PGD L∞ robust accuracy."""
     with user_errors():
         runs = Store(db).list_runs(dataset=dataset, model=model)
     if not runs:
         console.print("No runs stored yet. Run 'invarbench eval MODEL' first.")
         return
-    table = Table(title=f"{len(runs)} run(s)")
-    for col, justify in (("run", "right"), ("model", "left"), ("suite", "left"), ("status", "left"),
-                         ("examples", "right"), ("clean acc.", "right"), ("robust acc. L∞", "right"),
-                         ("device", "left"), ("started (UTC)", "left")):
-        table.add_column(col, justify=justify)
+    table = Table(title=f"{len(runs)} run(s)", box=box.SIMPLE_HEAD)
+    # Ids, status and numbers are what users copy or scan for: never shortened, whatever the width;
+    # the device and the start time fold onto more lines instead.
+    def whole(col: str, values: list[str], justify: str = "left") -> None:
+        table.add_column(col, justify=justify, no_wrap=True, min_width=max(len(v) for v in [col, *values]))
+
+    whole("run", [str(r.id) for r in runs], "right")
+    whole("model", [r.model.card_id for r in runs])
+    whole("suite", [f"{r.suite_name} v{r.suite_version}" for r in runs])
+    whole("status", [r.status for r in runs])
+    whole("n", [str(r.examples_effective) for r in runs], "right")
+    whole("clean", ["0.0000"], "right")
+    whole("L∞", ["0.0000"], "right")
+    table.add_column("device", overflow="fold")
+    table.add_column("started (UTC)", overflow="fold")
     for run in runs:
         table.add_row(
             str(run.id), run.model.card_id, f"{run.suite_name} v{run.suite_version}", run.status,

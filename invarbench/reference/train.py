@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from invarbench.data import load_eval_data
+from invarbench.data import EvalData, load_eval_data
 from invarbench.models.architectures import build_architecture
 from invarbench.models.loading import sha256_file
 
@@ -56,10 +56,12 @@ def _pgd_train_examples(model, x, y, eps: float, steps: int, alpha: float, gen: 
     return x_adv.detach()
 
 
-def train(cfg: TrainConfig, log=print) -> torch.nn.Module:  # noqa: ANN001 - a print-like function
+def train(cfg: TrainConfig, log=print, data: EvalData | None = None) -> torch.nn.Module:  # noqa: ANN001
+    """Train a LeNet by ``cfg`` on ``data`` (default: the mnist5k train split); ``log`` is print-like."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    data = load_eval_data("mnist5k", split="train")
+    if data is None:
+        data = load_eval_data("mnist5k", split="train")
     model = build_architecture("lenet")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     n = len(data)
