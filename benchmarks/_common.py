@@ -50,14 +50,17 @@ def load_reference(name: str, device: torch.device) -> nn.Module:
 
 
 def load_inputs(model_name: str, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` mnist5k test images and labels for the LeNets; seeded uniform noise for resnet20."""
+    """``n`` mnist5k test images and labels for the LeNets (the 1,000 test images repeated when ``n`` is
+    larger, so that a batch really holds ``n`` examples); seeded uniform noise for resnet20."""
     if model_name == "resnet20":
         gen = torch.Generator().manual_seed(1)
         return torch.rand((n, 3, 32, 32), generator=gen).to(device), torch.randint(0, 10, (n,), generator=gen).to(device)
     from invarbench.data import load_eval_data
 
     data = load_eval_data("mnist5k", limit=n)
-    return data.x.to(device), data.y.to(device)
+    reps = -(-n // len(data))  # ceil
+    x, y = data.x.repeat(reps, 1, 1, 1)[:n], data.y.repeat(reps)[:n]
+    return x.to(device), y.to(device)
 
 
 def interleaved(variants: dict[str, Callable[[], object]], repeats: int, device: torch.device,
