@@ -28,7 +28,6 @@ from store_helpers import (  # noqa: F401 - fixtures
 from typer.testing import CliRunner
 
 from invarbench.cli import app
-from invarbench.cli import results as results_cli
 from invarbench.store import Store
 from invarbench.store.codec import encode_floats
 from invarbench.store.export import CSV_COLUMNS, FORMAT_VERSION, content_digest, dumps, parse_document
@@ -41,8 +40,9 @@ TRICKY = [0.1 + 0.2, 1 / 3, 5e-324, -0.0, 1e308, float("nan"), float("inf"), flo
 
 @pytest.fixture(autouse=True)
 def _wide_console(monkeypatch):
-    """Rich tables as wide as they need: no cell is cut or wrapped."""
-    monkeypatch.setattr(results_cli.console, "width", 400)
+    """Rich tables as wide as they need: no cell is cut or wrapped. (Through the environment, which the
+    console reads at every print: setting its width would pin it for the tests that run after these.)"""
+    monkeypatch.setenv("COLUMNS", "400")
 
 
 def invoke(*args: str):
