@@ -234,3 +234,14 @@ def test_reliability_flags(model, data):
     assert reliability_flags(model, data, suite, gen()) == []
     probs = ModelWrapper(_Softmaxed(model.model), num_classes=10, input_shape=(1, 28, 28))
     assert reliability_flags(probs, data, suite, gen()) == ["probability_outputs"]
+
+
+def test_measure_batch_says_what_it_is_doing_and_that_changes_nothing(model, data):
+    suite = make_suite()
+    notes: list[str] = []
+    told = measure_batch(model, data, 0, 20, suite, gen(7), note=notes.append)
+    assert json.dumps(encode_floats(told)) == json.dumps(encode_floats(measure_batch(model, data, 0, 20, suite, gen(7))))
+    for prefix in ("pgd_linf step ", "pgd_l2 step ", "min_norm step ", "nspgd iteration ", "path_width point "):
+        assert any(n.startswith(prefix) for n in notes), prefix
+    assert "min_norm step 10/10 (" in " ".join(notes)  # every FMN step, out of the suite's 10
+    assert [n for n in notes if n.startswith("pgd_linf")][0].startswith("pgd_linf step 1/5 (")

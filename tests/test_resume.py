@@ -48,7 +48,9 @@ def _stopping_after(batches: int, exc: type[BaseException]):
     def factory(_description: str, _total: int):
         done = [0]
 
-        def advance(n: int) -> None:
+        def advance(n: int, note: str | None = None) -> None:
+            if n == 0:  # a note on the work in progress, not a finished batch
+                return
             done[0] += 1
             if done[0] == batches:
                 raise exc("stopped by the test")

@@ -46,6 +46,7 @@ def progress_bars() -> Iterator[ProgressFactory]:
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
+        TextColumn("[dim]{task.fields[note]}"),  # what runs now, inside the current unit of work
     )
     bars = Progress(*columns, console=err_console, transient=False)
     started = False
@@ -55,8 +56,12 @@ def progress_bars() -> Iterator[ProgressFactory]:
         if not started:  # start drawing only when there is work: early errors stay one clean line
             bars.start()
             started = True
-        task = bars.add_task(description, total=total)
-        return lambda n: bars.advance(task, n)
+        task = bars.add_task(description, total=total, note="")
+
+        def advance(n: int, note: str | None = None) -> None:
+            bars.update(task, advance=n, note=note or "")
+
+        return advance
 
     try:
         yield factory

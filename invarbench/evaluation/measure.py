@@ -4,9 +4,10 @@ The contract with the runner (which stores, resumes and reports progress):
 
 - ``reliability_flags(model, data, suite, generator)`` runs once before the batches and returns
   the flags of the model (NaN/Inf logits raise instead);
-- ``measure_batch(model, data, start, stop, suite, generator)`` returns, per measurement, the
-  per-example (or per-pair) values of examples ``start:stop`` of ``data`` as JSON-ready lists.
-  It depends only on its arguments, so a resumed run recomputes nothing and changes nothing;
+- ``measure_batch(model, data, start, stop, suite, generator, note=None)`` returns, per
+  measurement, the per-example (or per-pair) values of examples ``start:stop`` of ``data`` as
+  JSON-ready lists. It depends only on its arguments, so a resumed run recomputes nothing and
+  changes nothing. ``note`` (optional) hears what it is working on, step by step;
 - ``aggregate(per_example, suite)`` turns the concatenation of all batches' values into metrics.
 
 What ``measure_batch`` returns (every list has one entry per example of the batch, or per
@@ -50,6 +51,7 @@ from invarbench.attacks.pgd import PGDConfig, pgd_attack
 from invarbench.data.registry import EvalData
 from invarbench.metrics.stats import MetricValue, ece_metric, mean_metric, median_metric, proportion_metric
 from invarbench.models.wrapper import check_finite_logits
+from invarbench.progress import Note
 from invarbench.suites.schema import ChecksSpec, MinNormSpec, NSPGDSpec, PathWidthSpec, PGDSpec, Suite
 
 PerExample = dict[str, dict[str, list]]
@@ -157,10 +159,20 @@ def _floats(t: torch.Tensor) -> list:
     return t.detach().cpu().double().tolist()
 
 
+def _stepper(note: Note | None, name: str, total: int, unit: str = "step"):  # noqa: ANN202 - an on_step callback
+    """An attack's ``on_step(done, active)`` that reports ``"<name> <unit> done/total (active left)"``."""
+    if note is None:
+        return None
+    return lambda done, active: note(f"{name} {unit} {done}/{total} ({active} left)")
+
+
 def measure_batch(
-    model: nn.Module, data: EvalData, start: int, stop: int, suite: Suite, generator: torch.Generator
+    model: nn.Module, data: EvalData, start: int, stop: int, suite: Suite, generator: torch.Generator,
+    note: Note | None = None,
 ) -> PerExample:
-    """Every per-example value the suite keeps for examples ``start:stop``, keyed by measurement."""
+    """Every per-example value the suite keeps for examples ``start:stop``, keyed by measurement.
+
+    ``note``, when given, is told what runs now ("pgd_l2 step 12/40 (57 left)", ...)."""
     device = _device(model)
     gens = _generators(generator)
     x = data.x[start:stop].to(device)
@@ -176,18 +188,21 @@ def measure_batch(
     with _trusted(model):
         for name, norm, spec in (("pgd_linf", "linf", m.pgd_linf), ("pgd_l2", "l2", m.pgd_l2)):
             if spec is not None:
-                res = pgd_attack(model, x, y, pgd_config(spec, norm), generator=gens[name])
+                cfg = pgd_config(spec, norm)
+                res = pgd_attack(model, x, y, cfg, generator=gens[name],
+                                 on_step=_stepper(note, name, cfg.steps * cfg.restarts))
                 out[name] = {"robust": res.robust.tolist(), "broken_at": res.broken_at.tolist()}
         if m.min_norm is not None:
-            res = min_l2_distance(model, x, y, min_norm_config(m.min_norm), generator=gens["min_norm"])
+            res = min_l2_distance(model, x, y, min_norm_config(m.min_norm), generator=gens["min_norm"],
+                                  on_step=_stepper(note, "min_norm", m.min_norm.steps))
             out["min_norm"] = {"distance": _floats(res.distance)}
         if m.nspgd is not None:
-            out.update(_measure_pairs(model, data, start, stop, suite, correct, gens["path_width"]))
+            out.update(_measure_pairs(model, data, start, stop, suite, correct, gens["path_width"], note))
     return out
 
 
 def _measure_pairs(model: nn.Module, data: EvalData, start: int, stop: int, suite: Suite,
-                   correct: torch.Tensor, generator: torch.Generator) -> PerExample:
+                   correct: torch.Tensor, generator: torch.Generator, note: Note | None = None) -> PerExample:
     spec, pw = suite.measurements.nspgd, suite.measurements.path_width
     plan = pair_plan(data.y, spec, suite.seed, start=start, stop=stop)
     n = len(plan.sources)
@@ -219,7 +234,8 @@ def _measure_pairs(model: nn.Module, data: EvalData, start: int, stop: int, suit
         src = torch.as_tensor(plan.sources[rows])
         tgt = torch.as_tensor(plan.targets[rows])
         cfg = nspgd_config(spec, tuple(pw.points) if group_width else ())
-        res = nspgd(model, data.x[src].to(device), data.y[src].to(device), data.x[tgt].to(device), cfg)
+        res = nspgd(model, data.x[src].to(device), data.y[src].to(device), data.x[tgt].to(device), cfg,
+                    on_step=_stepper(note, "nspgd", spec.max_iter, "iteration"))
         initial = (data.x[src] - data.x[tgt]).flatten(1).double().norm(dim=1)
         values = {"initial_l2": _floats(initial), "remaining_l2": _floats(res.remaining_l2),
                   "closure": _floats(res.closure), "still_source": res.still_source.tolist(),
@@ -229,17 +245,19 @@ def _measure_pairs(model: nn.Module, data: EvalData, start: int, stop: int, suit
             for r, v in zip(rows, vals):
                 fields[key][r] = v
         if group_width:
-            result["path_width"] = _measure_widths(model, plan.sources[rows], data.y[src], res, pw, generator)
+            result["path_width"] = _measure_widths(model, plan.sources[rows], data.y[src], res, pw, generator, note)
     return result
 
 
 def _measure_widths(model: nn.Module, pairs: np.ndarray, classes: torch.Tensor, res, pw: PathWidthSpec,
-                    generator: torch.Generator) -> dict[str, list]:  # noqa: ANN001 - an NSPGDResult
+                    generator: torch.Generator, note: Note | None = None
+                    ) -> dict[str, list]:  # noqa: ANN001 - an NSPGDResult
     valid = res.path_valid  # [n, P]; a walking pair's first point (x0) is always valid
     points = res.path_points[valid]
     dirs = res.path_dirs[valid]
     cls = classes.to(valid.device)[:, None].expand(valid.shape)[valid]
-    widths = path_widths(model, points, dirs, cls, path_width_config(pw), generator=generator)
+    on_step = None if note is None else (lambda done, total: note(f"path_width point {done}/{total}"))
+    widths = path_widths(model, points, dirs, cls, path_width_config(pw), generator=generator, on_step=on_step)
     n, p = valid.shape
     flat_idx = torch.full((n, p), -1, dtype=torch.long)
     flat_idx[valid.cpu()] = torch.arange(points.shape[0])

@@ -178,7 +178,8 @@ def evaluate(
             values = stored.get(start)
             if values is None:
                 gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
-                values = measure_batch(model, data, start, stop, suite, gen)
+                values = measure_batch(model, data, start, stop, suite, gen,
+                                       note=lambda what, s=start, e=stop: advance(0, f"{s}-{e}: {what}"))
                 store.add_examples(run_id, start, values, duration_s=spent(),
                                    peak_memory_bytes=peak_memory_bytes(device))
             for measurement, fields in values.items():
