@@ -29,8 +29,10 @@ What is measured, and the targets (PASS/FAIL is printed for each):
      against plain batched inference (``model(x)`` in inference mode, batches of the same
      budget) over the same number of images. Target: >= 0.9.
 ``memory``
-  6. Peak memory, each figure from a fresh subprocess (CPU: ``ru_maxrss`` after the run minus
-     ``ru_maxrss`` after loading and a warm-up; CUDA: ``torch.cuda.max_memory_allocated`` minus
+  6. Peak memory, each figure from a fresh subprocess (CPU: the process's peak resident set
+     size after the run minus that after loading and a warm-up, from ``VmHWM`` in
+     ``/proc/self/status`` where it exists, else ``ru_maxrss``, which Linux carries over from the
+     parent across fork and exec, so a big parent would hide the child's peak; CUDA: ``torch.cuda.max_memory_allocated`` minus
      the memory allocated before the run). For a budget of B images: ``path_widths`` with
      ``max_batch_images = B`` over a fixed workload of many more images, against plain
      inference on one batch of B images; and 5 steps of PGD on a batch of B examples, against 5
@@ -44,7 +46,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import resource
 import subprocess
 import sys
 
@@ -56,6 +57,7 @@ from _common import (  # noqa: I001 - the local helper module also puts the chec
     device_from, interleaved, load_inputs, load_reference, median_ratio, table, trusted, verdict,
 )
 from invarbench.attacks import NSPGDConfig, PathWidthConfig, PGDConfig, nspgd, path_widths, pgd_attack
+from invarbench.evaluation.runner import peak_rss_bytes
 
 nspgd_module = importlib.import_module("invarbench.attacks.nspgd")  # the module (the package exports the function)
 
@@ -342,7 +344,7 @@ def _peak_child(what: str, budget: int, model_name: str, device: torch.device, p
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         else:
-            base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            base = peak_rss_bytes()
         if what == "inference":  # one batch of B images, as path_widths would build them
             with torch.inference_mode():
                 imgs = (x[:1] + 0.0 * torch.rand((budget, *x.shape[1:]), device=device)).clamp_(0, 1)
@@ -357,7 +359,7 @@ def _peak_child(what: str, budget: int, model_name: str, device: torch.device, p
             torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated()
         else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            peak = peak_rss_bytes()
     return {"extra_bytes": peak - base}
 
 

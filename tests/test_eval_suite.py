@@ -69,3 +69,19 @@ def test_cli_eval_data_errors(tmp_path, value, message):
                                  "--db", db, "--data", value.format(tmp=tmp_path)])
     assert result.exit_code == 1
     assert result.stderr == message.format(tmp=tmp_path)
+
+
+def test_peak_memory_is_the_evaluating_process_own_not_its_parents():
+    import subprocess
+    import sys
+
+    from invarbench.evaluation.runner import peak_rss_bytes
+
+    ballast = bytearray(512 * 2**20)  # this process now peaks above 512 MiB
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touch every page, so it is resident
+    parent = peak_rss_bytes()
+    child = subprocess.run([sys.executable, "-c", "from invarbench.evaluation.runner import peak_rss_bytes as p; "
+                            "print(p())"], capture_output=True, text=True, check=True)
+    del ballast
+    assert parent > 512 * 2**20
+    assert 0 < int(child.stdout) < parent - 256 * 2**20  # a fresh process, not the inherited peak

@@ -88,16 +88,30 @@ def batch_seed(seed: int, batch_start: int) -> int:
     return (seed * 1_000_003 + batch_start) % (2**63)
 
 
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set size so far: ``VmHWM`` on Linux (it starts afresh at exec),
+    else ``ru_maxrss``, which Linux would carry over from a parent process across fork and exec;
+    None where neither exists (Windows)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB elsewhere
+
+
 def peak_memory_bytes(device: torch.device) -> int | None:
     """Peak memory so far: CUDA's max allocated on a GPU, else the process's peak resident set size."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+    return peak_rss_bytes()
 
 
 def interrupted_message(card_id: str) -> str:

@@ -1,0 +1,60 @@
+"""The published results under leaderboard/results/: each file imports into a fresh database, was
+made from the model file its card names today, and its metrics are exactly what the suite's
+aggregation computes from its own per-example values (so no number was edited by hand)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from invarbench.cards import resolve_card
+from invarbench.evaluation.measure import aggregate
+from invarbench.store import Store
+from invarbench.store.export import import_path
+from invarbench.suites import load_suite
+
+RESULTS = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
+FILES = sorted(p for p in RESULTS.rglob("*.json") if ".artifacts" not in p.parent.name)
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def test_the_reference_models_have_published_results():
+    names = {p.relative_to(RESULTS).as_posix() for p in FILES}
+    assert {"mnist5k/lenet-standard__standard-v2.json", "mnist5k/lenet-pgd-at__standard-v2.json"} <= names
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(RESULTS).as_posix())
+def test_a_published_result_imports_and_its_metrics_follow_from_its_values(path, tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'rebuilt.db'}")
+    import_path(store, path)
+    (listed,) = store.list_runs()
+    run = store.get_run(listed.id)
+    assert run.status == "finished" and run.data_source is None
+
+    card = resolve_card(run.model.card_id, None).card
+    file_sha = card.source.hub.sha256 if card.source.hub is not None else card.source.sha256
+    assert run.model.file_sha256 == file_sha, "the card now names another model file: re-evaluate and re-export"
+
+    suite = load_suite(run.suite_name, run.dataset)
+    if suite.version != run.suite_version:
+        pytest.skip(f"made with {run.suite_name} v{run.suite_version}; the suite is now v{suite.version}")
+    per_example: dict[str, dict[str, list]] = {}
+    for _, values in sorted(store.stored_batches(run.id).items()):
+        for measurement, fields in values.items():
+            for key, vals in fields.items():
+                per_example.setdefault(measurement, {}).setdefault(key, []).extend(vals)
+    assert len(per_example["clean"]["label"]) == run.examples_effective == suite.num_examples
+    recomputed = {m.name: m for m in aggregate(per_example, suite)}
+    assert sorted(recomputed) == sorted(m.name for m in run.metrics)
+    for stored in run.metrics:
+        again = recomputed[stored.name]
+        for field in ("value", "stderr", "ci_low", "ci_high"):
+            assert _same(getattr(stored, field), getattr(again, field)), (stored.name, field)
+        assert stored.n == again.n
