@@ -26,6 +26,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from invarbench.attacks._tensors import per_example
+
 _TINY = 1e-12
 
 
@@ -65,10 +67,6 @@ class MinNormResult:
     distance: torch.Tensor
     x_adv: torch.Tensor
     forward_backward_passes: int
-
-
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -134,7 +132,7 @@ def min_l2_distance(
         dnorm = delta.flatten(1).norm(dim=1)
         better = is_adv & (dnorm < best_norm)
         best_norm = torch.where(better, dnorm, best_norm)
-        best_delta = torch.where(_bcast(better, xs), delta, best_delta)
+        best_delta = torch.where(per_example(better, xs), delta, best_delta)
         found |= is_adv
         gnorm = grad.flatten(1).norm(dim=1).clamp_min(_TINY)
         to_boundary = margin.abs() / gnorm  # first-order distance to the decision boundary
@@ -145,9 +143,9 @@ def min_l2_distance(
         )
         eps = torch.minimum(eps, worst)
         # Descend the margin: a step of length alpha, then project onto the eps ball and the box.
-        delta = delta - grad * _bcast(alpha / gnorm, xs)
+        delta = delta - grad * per_example(alpha / gnorm, xs)
         dn = delta.flatten(1).norm(dim=1).clamp_min(_TINY)
-        delta = delta * _bcast(torch.clamp(eps / dn, max=1.0), xs)
+        delta = delta * per_example(torch.clamp(eps / dn, max=1.0), xs)
         delta = (xs + delta).clamp_(0.0, 1.0) - xs
         if on_step is not None:
             on_step(i + 1, m)
@@ -158,7 +156,7 @@ def min_l2_distance(
     dnorm = delta.flatten(1).norm(dim=1)
     better = is_adv & (dnorm < best_norm)
     best_norm = torch.where(better, dnorm, best_norm)
-    best_delta = torch.where(_bcast(better, xs), delta, best_delta)
+    best_delta = torch.where(per_example(better, xs), delta, best_delta)
     found |= is_adv
 
     # Bisection on the segment x -> x + best_delta (inside the box, as the box is convex):
@@ -168,11 +166,11 @@ def min_l2_distance(
     with torch.no_grad():
         for _ in range(cfg.refine_steps):
             mid = (lo + hi) / 2
-            adv = model(xs + best_delta * _bcast(mid, xs)).argmax(dim=1) != ys
+            adv = model(xs + best_delta * per_example(mid, xs)).argmax(dim=1) != ys
             hi = torch.where(adv, mid, hi)
             lo = torch.where(adv, lo, mid)
-    final = best_delta * _bcast(hi, xs)
+    final = best_delta * per_example(hi, xs)
     dist = torch.where(found, final.flatten(1).norm(dim=1), torch.full_like(best_norm, math.inf))
     distance[idx] = dist
-    x_adv_out[idx] = torch.where(_bcast(found, xs), xs + final, xs)
+    x_adv_out[idx] = torch.where(per_example(found, xs), xs + final, xs)
     return MinNormResult(distance=distance, x_adv=x_adv_out, forward_backward_passes=passes)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from invarbench.attacks._tensors import per_example
+
 _TINY = 1e-30
 
 
@@ -69,10 +71,6 @@ class NSPGDResult:
     path_dirs: torch.Tensor
     path_valid: torch.Tensor
     forward_backward_passes: int  # pair-level count of backward passes (cost accounting)
-
-
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _source_confidence(model: nn.Module, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,14 +133,14 @@ def nspgd(
         gv = _dot(g, v)
         gg = _dot(g, g)
         coef = torch.where(gv < 0, gv / gg.clamp_min(_TINY), torch.zeros_like(gv))
-        v = v - g * _bcast(coef, g)
+        v = v - g * per_example(coef, g)
         x_new = (xa + cfg.eta * v).clamp_(0.0, 1.0)
         slot = record.get(it)
         if slot is not None:
             step = x_new - xa
             snorm = step.flatten(1).norm(dim=1)
             path_points[idx, slot] = xa
-            path_dirs[idx, slot] = step * _bcast(torch.where(snorm > 0, 1 / snorm.clamp_min(_TINY), 0.0), step)
+            path_dirs[idx, slot] = step * per_example(torch.where(snorm > 0, 1 / snorm.clamp_min(_TINY), 0.0), step)
             path_valid[idx, slot] = True
 
         last = it == cfg.max_iter - 1

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invarbench.attacks._tensors import per_example
+
 Norm = Literal["linf", "l2"]
 _TINY = 1e-12
 
@@ -61,10 +63,6 @@ class PGDResult:
     forward_backward_passes: int  # example-level count of gradient computations (cost accounting)
 
 
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
-
-
 def _random_start(x: torch.Tensor, cfg: PGDConfig, gen: torch.Generator | None) -> torch.Tensor:
     if not cfg.random_start or cfg.eps == 0:
         return torch.zeros_like(x)
@@ -76,7 +74,7 @@ def _random_start(x: torch.Tensor, cfg: PGDConfig, gen: torch.Generator | None) 
     d = x[0].numel()
     norms = g.flatten(1).norm(dim=1).clamp_min(_TINY)
     r = torch.rand(x.shape[0], generator=gen, device=x.device, dtype=x.dtype).pow(1.0 / d) * cfg.eps
-    return g * _bcast(r / norms, x)
+    return g * per_example(r / norms, x)
 
 
 def _step(x_adv: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, cfg: PGDConfig) -> torch.Tensor:
@@ -87,9 +85,9 @@ def _step(x_adv: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, cfg: PGDCon
         delta = (x_adv + cfg.alpha * grad.sign() - x0).clamp_(-cfg.eps, cfg.eps)
     else:
         gnorm = grad.flatten(1).norm(dim=1).clamp_min(_TINY)
-        delta = x_adv - x0 + grad * _bcast(cfg.alpha / gnorm, x0)
+        delta = x_adv - x0 + grad * per_example(cfg.alpha / gnorm, x0)
         dnorm = delta.flatten(1).norm(dim=1)
-        delta = delta * _bcast(torch.clamp(cfg.eps / dnorm.clamp_min(_TINY), max=1.0), x0)
+        delta = delta * per_example(torch.clamp(cfg.eps / dnorm.clamp_min(_TINY), max=1.0), x0)
     return (x0 + delta).clamp_(0.0, 1.0)
 
 
