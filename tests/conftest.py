@@ -7,6 +7,10 @@ import os
 # Set before anything imports huggingface_hub: no test may reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Rich fixes a console's width from COLUMNS when the console is made (at import): a width exported
+# in the user's shell would then override the widths that the CLI tests ask for when they invoke.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 import pytest  # noqa: E402
 
@@ -20,4 +24,6 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("INVARBENCH_DB", raising=False)
     monkeypatch.delenv("INVARBENCH_CARDS", raising=False)
+    monkeypatch.delenv("INVARBENCH_DATA", raising=False)
+    monkeypatch.setenv("INVARBENCH_OFFLINE", "1")  # data sets: never a download (a test may lift it)
     yield
