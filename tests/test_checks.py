@@ -132,4 +132,5 @@ def test_measure_batch_refuses_nan_logits():
 
 def test_flag_names_are_stable():
     # stored with runs and shown on the leaderboard: renaming one is a breaking change
-    assert FLAG_NAMES == ("randomized_outputs", "probability_outputs", "zero_gradients", "nan_gradients")
+    assert FLAG_NAMES == ("randomized_outputs", "probability_outputs", "zero_gradients", "nan_gradients",
+                          "batch_dependent_outputs")

@@ -43,7 +43,10 @@ def test_quick_suite_is_deterministic_and_npz_replaces_the_images(tmp_path, npz_
     assert store.get_run(first.run_id).data_source is None
     source = store.get_run(custom.run_id).data_source
     assert source.startswith(f"npz:{npz_of_the_test_images.resolve()} sha256:")
-    assert [r.id for r in store.latest_finished_runs()] == [first.run_id]
+    # Both are --limit runs of the quick suite: neither is ranked; the second is on custom data.
+    assert store.latest_finished_runs() == []
+    assert {st.run.id: st.kind for st in store.unranked_runs()} == {first.run_id: "smoke",
+                                                                   custom.run_id: "custom_data"}
 
 
 def test_cli_eval_with_custom_data(tmp_path, npz_of_the_test_images):

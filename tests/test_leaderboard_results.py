@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from invarbench.attacks.checks import FLAG_NAMES
 from invarbench.cards import resolve_card
-from invarbench.evaluation.measure import aggregate
+from invarbench.evaluation.measure import aggregate, result_flags
 from invarbench.store import Store
 from invarbench.store.export import import_path
 from invarbench.suites import load_suite
@@ -27,7 +28,10 @@ def _same(a: float | None, b: float | None) -> bool:
 
 def test_the_reference_models_have_published_results():
     names = {p.relative_to(RESULTS).as_posix() for p in FILES}
-    assert {"mnist5k/lenet-standard__standard-v2.json", "mnist5k/lenet-pgd-at__standard-v2.json"} <= names
+    for card in ("mnist5k/lenet-standard", "mnist5k/lenet-pgd-at"):
+        dataset = card.split("/")[0]
+        version = load_suite("standard", dataset).version
+        assert f"{card}__standard-v{version}.json" in names, "re-run the reference models with the current suite"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(RESULTS).as_posix())
@@ -58,3 +62,5 @@ def test_a_published_result_imports_and_its_metrics_follow_from_its_values(path,
         for field in ("value", "stderr", "ci_low", "ci_high"):
             assert _same(getattr(stored, field), getattr(again, field)), (stored.name, field)
         assert stored.n == again.n
+    # The flags read from the per-example values are those stored (the others come from the checks).
+    assert set(result_flags(per_example, suite)) == set(run.flags) - set(FLAG_NAMES)

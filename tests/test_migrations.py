@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import MetaData, Table, create_engine, inspect, text
 from store_helpers import add_model, db_url, first_schema_metadata, sqlite_url  # noqa: F401 - fixtures
 from typer.testing import CliRunner
 
@@ -89,7 +89,7 @@ def test_a_database_at_the_first_migration_is_upgraded_with_its_data(db_url):
         _insert_first_version_data(conn)
     engine.dispose()
     before = Store(db_url, migrate_schema=False).schema_status()
-    assert (before.current, [m.revision for m in before.pending]) == ("0001", ["0002", "0003"])
+    assert (before.current, [m.revision for m in before.pending]) == ("0001", ["0002", "0003", "0004"])
 
     store = Store(db_url)  # opening upgrades
     assert store.schema_status().up_to_date
@@ -99,10 +99,47 @@ def test_a_database_at_the_first_migration_is_upgraded_with_its_data(db_url):
     second = store.start_run(1, _prov())
     store.finish_run(second, [_Metric("ece", math.nan)], [], peak_memory_bytes=10)
     assert math.isnan(store.get_run(second).metrics[0].value)
-    # runs stored before 0003 evaluated their data set's own test split
-    assert store.get_run(1).data_source is None
+    # runs stored before 0003 evaluated their data set's own test split; before 0004 no dtype was recorded
+    assert (store.get_run(1).data_source, store.get_run(1).model_dtype, store.get_run(1).suite_num_examples) == (
+        None, None, None)
     custom = store.start_run(1, replace(_prov(), data_source="npz:/data/mine.npz sha256:" + "0" * 64))
     assert store.get_run(custom).data_source.startswith("npz:/data/mine.npz")
+
+
+def test_a_database_at_0003_gets_the_model_dtype_and_the_suite_size_and_keeps_its_runs(db_url):
+    _migrate_to(db_url, "0001")
+    engine = create_engine(Store(db_url, migrate_schema=False).engine.url)
+    with engine.begin() as conn:
+        _insert_first_version_data(conn)
+    engine.dispose()
+    older = Store(db_url, migrate_schema=False).engine
+    assert migrations.upgrade(older, "0003") == ["0002", "0003"]  # what invarbench did when 0003 was the newest
+    older.dispose()
+    engine = create_engine(Store(db_url, migrate_schema=False).engine.url)
+    with engine.begin() as conn:  # a failed run as invarbench left it at 0003, to be resumed
+        runs = Table("runs", MetaData(), autoload_with=conn)
+        assert "model_dtype" not in runs.c and "suite_num_examples" not in runs.c
+        old = _prov()
+        conn.execute(runs.insert().values(
+            uid="0" * 36, model_id=1, status="failed", error="boom", flags=[], started_at=T0, finished_at=T0,
+            attempts=1, **{k: v for k, v in old.__dict__.items() if k in runs.c}))
+    engine.dispose()
+    assert Store(db_url, migrate_schema=False).schema_status().current == "0003"
+
+    store = Store(db_url)  # opening upgrades to 0004
+    assert store.schema_status().current == "0004"
+    _assert_first_version_data_kept(store)
+    with store.engine.connect() as conn:
+        columns = {c["name"]: c for c in inspect(conn).get_columns("runs")}
+    assert columns["model_dtype"]["nullable"] and columns["suite_num_examples"]["nullable"]
+    assert [(r.id, r.model_dtype, r.suite_num_examples, r.status) for r in store.list_runs()] == [
+        (1, None, None, "finished"), (2, None, None, "failed")]
+    # the old failed run resumes only with what it recorded: no dtype
+    assert store.resume_run(1, replace(_prov(), model_dtype="float32")) is None
+    resumed = store.resume_run(1, _prov())
+    assert resumed is not None and resumed.run_id == 2
+    new = store.start_run(1, replace(_prov(), model_dtype="bfloat16", suite_num_examples=6))
+    assert (store.get_run(new).model_dtype, store.get_run(new).suite_num_examples) == ("bfloat16", 6)
 
 
 def test_a_database_made_before_migrations_existed_is_adopted_and_upgraded(sqlite_url):
@@ -116,12 +153,13 @@ def test_a_database_made_before_migrations_existed_is_adopted_and_upgraded(sqlit
 
     result = runner.invoke(app, ["db", "upgrade", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == f"Upgraded {sqlite_url} to schema revision 0003 (applied 0001, 0002, 0003)."
+    assert result.output.strip() == (
+        f"Upgraded {sqlite_url} to schema revision 0004 (applied 0001, 0002, 0003, 0004).")
     store = Store(sqlite_url)
     _assert_first_version_data_kept(store)
     status = store.schema_status()
     assert [(m.revision, m.applied, m.applied_at is not None) for m in status.migrations] == [
-        ("0001", True, True), ("0002", True, True), ("0003", True, True)]
+        ("0001", True, True), ("0002", True, True), ("0003", True, True), ("0004", True, True)]
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
 
@@ -131,14 +169,14 @@ def test_db_status_shows_pending_migrations_and_changes_nothing(sqlite_url):
     result = runner.invoke(app, ["db", "status", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     assert f"Database: {sqlite_url}" in result.output
-    assert "Schema revision: 0001; newest: 0003" in result.output
-    assert "2 migration(s) pending: run 'invarbench db upgrade'" in result.output
+    assert "Schema revision: 0001; newest: 0004" in result.output
+    assert "3 migration(s) pending: run 'invarbench db upgrade'" in result.output
     assert Store(sqlite_url, migrate_schema=False).schema_status().current == "0001"
 
     assert runner.invoke(app, ["db", "upgrade", "--db", sqlite_url]).output.strip() == (
-        f"Upgraded {sqlite_url} to schema revision 0003 (applied 0002, 0003).")
+        f"Upgraded {sqlite_url} to schema revision 0004 (applied 0002, 0003, 0004).")
     again = runner.invoke(app, ["db", "upgrade", "--db", sqlite_url])
-    assert again.output.strip() == f"{sqlite_url} is already at the newest schema revision 0003."
+    assert again.output.strip() == f"{sqlite_url} is already at the newest schema revision 0004."
     assert "Up to date." in runner.invoke(app, ["db", "status", "--db", sqlite_url]).output
 
 

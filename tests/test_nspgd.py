@@ -155,3 +155,49 @@ def test_zero_iterations_and_bad_configs():
         NSPGDConfig(max_iter=10, record_at=(10,))
     with pytest.raises(ValueError, match="eta"):
         NSPGDConfig(eta=0.0)
+
+
+class _StopAtThreshold(nn.Module):
+    """Two classes on images of shape (1, 1, 2): class 0 with a large margin while ``x[1] > x[0]``,
+    a coin toss once ``x[1] <= x[0]``. Its input gradient is exactly zero, so NSPGD never projects
+    and walks straight: ``x_i[1] = (1 - eta)^i`` from a source with ``x[1] = 1`` toward a target
+    with ``x[1] = 0`` and the same ``x[0]``. A pair whose ``x[0]`` lies between ``(1 - eta)^(s + 1)``
+    and ``(1 - eta)^s`` is refused at iteration ``s``: it makes exactly ``s`` accepted steps."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        high = (flat[:, 1] > flat[:, 0]).to(x.dtype) * 10.0 + 0.0 * flat.sum(dim=1)
+        return torch.stack([high, torch.zeros_like(high)], dim=1)
+
+
+def _pairs_stopping_at(stops: list[int], eta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    thr = torch.tensor([(1 - eta) ** (s + 0.5) for s in stops], dtype=torch.float64)
+    x0 = torch.stack([thr, torch.ones_like(thr)], dim=1).view(-1, 1, 1, 2)
+    t = torch.stack([thr, torch.zeros_like(thr)], dim=1).view(-1, 1, 1, 2)
+    return x0, torch.zeros(len(stops), dtype=torch.long), t
+
+
+@pytest.mark.parametrize("step", range(7))
+def test_several_pairs_refused_at_the_same_iteration_at_every_position(step):
+    """Several pairs stop at the same iteration, at every position of the loop: alone among the
+    walkers (the batch empties there), together with pairs that walk on, and after others stopped."""
+    eta, k = 0.2, 6
+    model = _StopAtThreshold().double()
+    cfg = NSPGDConfig(eta=eta, delta=0.05, max_iter=k, record_at=(0, 2, 5))
+    for stops in ([step] * 4, [step, step, step + 3, step + 3, 0, step], [step, 1, step, 9, step]):
+        x0, c, t = _pairs_stopping_at(stops, eta)
+        res = nspgd(model, x0, c, t, cfg)
+        expected = [min(s, k) for s in stops]
+        assert res.accepted_steps.tolist() == expected
+        walked = torch.tensor([(1 - eta) ** s for s in expected], dtype=torch.float64)
+        assert torch.allclose(res.x_final[:, 0, 0, 1], walked, rtol=1e-12)
+        assert torch.allclose(res.remaining_l2, walked, rtol=1e-12)
+        finals, steps, points, valid = _reference_nspgd(model, x0, c, t, cfg)
+        assert res.accepted_steps.tolist() == steps.tolist()
+        assert torch.allclose(res.x_final, finals, atol=1e-12)
+        assert torch.equal(res.path_valid, valid)
+        # Pairs with the same stopping step give identical values.
+        for a in range(len(stops)):
+            for b in range(len(stops)):
+                if expected[a] == expected[b]:
+                    assert res.remaining_l2[a] == res.remaining_l2[b]

@@ -71,7 +71,7 @@ def test_pack_end_to_end(factory_module, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     digest = sha256_bytes(out.read_bytes())
     lines = result.stdout.splitlines()
-    assert re.fullmatch(rf"Wrote {re.escape(str(out))} \([0-9,]+ bytes\): 3 logits for inputs \[1, 8, 8\], "
+    assert re.fullmatch(rf"Wrote {re.escape(str(out))} \([0-9,]+ bytes\): 3 logits for float32 inputs \[1, 8, 8\], "
                         r"max \|difference\| to your module \S+", lines[0])
     assert lines[1] == f"sha256 {digest}"
     assert lines[2:] == [

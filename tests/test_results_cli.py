@@ -63,7 +63,9 @@ def populate(store: Store) -> dict[str, int]:
     )
     ids = {}
     ids["old"] = _finished(store, model, provenance(), 0.25)
-    ids["main"] = _finished(store, model, provenance(seed=7), 2 / 3, examples=True, artifact=True)
+    # the main run records a model dtype (a format version 2 document); the others do not (version 1)
+    ids["main"] = _finished(store, model, provenance(seed=7, model_dtype="float32"), 2 / 3, examples=True,
+                            artifact=True)
     ids["v2"] = _finished(store, model, provenance(suite_version=2), 0.5)
     ids["other"] = _finished(store, store_hub, provenance(git_commit="f" * 40), 1 / 7, examples=True)
     ids["failed"] = store.start_run(model, provenance(seed=9))
@@ -100,7 +102,8 @@ def numbers(store: Store, run_id: int) -> dict:
     model = run.model
     fields = ("uid", "suite_name", "suite_version", "dataset", "status", "error", "flags", "seed", "batch_size",
               "examples_requested", "examples_effective", "device", "invarbench_version", "git_commit",
-              "torch_version", "duration_s", "peak_memory_bytes", "attempts")
+              "torch_version", "duration_s", "peak_memory_bytes", "attempts", "suite_num_examples", "data_source",
+              "model_dtype")
     return {
         "model": [getattr(model, f) for f in ("card_id", "name", "dataset", "card_yaml", "card_sha256",
                                                "file_sha256", "hub_repo", "hub_revision", "training_method")],
@@ -200,6 +203,7 @@ def test_the_leaderboard_layout_is_one_stable_file_per_model_and_suite_version(s
     assert result.stderr.splitlines() == [
         f"Wrote {out / 'toy/model__quick-v1.json'}", f"Wrote {out / 'toy/model__quick-v2.json'}",
         f"Wrote {out / 'toy/other__quick-v1.json'}", f"Exported 3 run(s) to {out}",
+        "Left out 3 run(s): 1 superseded by a newer full run, 2 not finished; export one with --run ID",
     ]
     text = (out / "toy" / "model__quick-v1.json").read_text(encoding="utf-8")
     doc = json.loads(text)
@@ -208,6 +212,11 @@ def test_the_leaderboard_layout_is_one_stable_file_per_model_and_suite_version(s
     assert list(doc) == ["format", "format_version", "content_sha256", "model", "run", "metrics", "examples",
                          "artifacts"]
     assert (doc["format"], doc["format_version"]) == ("invarbench-results", FORMAT_VERSION)
+    assert (doc["run"]["model_dtype"], doc["run"]["data_source"], doc["run"]["suite_num_examples"]) == (
+        "float32", None, None)
+    # a run that recorded none of the version 2 fields is still written as version 1, without them
+    v2_doc = json.loads((out / "toy" / "model__quick-v2.json").read_text(encoding="utf-8"))
+    assert v2_doc["format_version"] == 1 and "model_dtype" not in v2_doc["run"]
     assert doc["artifacts"][0]["path"] == "model__quick-v1.artifacts/strip.png"
     assert (out / "toy" / "model__quick-v1.artifacts" / "strip.png").read_bytes() == PNG
     # reviewable text: indented, one line per list of plain values, exact numbers, non-finite as strings
@@ -299,11 +308,13 @@ def test_compare_shows_differences_and_where_provenance_differs(sqlite_url):
     out = result.stdout
     assert re.search(r"clean_accuracy\s+│\s+0\.2500\s+│.*│\s+0\.6667\s+│.*│\s+0\.4167\s+│\s+yes", out)
     assert re.search(r"median_min_l2_distance\s+│\s+inf\s+│\s+–\s+│\s+inf\s+│\s+–\s+│\s+NaN\s+│\s+–", out)
-    assert re.search(r"provenance that\s+differs", out) and re.search(r"│ seed  │ 0 │ 7 │", out)  # only the seed differs
-    assert len(re.findall(r"^│ [a-z]", out.split("provenance that")[1], flags=re.M)) == 1
+    assert re.search(r"provenance that\s+differs", out) and re.search(r"│ seed\s+│ 0\s+│ 7\s+│", out)
+    assert re.search(r"│ model dtype\s+│ not recorded\s+│ float32\s+│", out)
+    assert len(re.findall(r"^│ [a-z]", out.split("provenance that")[1], flags=re.M)) == 2  # only these two differ
     same = invoke("results", "compare", str(ids["main"]), str(ids["main"]), "--db", sqlite_url)
     assert same.exit_code == 0
-    assert "Same model snapshot, suite version, examples, seed, device and code versions." in same.stdout
+    assert ("Same model snapshot, suite version, data, examples, seed, batch size, device, model dtype and code "
+            "versions.") in same.stdout
 
 
 # --- errors: one line on stderr, exit code 1, nothing half done ---------------------------------
@@ -402,6 +413,7 @@ def test_import_refuses_a_newer_format_version(exported, target):
         ('"value": 0.6666666666666666,', '"value": 0.6666666666666667,'),  # the last digit of a metric
         ('"x": [0.30000000000000004,', '"x": [0.3,'),  # one per-example value
         ('"seed": 7,', '"seed": 8,'),  # provenance
+        ('"model_dtype": "float32"', '"model_dtype": "float16"'),
         ('"n": 6\n', '"n": 60\n'),
     ],
 )

@@ -134,12 +134,19 @@ def test_a_smoke_run_or_a_custom_data_set_never_replaces_a_full_leaderboard_run(
     store.finish_run(custom, [metric("clean_accuracy", 1.0)], [])
     assert [r.id for r in store.latest_finished_runs()] == [full]
     assert [r.id for r in store.leaderboard_runs()] == [full]
-    # a newer run over as many examples takes over; so does a newer suite version, even a smaller run
+    assert [(st.run.id, st.kind) for st in store.unranked_runs()] == [(smoke, "smoke"), (custom, "custom_data")]
+    # a newer full run takes over
     again = store.start_run(model_id, provenance(seed=1))
     store.finish_run(again, [metric("clean_accuracy", 0.6)], [])
     assert [r.id for r in store.latest_finished_runs()] == [again]
-    v2 = store.start_run(model_id, provenance(suite_version=2, examples_effective=2))
-    store.finish_run(v2, [metric("clean_accuracy", 0.7, n=2)], [])
+    # a newer suite version's run over fewer examples than asked for is no full run: it is not ranked
+    short = store.start_run(model_id, provenance(suite_version=2, examples_effective=2))
+    store.finish_run(short, [metric("clean_accuracy", 0.7, n=2)], [])
+    assert [r.id for r in store.latest_finished_runs()] == [again]
+    assert [st.run.id for st in store.unranked_runs()] == [custom, short]  # the newest suite version's smoke run
+    # a full run of the newer suite version takes over the leaderboard row
+    v2 = store.start_run(model_id, provenance(suite_version=2, seed=5))
+    store.finish_run(v2, [metric("clean_accuracy", 0.7)], [])
     assert [r.id for r in store.latest_finished_runs()] == [v2]
     assert [r.id for r in store.leaderboard_runs()] == [again, v2]  # per suite version
     # the custom run stays in the store, with where its images came from

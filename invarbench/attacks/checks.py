@@ -11,6 +11,17 @@ On a batch of examples:
   more than ``zero_gradient_fraction`` of the examples (gradient masking, e.g. quantisation).
 - ``nan_gradients``: that gradient has a NaN or Inf entry for more than
   ``nan_gradient_fraction`` of the examples.
+- ``batch_dependent_outputs``: an example's logits depend on the rest of the batch: ``f(x)[i]``
+  differs from ``f(x[i:i+1])``, or from the logits of ``x[i]`` in the batch in reverse order, by
+  more than ``batch_atol + batch_rtol * |logit|`` (BatchNorm on batch statistics, e.g.
+  ``track_running_stats=False``). Every number of such a model changes with the batch size.
+  Not raised together with ``randomized_outputs``, whose outputs change from call to call anyway.
+
+One flag is raised after the measurements, from their per-example values
+(:func:`invarbench.evaluation.measure.result_flags`):
+
+- ``gradient_attack_weaker_than_search``: the gradient-free boundary search found a smaller
+  adversarial distance than FMN on more than a set share of the correctly classified examples.
 
 NaN/Inf logits are an error, not a flag: :func:`invarbench.models.wrapper.check_finite_logits`
 raises :class:`~invarbench.errors.ModelOutputError`.
@@ -26,7 +37,7 @@ from torch import nn
 
 from invarbench.models.wrapper import check_finite_logits
 
-FLAG_NAMES = ("randomized_outputs", "probability_outputs", "zero_gradients", "nan_gradients")
+FLAG_NAMES = ("randomized_outputs", "probability_outputs", "zero_gradients", "nan_gradients", "batch_dependent_outputs")
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,8 @@ class ReliabilityConfig:
     probability_fraction: float = 0.9
     zero_gradient_fraction: float = 0.1
     nan_gradient_fraction: float = 0.0
+    batch_atol: float = 1e-4
+    batch_rtol: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.max_examples < 1:
@@ -58,6 +71,7 @@ class ReliabilityReport:
     probability_rows: float  # fraction of examples whose outputs look like probabilities
     zero_gradient_examples: float  # fraction of examples with an all-zero input gradient
     nan_gradient_examples: float  # fraction of examples with a NaN/Inf input gradient entry
+    max_batch_change: float  # largest |difference| between an example's logits in the batch, alone, reordered
     examples: int
 
 
@@ -84,6 +98,8 @@ def reliability_report(
     diff = (first - second).abs()
     randomized = bool((diff > cfg.randomness_atol + cfg.randomness_rtol * first.abs()).any())
 
+    batch_change, batch_dependent = _batch_dependence(model, x, first, cfg)
+
     tol = cfg.probability_atol
     prob_rows = (first >= -tol).all(dim=1) & ((first.sum(dim=1) - 1).abs() <= tol)
     # Shares as exact ratios of counts: a float32 mean makes 4/40 come out above 0.1.
@@ -105,6 +121,8 @@ def reliability_report(
         "probability_outputs": prob_share >= cfg.probability_fraction,
         "zero_gradients": zero_share > cfg.zero_gradient_fraction,
         "nan_gradients": nan_share > cfg.nan_gradient_fraction,
+        # Outputs that change from call to call also change between batches: that is the first flag.
+        "batch_dependent_outputs": batch_dependent and not randomized,
     }
     return ReliabilityReport(
         flags=tuple(name for name in FLAG_NAMES if raised[name]),
@@ -112,8 +130,24 @@ def reliability_report(
         probability_rows=prob_share,
         zero_gradient_examples=zero_share,
         nan_gradient_examples=nan_share,
+        max_batch_change=batch_change,
         examples=n,
     )
+
+
+def _batch_dependence(
+    model: nn.Module, x: torch.Tensor, batched: torch.Tensor, cfg: ReliabilityConfig
+) -> tuple[float, bool]:
+    """The largest change of an example's logits between the batch ``x`` (giving ``batched``), the
+    example alone, and the batch in reverse order; and whether it exceeds the tolerance."""
+    with torch.no_grad():
+        alone = torch.cat([model(x[i:i + 1]) for i in range(x.shape[0])])
+        check_finite_logits(alone)
+        reordered = model(x.flip(0)).flip(0)
+        check_finite_logits(reordered)
+    bound = cfg.batch_atol + cfg.batch_rtol * batched.abs()
+    change = torch.maximum((alone - batched).abs(), (reordered - batched).abs())
+    return (float(change.max()) if change.numel() else 0.0), bool((change > bound).any())
 
 
 def reliability_flags(

@@ -158,7 +158,8 @@ def nspgd(
             pred_final[done] = preda[no]
             p_final[done] = pa[no]
         if n_ok == 0:
-            idx = idx[:0]
+            # Every pair still walking was refused (and written above): nothing is left to write.
+            idx, xa, pa, preda = idx[:0], xa[:0], pa[:0], preda[:0]
             break
         accepted_steps[idx[ok]] += 1
         if n_ok < ok.shape[0]:

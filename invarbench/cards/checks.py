@@ -50,6 +50,22 @@ def check_dataset(ref: CardRef) -> None:
         )
 
 
+def check_card_context(ref: CardRef) -> None:
+    """The checks every use of a card runs before its model is loaded (``cards validate``, ``eval``):
+    the data set is registered and agrees on classes and image size, and the architecture exists
+    and takes the card's kwargs. Raises :class:`NotFoundError` or :class:`ValidationError` naming
+    the card and the field to fix."""
+    from invarbench.models.architectures import check_architecture_kwargs
+
+    check_dataset(ref)
+    arch = ref.card.architecture
+    if arch is not None:
+        try:
+            check_architecture_kwargs(arch.name, arch.kwargs)
+        except (NotFoundError, ValidationError) as exc:
+            raise type(exc)(f"model card {ref.path}: {exc}") from None
+
+
 def check_model_file(ref: CardRef) -> str | None:
     """Verify the model file's checksum when it is on disk; return a note when it is not."""
     from invarbench.models.files import verify_sha256
@@ -69,20 +85,12 @@ def check_model_file(ref: CardRef) -> str | None:
 
 def check_card(path: Path, *, cards_dir: Path | None = None, load: bool = False) -> CardCheck:
     """Every check on the card at ``path``; raises the first problem as an :class:`InvarbenchError`."""
-    from invarbench.models.architectures import check_architecture_kwargs
-
     ref = load_card(path)
     if cards_dir is not None and _inside(path, cards_dir):
         check_card_location(ref.card, path, cards_dir)
     else:
         check_card_location(ref.card, path)
-    check_dataset(ref)
-    arch = ref.card.architecture
-    if arch is not None:
-        try:
-            check_architecture_kwargs(arch.name, arch.kwargs)
-        except (NotFoundError, ValidationError) as exc:
-            raise type(exc)(f"model card {ref.path}: {exc}") from None
+    check_card_context(ref)
     result = CardCheck(ref)
     if load:
         from invarbench.models.loading import load_model

@@ -29,10 +29,12 @@ def pack_command(
 ) -> None:
     """Export your model (your code, on your machine) to a .pt2 file that invarbench loads without your code.
 
-    The model is put in eval mode and exported with a dynamic batch dimension; the file is then
-    loaded back through invarbench's own checks and compared with your module. Prints the sha256
-    and the card fields for the file. Normalisation may stay inside the model (then leave mean and
-    std out of the card) or go into the card's preprocessing, not both.
+    The model is put in eval mode and exported with a dynamic batch dimension, in its own floating
+    dtype (a .half() or .bfloat16() model stays in half precision; invarbench casts its float32
+    images to that dtype); the file is then loaded back through invarbench's own checks and
+    compared with your module. Prints the dtype, the sha256 and the card fields for the file.
+    Normalisation may stay inside the model (then leave mean and std out of the card) or go into
+    the card's preprocessing, not both.
     """
     from invarbench.models.pack import pack
 
@@ -46,7 +48,8 @@ def pack_command(
             if not isinstance(factory_kwargs, dict):
                 raise ValidationError(f"--kwargs must be a mapping such as '{{depth: 28}}', got '{kwargs}'")
         result = pack(spec, out, input_size, weights=weights, factory_kwargs=factory_kwargs, num_classes=num_classes)
-    typer.echo(f"Wrote {result.path} ({result.size_bytes:,} bytes): {result.num_classes} logits for inputs "
+    dtype = str(result.dtype).removeprefix("torch.")
+    typer.echo(f"Wrote {result.path} ({result.size_bytes:,} bytes): {result.num_classes} logits for {dtype} inputs "
                f"{list(result.input_size)}, max |difference| to your module {result.max_abs_diff:.2g}")
     typer.echo(f"sha256 {result.sha256}")
     typer.echo("Card fields (see docs/model-cards.md):")

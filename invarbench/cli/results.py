@@ -14,7 +14,16 @@ from rich.table import Table
 from invarbench.cli.common import DbOption, console, user_errors
 from invarbench.errors import ValidationError
 from invarbench.store import Store
-from invarbench.store.export import csv_text, export_runs, import_path, json_stream, write_json_tree
+from invarbench.store.db import CUSTOM_DATA, SMOKE, Standing
+from invarbench.store.export import (
+    LEFT_OUT_REASONS,
+    csv_text,
+    export_selection,
+    import_path,
+    json_stream,
+    picked_runs,
+    write_json_tree,
+)
 
 app = typer.Typer(help="Inspect, compare, export and import stored evaluation runs.", no_args_is_help=True)
 
@@ -57,6 +66,20 @@ def _bytes(n: int | None) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+def _data(run) -> str:  # noqa: ANN001 - a RunRecord
+    return run.data_source or f"the {run.dataset} test split"
+
+
+def _standing(st: Standing) -> str:
+    """Where a finished run stands on the leaderboard, in words."""
+    if st.kind == CUSTOM_DATA:
+        return "not ranked: a run on custom data (--data)"
+    if st.kind == SMOKE:
+        of = "an unknown number" if st.full_examples is None else str(st.full_examples)
+        return f"not ranked: a smoke run over {st.run.examples_effective} of the suite's {of} examples (--limit)"
+    return "ranked: a full run on the test split"
+
+
 @app.command("list")
 def list_command(dataset: DatasetOption = None, model: ModelOption = None, db: DbOption = None) -> None:
     """List stored runs, oldest first: examples evaluated (n), clean accuracy and PGD L∞ robust accuracy."""
@@ -93,7 +116,9 @@ def list_command(dataset: DatasetOption = None, model: ModelOption = None, db: D
 def show_command(run_id: RunArgument, db: DbOption = None) -> None:
     """Show one run: its provenance, metrics, stored per-example values and artifacts."""
     with user_errors():
-        run = Store(db).get_run(run_id)
+        store = Store(db)
+        run = store.get_run(run_id)
+        standing = store.standing_of([run])[0] if run.status == "finished" else None
     model = run.model
     info = Table(title=f"run {run.id} · {model.card_id} · {run.suite_name} v{run.suite_version}", show_header=False)
     info.add_column("field", style="bold")
@@ -105,10 +130,13 @@ def show_command(run_id: RunArgument, db: DbOption = None) -> None:
         ("model file sha256", model.file_sha256),
         ("hub", f"{model.hub_repo}@{model.hub_revision}" if model.hub_repo else "–"),
         ("suite", f"{run.suite_name} v{run.suite_version} on {run.dataset}"),
-        ("examples", f"{run.examples_effective} of {run.examples_requested} requested"),
-        ("data", run.data_source or f"the {run.dataset} test split"),
+        ("examples", f"{run.examples_effective} of {run.examples_requested} requested"
+                     + ("" if run.suite_num_examples is None else f" (the suite has {run.suite_num_examples})")),
+        ("data", _data(run)),
+        ("leaderboard", _standing(standing) if standing is not None else f"not ranked: the run is {run.status}"),
         ("seed / batch size", f"{run.seed} / {run.batch_size}"),
         ("device", run.device),
+        ("model dtype", run.model_dtype or "not recorded"),
         ("invarbench", f"{run.invarbench_version} (git {run.git_commit or 'unknown'})"),
         ("torch", run.torch_version),
         ("started / finished (UTC)", f"{_when(run.started_at)} / {_when(run.finished_at)}"),
@@ -172,9 +200,10 @@ def compare_command(run_a: RunArgument, run_b: RunArgument, db: DbOption = None)
     fields = {
         "model card": lambda r: r.model.card_id, "card sha256": lambda r: r.model.card_sha256,
         "model file sha256": lambda r: r.model.file_sha256, "suite": lambda r: f"{r.suite_name} v{r.suite_version}",
-        "dataset": lambda r: r.dataset, "examples": lambda r: str(r.examples_effective),
+        "dataset": lambda r: r.dataset, "data": _data, "examples": lambda r: str(r.examples_effective),
         "seed": lambda r: str(r.seed), "batch size": lambda r: str(r.batch_size), "device": lambda r: r.device,
-        "invarbench": lambda r: r.invarbench_version, "git commit": lambda r: r.git_commit or "unknown",
+        "model dtype": lambda r: r.model_dtype or "not recorded", "invarbench": lambda r: r.invarbench_version,
+        "git commit": lambda r: r.git_commit or "unknown",
         "torch": lambda r: r.torch_version, "status": lambda r: r.status,
     }
     differ = [(k, f(a), f(b)) for k, f in fields.items() if f(a) != f(b)]
@@ -186,7 +215,26 @@ def compare_command(run_a: RunArgument, run_b: RunArgument, db: DbOption = None)
             prov.add_row(*row)
         console.print(prov)
     else:
-        console.print("Same model snapshot, suite version, examples, seed, device and code versions.")
+        console.print("Same model snapshot, suite version, data, examples, seed, batch size, device, model dtype "
+                      "and code versions.")
+
+
+_LEFT_OUT_WORDS = {
+    SMOKE: "smoke run(s) (--limit)",
+    CUSTOM_DATA: "on custom data (--data)",
+    "superseded": "superseded by a newer full run",
+    "unfinished": "not finished",
+}
+
+
+def _left_out_line(left_out) -> str | None:  # noqa: ANN001 - a Counter of reasons
+    """``Left out N run(s): ...`` for the JSON export, or None when it left nothing out."""
+    total = sum(left_out.values())
+    if not total:
+        return None
+    parts = [f"{left_out[reason]} {_LEFT_OUT_WORDS[reason]}" for reason in LEFT_OUT_REASONS if left_out[reason]]
+    hint = "; export one with --run ID" if total > left_out["unfinished"] else ""
+    return f"Left out {total} run(s): {', '.join(parts)}{hint}"
 
 
 @app.command("export")
@@ -196,17 +244,34 @@ def export_command(
     out: Annotated[
         Path | None,
         typer.Option(help="json: a folder, written as <dataset>/<model>__<suite>-v<version>.json (e.g. "
-                     "leaderboard/results); csv: a file. Default: standard output.", show_default=False),
+                     "leaderboard/results; a smoke or custom-data run's name has a __smoke-… or __custom-data-… "
+                     "suffix); csv: a file. Default: standard output.", show_default=False),
+    ] = None,
+    run: Annotated[
+        list[int] | None,
+        typer.Option("--run", metavar="ID", help="Export exactly this run (repeat for more): any finished run, smoke "
+                     "runs and runs on custom data included. Not with --dataset or --model.", show_default=False),
     ] = None,
     dataset: DatasetOption = None,
     model: ModelOption = None,
     db: DbOption = None,
 ) -> None:
-    """Export results: JSON (the newest finished run per model and suite version) or CSV (all runs)."""
+    """Export results: JSON, the runs the leaderboard ranks; CSV, every run; or with --run, the runs named.
+
+    JSON: per (model card, suite name, suite version), the newest (highest run id) finished full run, i.e.
+    on the data set's own test split over the suite version's full number of examples. Left out, and
+    counted on stderr: smoke runs (--limit), runs on custom data (--data), full runs superseded by a
+    newer one, unfinished runs. CSV: one row per (run, metric) of every run, of any status. --run ID
+    exports exactly that finished run, smoke and custom-data runs included, in either format.
+    """
     with user_errors():
+        if run and (dataset or model):
+            raise ValidationError("--run exports exactly the runs it names: leave out --dataset and --model")
         store = Store(db)
+        picked = picked_runs(store, run) if run else None
         if format is ExportFormat.csv:
-            text = csv_text(store.list_runs(dataset=dataset, model=model))
+            rows = [st.run for st in picked] if picked is not None else store.list_runs(dataset=dataset, model=model)
+            text = csv_text(rows)
             if out is None:
                 typer.echo(text, nl=False)
             else:
@@ -216,16 +281,25 @@ def export_command(
                 out.write_text(text, encoding="utf-8")
                 typer.echo(f"Wrote {out}", err=True)
             return
-        runs = export_runs(store, dataset=dataset, model=model)
+        left_out_line = None
+        if picked is None:
+            selection = export_selection(store, dataset=dataset, model=model)
+            chosen, left_out_line = selection.runs, _left_out_line(selection.left_out)
+        else:
+            chosen = picked
         if out is None:
-            typer.echo(json_stream(runs), nl=False)
+            typer.echo(json_stream(st.run for st in chosen), nl=False)
+            if left_out_line:
+                typer.echo(left_out_line, err=True)
             return
         if out.exists() and not out.is_dir():
             raise ValidationError(f"{out} is a file: the JSON export writes a folder of files")
-        files = write_json_tree(runs, out)
+        files = write_json_tree(chosen, out)
     for file in files:
         typer.echo(f"Wrote {file}", err=True)
     typer.echo(f"Exported {len(files)} run(s) to {out}", err=True)
+    if left_out_line:
+        typer.echo(left_out_line, err=True)
 
 
 @app.command("import")

@@ -21,7 +21,8 @@ def build_command(
     ),
     db: DbOption = None,
 ) -> None:
-    """Render the leaderboard (the newest finished run of each model and suite) into OUT."""
+    """Render the leaderboard into OUT: per data set, the newest finished full run of each model and suite, ranked;
+    smoke runs (--limit) and runs on custom data (--data) listed apart, not ranked."""
     with user_errors():
         index = build_site(Store(db), out)
     console.print(f"Wrote {index}")

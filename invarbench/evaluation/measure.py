@@ -44,12 +44,13 @@ from torch import nn
 
 from invarbench.attacks.checks import ReliabilityConfig
 from invarbench.attacks.checks import reliability_flags as _check_flags
-from invarbench.attacks.minnorm import MinNormConfig, min_l2_distance
+from invarbench.attacks.minnorm import MinNormConfig, boundary_search_l2, min_l2_distance
 from invarbench.attacks.nspgd import NSPGDConfig, nspgd
 from invarbench.attacks.pathwidth import PathWidthConfig, path_widths
 from invarbench.attacks.pgd import PGDConfig, pgd_attack
 from invarbench.data.registry import EvalData
 from invarbench.metrics.stats import MetricValue, ece_metric, mean_metric, median_metric, proportion_metric
+from invarbench.errors import ModelOutputError
 from invarbench.models.wrapper import check_finite_logits
 from invarbench.progress import Note
 from invarbench.suites.schema import ChecksSpec, MinNormSpec, NSPGDSpec, PathWidthSpec, PGDSpec, Suite
@@ -84,6 +85,7 @@ def checks_config(spec: ChecksSpec) -> ReliabilityConfig:
         max_examples=spec.examples, randomness_atol=spec.randomness_atol, randomness_rtol=spec.randomness_rtol,
         probability_atol=spec.probability_atol, probability_fraction=spec.probability_fraction,
         zero_gradient_fraction=spec.zero_gradient_fraction, nan_gradient_fraction=spec.nan_gradient_fraction,
+        batch_atol=spec.batch_atol, batch_rtol=spec.batch_rtol,
     )
 
 
@@ -138,6 +140,38 @@ def _trusted(model: nn.Module):  # noqa: ANN202 - a context manager
     return trusted() if trusted is not None else contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def _finite_logits(model: nn.Module, measurement: str, start: int, stop: int):  # noqa: ANN202 - a context manager
+    """Every logit a measurement uses must be finite: NaN logits on a perturbed input would read as
+    class 0 in an argmax and make examples "robust" that are not. The wrapper counts the inputs with
+    non-finite logits; this raises :class:`ModelOutputError` when any occurred during the
+    measurement, also when the measurement then failed on them (the NaN is the cause to report).
+    Models without the wrapper's counter are not watched."""
+    reset = getattr(model, "reset_nonfinite", None)
+    if reset is None:
+        yield
+        return
+    reset()
+    try:
+        yield
+    except Exception:
+        count = model.nonfinite_count()
+        if count == 0:
+            raise
+        raise _nonfinite_error(measurement, count, start, stop) from None
+    count = model.nonfinite_count()
+    if count:
+        raise _nonfinite_error(measurement, count, start, stop)
+
+
+def _nonfinite_error(measurement: str, count: int, start: int, stop: int) -> ModelOutputError:
+    return ModelOutputError(
+        f"the model returned NaN or Inf logits for {count} input(s) during {measurement} (examples {start}-{stop - 1}), "
+        "so its numbers cannot be computed: make the model's logits finite for every input in [0, 1] "
+        "(e.g. clamp before a log or a division)"
+    )
+
+
 def _generators(generator: torch.Generator) -> dict[str, torch.Generator]:
     base = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     return {
@@ -189,16 +223,99 @@ def measure_batch(
         for name, norm, spec in (("pgd_linf", "linf", m.pgd_linf), ("pgd_l2", "l2", m.pgd_l2)):
             if spec is not None:
                 cfg = pgd_config(spec, norm)
-                res = pgd_attack(model, x, y, cfg, generator=gens[name],
-                                 on_step=_stepper(note, name, cfg.steps * cfg.restarts))
+                with _finite_logits(model, name, start, stop):
+                    res = pgd_attack(model, x, y, cfg, generator=gens[name],
+                                     on_step=_stepper(note, name, cfg.steps * cfg.restarts))
                 out[name] = {"robust": res.robust.tolist(), "broken_at": res.broken_at.tolist()}
         if m.min_norm is not None:
-            res = min_l2_distance(model, x, y, min_norm_config(m.min_norm), generator=gens["min_norm"],
-                                  on_step=_stepper(note, "min_norm", m.min_norm.steps))
-            out["min_norm"] = {"distance": _floats(res.distance)}
+            with _finite_logits(model, "min_norm", start, stop):
+                out["min_norm"] = _measure_min_norm(model, data, start, stop, m.min_norm, correct, gens["min_norm"],
+                                                    note)
         if m.nspgd is not None:
-            out.update(_measure_pairs(model, data, start, stop, suite, correct, gens["path_width"], note))
+            with _finite_logits(model, "nspgd", start, stop):
+                out.update(_measure_pairs(model, data, start, stop, suite, correct, gens["path_width"], note))
     return out
+
+
+def _measure_min_norm(model: nn.Module, data: EvalData, start: int, stop: int, spec: MinNormSpec,
+                      correct: torch.Tensor, generator: torch.Generator, note: Note | None = None) -> dict[str, list]:
+    """FMN's distance, the boundary search's, and the smaller of the two with the method that gave it."""
+    device = _device(model)
+    x = data.x[start:stop].to(device)
+    y = data.y[start:stop].to(device)
+    fmn = min_l2_distance(model, x, y, min_norm_config(spec), generator=generator,
+                          on_step=_stepper(note, "min_norm", spec.steps)).distance
+    search = torch.full_like(fmn, math.inf)
+    rows = torch.nonzero(correct).squeeze(1)
+    if spec.search_endpoints > 0 and rows.numel() > 0:
+        if note is not None:
+            note(f"min_norm boundary search ({int(rows.numel())} examples)")
+        endpoints = nearest_other_class_endpoints(model, data, start + rows.cpu(), spec.search_endpoints)
+        res = boundary_search_l2(model, x[rows], y[rows], data.x[endpoints].to(device),
+                                 refine_steps=spec.refine_steps)
+        search[rows] = res.distance
+    distance = torch.where(correct, torch.minimum(fmn, search), torch.zeros_like(fmn))
+    method = ["misclassified" if not c else "search" if s < f else "fmn" if math.isfinite(f) else "none"
+              for c, f, s in zip(correct.tolist(), fmn.tolist(), search.tolist())]
+    return {"distance": _floats(distance), "fmn_distance": _floats(fmn), "search_distance": _floats(search),
+            "method": method}
+
+
+def nearest_other_class_endpoints(model: nn.Module, data: EvalData, examples: torch.Tensor, k: int) -> torch.Tensor:
+    """For each of the ``examples`` (indices into ``data``), the ``k`` nearest (L2) evaluated images of
+    another class that the model does not classify as the example's class (in practice: the
+    correctly classified ones), nearest first. Returns ``[len(examples), k]`` int64 indices into
+    ``data``; where fewer than ``k`` exist, the nearest found is repeated (an example with none
+    gets its own index, whose segment has no length and no adversarial endpoint).
+
+    Distances are computed pair by pair (no matrix-product shortcut), so an example's endpoints do
+    not depend on the other examples of its batch; ties go to the lower index. The model's
+    predictions are computed only for the images looked at, nearest first."""
+    device = _device(model)
+    flat = data.x.flatten(1).to(device)
+    labels = data.y.to(device)
+    idx = examples.to(device)
+    dist = torch.cdist(flat[idx].double(), flat.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    dist[labels[None, :] == labels[idx][:, None]] = math.inf
+    order = torch.sort(dist, dim=1, stable=True).indices
+    finite = torch.isfinite(torch.gather(dist, 1, order))
+    n_all = flat.shape[0]
+    pred = torch.full((n_all,), -1, dtype=torch.long, device=device)  # -1: not predicted yet
+    chosen = [[] for _ in range(idx.shape[0])]
+    width = 2 * k
+    lo = 0
+    while lo < n_all:
+        need = [i for i in range(idx.shape[0]) if len(chosen[i]) < k]
+        if not need:
+            break
+        hi = min(n_all, lo + width)
+        window = order[need, lo:hi]
+        todo = torch.unique(window[(pred[window] < 0) & finite[need, lo:hi]])
+        for chunk in todo.split(max(1, int(examples.shape[0]))):
+            with torch.no_grad():
+                pred[chunk] = model(flat[chunk].view(-1, *data.x.shape[1:])).argmax(dim=1)
+        for r, i in enumerate(need):
+            cls = int(labels[idx[i]])
+            for j, ok in zip(window[r].tolist(), finite[i, lo:hi].tolist()):
+                if ok and int(pred[j]) != cls and len(chosen[i]) < k:
+                    chosen[i].append(j)
+        lo, width = hi, width * 2
+    rows = [c + [c[0]] * (k - len(c)) if c else [int(idx[i])] * k for i, c in enumerate(chosen)]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def result_flags(per_example: PerExample, suite: Suite) -> list[str]:
+    """Flags read from a finished run's per-example values (see :mod:`invarbench.attacks.checks`):
+    ``gradient_attack_weaker_than_search`` when the boundary search beat FMN on more than
+    ``checks.search_beats_gradient_fraction`` of the correctly classified examples."""
+    flags = []
+    min_norm = per_example.get("min_norm")
+    if min_norm is not None and "method" in min_norm:
+        correct = [mth for mth in min_norm["method"] if mth != "misclassified"]
+        beaten = sum(1 for mth in correct if mth == "search")
+        if correct and beaten / len(correct) > suite.checks.search_beats_gradient_fraction:
+            flags.append("gradient_attack_weaker_than_search")
+    return flags
 
 
 def _measure_pairs(model: nn.Module, data: EvalData, start: int, stop: int, suite: Suite,

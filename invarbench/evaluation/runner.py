@@ -12,9 +12,10 @@ import torch
 
 import invarbench
 from invarbench.cards.catalog import CardRef
+from invarbench.cards.checks import check_card_context
 from invarbench.data import load_eval_data
-from invarbench.errors import InvarbenchError, ValidationError
-from invarbench.evaluation.measure import aggregate, measure_batch, reliability_flags
+from invarbench.errors import InvarbenchError, ModelOutputError, ValidationError
+from invarbench.evaluation.measure import aggregate, measure_batch, reliability_flags, result_flags
 from invarbench.metrics.stats import MetricValue
 from invarbench.models.loading import load_model, resolve_local_file, sha256_file
 from invarbench.progress import ProgressFactory, no_progress
@@ -144,6 +145,7 @@ def evaluate(
         raise ValidationError(f"--batch-size must be at least 1, got {options.batch_size}")
     seed = suite.seed if options.seed is None else options.seed
 
+    check_card_context(ref)  # the same checks as 'invarbench cards validate'
     model = load_model(ref, device)
     requested = suite.num_examples if options.limit is None else min(options.limit, suite.num_examples)
     data = load_eval_data(card.dataset, data_dir=options.data_dir, limit=requested, custom=options.data)
@@ -166,6 +168,7 @@ def evaluate(
         device=device_name(device), seed=seed, batch_size=options.batch_size,
         examples_requested=requested, examples_effective=len(data),
         data_source=data.source if options.data is not None else None,
+        model_dtype=str(model.compute_dtype).removeprefix("torch."), suite_num_examples=suite.num_examples,
     )
     resumed: ResumedRun | None = store.resume_run(model_id, prov) if options.resume else None
     if resumed is not None:
@@ -202,12 +205,15 @@ def evaluate(
                     merged.setdefault(key, []).extend(vals)
             advance(stop - start)
         metrics = aggregate(per_example, suite)
+        flags = flags + result_flags(per_example, suite)
         duration = spent()
         peak = peak_memory_bytes(device)
         store.finish_run(run_id, metrics, flags, duration_s=duration, peak_memory_bytes=peak)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             message = interrupted_message(card.id)
+        elif isinstance(exc, ModelOutputError):
+            message = f"model card {card.id}: {exc}"  # the measurements only know the model: name the card
         elif isinstance(exc, InvarbenchError):
             message = str(exc)
         else:
@@ -216,6 +222,8 @@ def evaluate(
             store.fail_run(run_id, message, duration_s=spent(), peak_memory_bytes=peak_memory_bytes(device))
         except Exception:  # noqa: BLE001 - the store may be what failed: keep the original error
             pass
+        if isinstance(exc, ModelOutputError):
+            raise ModelOutputError(message) from None
         raise
     return EvalOutcome(
         run_id=run_id, card_id=card.id, suite=suite, metrics=metrics, flags=flags, examples=len(data),

@@ -24,14 +24,20 @@ class MetricValue:
 
 
 def wilson_interval(successes: int, n: int, z: float = _Z95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (well behaved at 0 and 1, unlike Wald)."""
+    """Wilson score interval of a binomial proportion (well behaved at 0 and 1, unlike Wald):
+    ``successes`` of ``n`` trials, normal quantile ``z`` (1.96 for 95 %). Returns ``(low, high)`` in
+    [0, 1]; NaN for ``n = 0``. At 0 successes the lower bound is exactly 0, at ``n`` the upper bound
+    is exactly 1 (the formula's ``centre - half`` would leave a rounding residue such as 3.5e-18).
+    Wilson, "Probable inference, the law of succession, and statistical inference", JASA 1927."""
     if n == 0:
         return (math.nan, math.nan)
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    high = 1.0 if successes >= n else min(1.0, centre + half)
+    return (low, high)
 
 
 def proportion_metric(name: str, outcomes: torch.Tensor) -> MetricValue:

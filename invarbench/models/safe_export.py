@@ -15,7 +15,11 @@ exported classifier contains:
 - in the program: operators only from ``aten``/``prims`` (minus file I/O) and a short list of
   symbolic-shape helpers; every symbolic expression parses to a whitelisted sympy call tree;
   every name and module path is a plain identifier path; no guard code, custom objects or
-  named tuples; exactly one tensor input and one tensor output.
+  named tuples; exactly one tensor input and one tensor output;
+- what a benchmark needs of the program: it was exported in eval mode (no batch norm on batch
+  statistics, no active dropout) and its batch dimension is dynamic and unbounded, so that it
+  runs on batches of any size; after loading, its input must be of a floating dtype (exposed as
+  :attr:`ExportedModule.input_dtype`, which the wrapper casts its float32 images to).
 
 The archive torch then loads is a copy in which every node's free-text metadata (stack
 traces, module stacks, annotations) is dropped, so none of it can reach generated code. While
@@ -204,8 +208,16 @@ def _check_signature(program: dict) -> None:
             "the program must return exactly one tensor of logits and mutate nothing "
             "(export the model in eval mode: 'invarbench pack' does)"
         )
-    if program.get("guards_code"):
-        raise _Refused("the program carries guard code, which would be compiled and run")
+    guards = program.get("guards_code")
+    if guards:
+        listed = guards if isinstance(guards, list) else []
+        batch_guards = [g for g in listed if isinstance(g, str) and ".size()[0]" in g]
+        raise _Refused(
+            "the program carries guard code, which would be compiled and run"
+            + (f"; its guards restrict the batch size (such as {batch_guards[0][:80]!r}), but invarbench runs batches "
+               f"of any size: keep the forward from depending on the batch size and {_DYNAMIC_FIX}"
+               if batch_guards else "")
+        )
     if gm.get("treespec_namedtuple_fields"):
         raise _Refused("the program uses named tuples, which would be created from names in the file")
     graph = gm.get("graph") or {}
@@ -230,6 +242,125 @@ def _check_signature(program: dict) -> None:
             _check_fqn(entry.get("fqn"), "the module path", allow_empty=True)
             for arg_name in (entry.get("signature") or {}).get("forward_arg_names") or []:
                 _check_name(arg_name, "the argument name")
+
+
+# --- what a benchmark needs of the program ----------------------------------------------------
+
+_EVAL_FIX = "call model.eval() before torch.export.export ('invarbench pack' does)"
+_DYNAMIC_FIX = ("re-export it with a dynamic batch dimension: torch.export.export(model, (x,), "
+                "dynamic_shapes=({0: torch.export.Dim('batch')},))")
+# Older torch versions write the end of an unbounded range as a huge integer rather than null.
+_UNBOUNDED = 2**31 - 1
+_BATCH_SYMBOL_RE = re.compile(r"^Symbol\('([a-z]+[0-9]+)'(?:, [a-z]+=(?:True|False))*\)$|^([a-z]+[0-9]+)$")
+
+
+def _node_args(node: dict) -> dict[str, object]:
+    """A serialised node's arguments by name (malformed entries are skipped: other checks refuse them)."""
+    args: dict[str, object] = {}
+    inputs = node.get("inputs")
+    for item in inputs if isinstance(inputs, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("arg"), dict):
+            args[item["name"]] = item["arg"]
+    return args
+
+
+def _is_true(arg: object) -> bool:
+    return isinstance(arg, dict) and arg.get("as_bool") is True
+
+
+def _training_behaviour(target: str, args: dict[str, object]) -> str | None:
+    """What a call of ``target`` with ``args`` does only in training mode, or None.
+
+    torch.export records ``module.training`` as a constant argument: ``aten.batch_norm(...,
+    training=True, ...)`` (or ``_native_batch_norm_legit_functional`` once decomposed),
+    ``aten.dropout(..., train=True)`` (``native_dropout``, or ``bernoulli`` masks once decomposed),
+    ``aten.rrelu(..., training=True)``.
+    """
+    match = _TENSOR_OP_RE.match(target)
+    if not match:
+        return None
+    op = match.group(2)
+    training = _is_true(args.get("training")) or _is_true(args.get("train"))
+    if "batch_norm" in op:
+        # Only with running statistics: without them (instance norm, BatchNorm with
+        # track_running_stats=False) batch statistics are the layer's design in eval mode too.
+        running = args.get("running_mean")
+        if (training and isinstance(running, dict) and "as_tensor" in running) or "with_update" in op:
+            return "batch norm uses the statistics of each batch instead of its running statistics"
+        return None
+    if "dropout" in op:
+        p = args.get("p")
+        if isinstance(p, dict) and p.get("as_float") == 0:
+            return None  # dropout with p=0 is the identity in either mode
+        if training or op == "_fused_dropout":
+            return "dropout is active"
+        return None
+    if op.startswith("bernoulli"):
+        return "dropout draws random masks"
+    if op.startswith("rrelu") and training:
+        return "RReLU draws random slopes"
+    return None
+
+
+def _iter_nodes(value: object) -> Iterator[dict]:
+    """Every serialised node in the program, those of nested graphs (higher-order operators) included."""
+    if isinstance(value, dict):
+        if "target" in value and "inputs" in value and "outputs" in value:
+            yield value
+        for child in value.values():
+            yield from _iter_nodes(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _iter_nodes(child)
+
+
+def _check_eval_mode(program: dict) -> None:
+    """Refuse a program exported while its module was in training mode (before anything else about it:
+    a decomposed one also mutates its buffers, and this is the reason to report)."""
+    for node in _iter_nodes(program.get("graph_module")):
+        target = node["target"]
+        if not isinstance(target, str):
+            continue  # _check_operator refuses it
+        behaviour = _training_behaviour(target, _node_args(node))
+        if behaviour:
+            raise _Refused(f"it was exported in training mode: {behaviour} ({target:.80}); {_EVAL_FIX}")
+
+
+def _check_batch_dimension(program: dict) -> None:
+    """The input's first dimension must be dynamic and unbounded: invarbench runs batches of any size.
+    Called after :func:`_check_signature`, which guarantees one tensor user input."""
+    gm = program["graph_module"]
+    spec = next(s["user_input"] for s in gm["signature"]["input_specs"] if "user_input" in s)
+    tensor = spec.get("arg", {}).get("as_tensor") if isinstance(spec.get("arg"), dict) else None
+    name = tensor.get("name") if isinstance(tensor, dict) else None
+    graph = gm.get("graph")
+    values = graph.get("tensor_values") if isinstance(graph, dict) else None
+    meta = values.get(name) if isinstance(values, dict) and isinstance(name, str) else None
+    sizes = meta.get("sizes") if isinstance(meta, dict) else None
+    if not isinstance(sizes, list) or not sizes or not isinstance(sizes[0], dict):
+        return  # torch refuses a program without its input's metadata when it loads it
+    first = sizes[0]
+    fixed = first.get("as_int")
+    if isinstance(fixed, int) and not isinstance(fixed, bool):
+        raise _Refused(
+            f"it was exported for a fixed batch size of {fixed} (its input's first dimension is not dynamic), "
+            f"but invarbench runs batches of any size; {_DYNAMIC_FIX}"
+        )
+    expr = first["as_expr"].get("expr_str") if isinstance(first.get("as_expr"), dict) else None
+    match = _BATCH_SYMBOL_RE.match(expr) if isinstance(expr, str) else None
+    ranges = program.get("range_constraints")
+    bounds = ranges.get(match.group(1) or match.group(2)) if match and isinstance(ranges, dict) else None
+    if not isinstance(bounds, dict):
+        return  # an expression of a symbol (e.g. even sizes only): the wrapper's probes report it
+    low, high = bounds.get("min_val"), bounds.get("max_val")
+    low = low if isinstance(low, int) and not isinstance(low, bool) else 0
+    high = high if isinstance(high, int) and not isinstance(high, bool) and high < _UNBOUNDED else None
+    if high is not None or low > 2:  # torch itself raises a lower bound of 0 or 1 to 2 and still runs 1
+        span = f"from {max(low, 1)} to {high}" if high is not None else f"of at least {low}"
+        raise _Refused(
+            f"its batch dimension only takes sizes {span}, but invarbench runs batches of any size; "
+            f"{_DYNAMIC_FIX} without min or max"
+        )
 
 
 _NAME_KEYS = frozenset({"name", "as_name"})
@@ -411,8 +542,17 @@ def sanitise_archive(path: Path, out: Path, size_limit: int) -> str:
             raise _Refused("its program (models/model.json) is not valid JSON") from None
         if not isinstance(program, dict):
             raise _Refused("its program is not a JSON object")
-        _check_signature(program)
-        clean = _walk_program(program)
+        try:
+            _check_eval_mode(program)
+            _check_signature(program)
+            _check_batch_dimension(program)
+            clean = _walk_program(program)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError, RecursionError) as exc:
+            # The checks read the JSON as torch writes it; any other shape is refused, not reported as a bug.
+            raise _Refused(
+                f"its program (models/model.json) is not of the form torch.export.save writes "
+                f"({type(exc).__name__} while checking it)"
+            ) from None
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target:
             for name, info in entries.items():
                 dest = f"{root}/{name}"
@@ -452,12 +592,18 @@ def _no_unpickling() -> Iterator[None]:
 
 class ExportedModule(nn.Module):
     """An exported program as a module. Its graph was captured in eval mode and cannot change,
-    so ``train()``/``eval()`` only set this module's flag (torch refuses them on the graph)."""
+    so ``train()``/``eval()`` only set this module's flag (torch refuses them on the graph).
 
-    def __init__(self, graph_module: nn.Module, torch_version: str) -> None:
+    ``input_dtype`` is the floating dtype of the program's input (that of the example input it
+    was exported with, e.g. ``torch.bfloat16`` for a half-precision model): callers cast their
+    images to it (:class:`~invarbench.models.wrapper.ModelWrapper` does).
+    """
+
+    def __init__(self, graph_module: nn.Module, torch_version: str, input_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.program = graph_module
         self.saved_with = torch_version
+        self.input_dtype = input_dtype
 
     def train(self, mode: bool = True) -> ExportedModule:
         self.training = mode
@@ -470,6 +616,16 @@ class ExportedModule(nn.Module):
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _user_input_dtype(program: torch.export.ExportedProgram) -> torch.dtype | None:
+    """The dtype of the program's one user input, from its placeholder's tensor metadata."""
+    names = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in names:
+            dtype = getattr(node.meta.get("val"), "dtype", None)
+            return dtype if isinstance(dtype, torch.dtype) else None
+    return None
 
 
 def load_exported_module(path: Path, where: str, size_limit: int) -> ExportedModule:
@@ -487,6 +643,7 @@ def load_exported_module(path: Path, where: str, size_limit: int) -> ExportedMod
             with _no_unpickling():
                 program = torch.export.load(str(clean))
                 graph_module = program.module()
+                input_dtype = _user_input_dtype(program)
         except _UnpicklingRefused:
             raise ValidationError(f"{where}: {path.name} asks to unpickle data, which invarbench refuses") from None
         except Exception as exc:  # noqa: BLE001 - any failure to read the archive is the file's fault
@@ -494,4 +651,12 @@ def load_exported_module(path: Path, where: str, size_limit: int) -> ExportedMod
                 f"{where}: {path.name} could not be loaded as a torch.export program ({_one_line(exc)}); "
                 f"it was saved with torch {saved_with}, this is torch {torch.__version__}"
             ) from None
-    return ExportedModule(graph_module, saved_with)
+    if input_dtype is None:
+        input_dtype = torch.float32  # no recorded dtype: the float32 images go in as they are
+    if not input_dtype.is_floating_point:
+        raise ValidationError(
+            f"{where}: {path.name} takes {str(input_dtype).removeprefix('torch.')} inputs, but invarbench feeds "
+            "it images as floating-point values in [0, 1]: export the model with a floating-point example input "
+            "such as torch.rand(2, C, H, W), and do any scaling inside the model"
+        )
+    return ExportedModule(graph_module, saved_with, input_dtype)

@@ -50,6 +50,10 @@ class ModelWrapper(nn.Module):
         self.register_buffer("std", std_t.view(1, channels, 1, 1))
         self._identity_norm = bool((mean_t == 0).all() and (std_t == 1).all())
         self.check_inputs = True
+        self.input_dtype = model_input_dtype(model)
+        # Rows of non-finite logits seen since the last reset_nonfinite(), as a tensor on the
+        # logits' device (no host synchronisation per forward pass); None: none counted yet.
+        self._nonfinite: torch.Tensor | None = None
         self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -67,38 +71,127 @@ class ModelWrapper(nn.Module):
         finally:
             self.check_inputs = previous
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The floating dtype the model computes in (its inputs are cast to it): float32 unless the
+        model's parameters or an exported program's input are of another floating dtype."""
+        return self.input_dtype or torch.float32
+
+    def reset_nonfinite(self) -> None:
+        """Start counting the inputs with NaN or Inf logits afresh (see :meth:`nonfinite_count`)."""
+        self._nonfinite = None
+
+    def nonfinite_count(self) -> int:
+        """How many inputs got at least one NaN or Inf logit since :meth:`reset_nonfinite` (a host sync)."""
+        return 0 if self._nonfinite is None else int(self._nonfinite)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: images ``[B, C, H, W]`` in [0, 1], any floating dtype. Returns the logits ``[B, classes]``
+        as float32 (float64 stays float64): a half-precision model gets its inputs cast to its own
+        dtype here, and its logits cast back, so every measurement computes in float32. Every call
+        counts the rows with non-finite logits. Raises :class:`ValidationError` on an input of the
+        wrong shape or outside [0, 1] (unless inside :meth:`trusted_inputs`)."""
         if self.check_inputs:
             check_input_shape(x, self.input_shape)
             check_input_range(x)
         if not self._identity_norm:
             x = (x - self.mean) / self.std
-        return self.model(x)
+        if self.input_dtype is not None and x.dtype != self.input_dtype:
+            x = x.to(self.input_dtype)
+        logits = self.model(x)
+        if isinstance(logits, torch.Tensor) and logits.is_floating_point():
+            if logits.dtype in (torch.float16, torch.bfloat16):
+                logits = logits.float()
+            if logits.dim() == 2:
+                bad = (~torch.isfinite(logits.detach())).any(dim=1).sum()
+                self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+        return logits
 
     def check_output_shape(self, device: torch.device | str = "cpu", *, where: str | None = None) -> None:
-        """Run a batch of two mid-grey images of the card's input size and check the logit shape.
+        """Run batches of 2, 1 and 3 mid-grey images of the card's input size and check the logit shapes.
 
-        ``where`` (e.g. "model card PATH") prefixes the error message.
+        A model that runs at some of these batch sizes and fails at others was exported for a fixed
+        batch size (or with a bounded batch dimension); one that fails at all of them does not take
+        the card's input size. Any floating logit dtype is accepted. ``where`` (e.g. "model card
+        PATH") prefixes the error message.
         """
         prefix = f"{where}: " if where else ""
-        probe = torch.full((2, *self.input_shape), 0.5, device=device)
-        with torch.no_grad():
-            try:
-                out = self(probe)
-            except (RuntimeError, AssertionError, ValueError, TypeError, IndexError) as exc:
-                detail = " ".join(str(exc).split())[:300]
+        size = list(self.input_shape)
+        outputs: dict[int, object] = {}
+        failures: dict[int, BaseException] = {}
+        for batch in _PROBE_BATCHES:
+            probe = torch.full((batch, *self.input_shape), 0.5, device=device)
+            with torch.no_grad():
+                try:
+                    outputs[batch] = self(probe)
+                except (RuntimeError, AssertionError, ValueError, TypeError, IndexError) as exc:
+                    failures[batch] = exc
+        if failures:
+            first = _PROBE_BATCHES[0] if _PROBE_BATCHES[0] in failures else min(failures)
+            detail = _one_line(failures[first])
+            failed = _sizes(sorted(failures))
+            if outputs or all(_BATCH_GUARD in str(exc) for exc in failures.values()):
+                works = f"runs on a batch of {_sizes(sorted(outputs))} inputs but " if outputs else ""
                 raise ModelOutputError(
-                    f"{prefix}the model fails on a batch of 2 inputs of size {list(self.input_shape)} "
-                    f"({type(exc).__name__}: {detail}): check preprocessing.input_size in the card"
-                ) from None
-        if not isinstance(out, torch.Tensor) or out.shape != (2, self.num_classes):
+                    f"{prefix}the model {works}fails on a batch of {failed} inputs of size {size} ({detail}): it was "
+                    f"exported for a fixed batch size, but invarbench runs batches of any size. {_DYNAMIC_BATCH_FIX}"
+                )
+            raise ModelOutputError(
+                f"{prefix}the model fails on a batch of {first} inputs of size {size} ({detail}): "
+                "check preprocessing.input_size in the card"
+            )
+        reference = _PROBE_BATCHES[0]
+        out = outputs[reference]
+        if not isinstance(out, torch.Tensor) or out.shape != (reference, self.num_classes):
             shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ModelOutputError(
-                f"{prefix}the model returns {shape} for a batch of 2 inputs of size {list(self.input_shape)}; "
-                f"expected [2, {self.num_classes}] logits: check num_classes and the architecture's kwargs in the card"
+                f"{prefix}the model returns {shape} for a batch of {reference} inputs of size {size}; "
+                f"expected [{reference}, {self.num_classes}] logits: check num_classes and the architecture's "
+                "kwargs in the card"
             )
         if not out.is_floating_point():
             raise ModelOutputError(f"{prefix}the model returns {out.dtype} values; expected floating-point logits")
+        for batch, other in outputs.items():
+            if not isinstance(other, torch.Tensor) or other.shape != (batch, self.num_classes):
+                shape = list(other.shape) if isinstance(other, torch.Tensor) else type(other).__name__
+                raise ModelOutputError(
+                    f"{prefix}the model returns {shape} for a batch of {batch} inputs of size {size} but "
+                    f"[{reference}, {self.num_classes}] for a batch of {reference}: the logits must be "
+                    f"[batch, {self.num_classes}] at every batch size (a squeeze() or a fixed reshape in the forward?)"
+                )
+
+
+# Batch 2 first (its messages name the card's fields), then 1 and an odd size: a program exported
+# for one batch size fails at the others.
+_PROBE_BATCHES = (2, 1, 3)
+# torch.export's shape guards name the batch dimension so: "Guard failed: x.size()[0] == 2".
+_BATCH_GUARD = ".size()[0]"
+_DYNAMIC_BATCH_FIX = (
+    "Re-export it with a dynamic batch dimension, torch.export.export(model, (x,), "
+    "dynamic_shapes=({0: torch.export.Dim('batch')},)), or with 'invarbench pack', which does"
+)
+
+
+def _sizes(batches: Sequence[int]) -> str:
+    """[1, 3] -> "1 or 3"; [1, 2, 3] -> "1, 2 or 3"."""
+    names = [str(b) for b in batches]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+def model_input_dtype(model: nn.Module) -> torch.dtype | None:
+    """The floating dtype ``model`` takes its inputs in: an exported program's declared input dtype
+    (``input_dtype``), else that of its first floating parameter or buffer; None when it has neither."""
+    declared = getattr(model, "input_dtype", None)
+    if isinstance(declared, torch.dtype):
+        return declared
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
 
 
 def check_input_shape(x: torch.Tensor, input_shape: tuple[int, ...]) -> None:

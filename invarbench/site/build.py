@@ -1,6 +1,11 @@
 """Rendering the leaderboard from stored runs.
 
 Templates receive typed context objects (:class:`LeaderboardRow`), never database records.
+
+Each data set's board ranks full runs only: finished, on the data set's own test split, over
+the suite version's full number of examples (:meth:`Store.leaderboard_runs`). Smoke runs
+(``--limit``) and runs on custom data (``--data npz:``) are listed apart, below it, not ranked
+(:meth:`Store.unranked_runs`): their numbers are not comparable with the full runs'.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 import invarbench
-from invarbench.store.db import Store
+from invarbench.store.db import CUSTOM_DATA, Store, best_full_runs, newest_unranked
+from invarbench.store.schema import RunRecord
+
+UNRANKED_TITLE = "Smoke runs and runs on custom data — not ranked"
 
 
 @dataclass(frozen=True)
@@ -30,17 +38,14 @@ class LeaderboardRow:
     suite: str
     run_id: int
     examples: int
+    full_examples: int | None  # the suite version's full number of examples, when known
+    data: str  # "<dataset> test split", or the custom evaluation set's data_source
+    kind: str  # FULL, SMOKE or CUSTOM_DATA (invarbench.store.db)
     device: str
+    model_dtype: str | None
     finished: str
     flags: list[str]
     metrics: dict[str, MetricCell]
-
-
-@dataclass(frozen=True)
-class DatasetBoard:
-    dataset: str
-    rows: list[LeaderboardRow]
-    columns: list[Column]
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,16 @@ class Column:
     percent: bool  # a proportion shown as a percentage; otherwise a plain number
 
 
-# Every stable metric name, in the order the leaderboard shows them. A board shows the columns
+@dataclass(frozen=True)
+class DatasetBoard:
+    dataset: str
+    rows: list[LeaderboardRow]  # ranked: full runs on the test split only
+    columns: list[Column]
+    unranked: list[LeaderboardRow]  # listed apart: smoke runs and runs on custom data
+    unranked_columns: list[Column]
+
+
+# Every stable metric name, in the order the leaderboard shows them. A table shows the columns
 # for which at least one of its runs has a value.
 COLUMNS = (
     Column("clean_accuracy", "Clean accuracy", True),
@@ -64,19 +78,38 @@ COLUMNS = (
 )
 
 
+def _row(run: RunRecord, kind: str, full_examples: int | None) -> LeaderboardRow:
+    return LeaderboardRow(
+        card_id=run.model.card_id, name=run.model.name, training=run.model.training_method,
+        suite=f"{run.suite_name} v{run.suite_version}", run_id=run.id, examples=run.examples_effective,
+        full_examples=full_examples, data=run.data_source or f"{run.dataset} test split", kind=kind,
+        device=run.device, model_dtype=run.model_dtype,
+        finished=run.finished_at.strftime("%Y-%m-%d %H:%M") if run.finished_at else "",
+        flags=list(run.flags or []),
+        metrics={m.name: MetricCell(m.value, m.ci_low, m.ci_high) for m in run.metrics},
+    )
+
+
+def _columns(rows: list[LeaderboardRow]) -> list[Column]:
+    return [c for c in COLUMNS if any(c.metric in r.metrics for r in rows)]
+
+
 def leaderboard(store: Store) -> list[DatasetBoard]:
-    """One board per data set, rows ranked by robust accuracy, then clean accuracy."""
-    boards: dict[str, list[LeaderboardRow]] = {}
-    for run in store.latest_finished_runs():
-        row = LeaderboardRow(
-            card_id=run.model.card_id, name=run.model.name, training=run.model.training_method,
-            suite=f"{run.suite_name} v{run.suite_version}", run_id=run.id, examples=run.examples_effective,
-            device=run.device,
-            finished=run.finished_at.strftime("%Y-%m-%d %H:%M") if run.finished_at else "",
-            flags=list(run.flags or []),
-            metrics={m.name: MetricCell(m.value, m.ci_low, m.ci_high) for m in run.metrics},
-        )
-        boards.setdefault(run.dataset, []).append(row)
+    """One board per data set that has finished runs, in name order.
+
+    Its ranked rows are the full runs of :meth:`Store.latest_finished_runs`, by robust accuracy, then clean
+    accuracy; its unranked rows, listed apart, are :meth:`Store.unranked_runs`, by model card id, suite and
+    data. Returns the boards.
+    """
+    ranked: dict[str, list[LeaderboardRow]] = {}
+    apart: dict[str, list[LeaderboardRow]] = {}
+    standings = store.standings()
+    by_id = {st.run.id: st for st in standings}
+    for run in best_full_runs(standings, per_suite_version=False):  # what Store.latest_finished_runs gives
+        st = by_id[run.id]
+        ranked.setdefault(run.dataset, []).append(_row(run, st.kind, st.full_examples))
+    for st in newest_unranked(standings):  # what Store.unranked_runs gives
+        apart.setdefault(st.run.dataset, []).append(_row(st.run, st.kind, st.full_examples))
 
     def rank(row: LeaderboardRow) -> tuple[float, float]:
         def get(name: str) -> float:
@@ -85,10 +118,14 @@ def leaderboard(store: Store) -> list[DatasetBoard]:
 
         return (-get("robust_accuracy_linf"), -get("clean_accuracy"))
 
-    return [
-        DatasetBoard(name, sorted(rows, key=rank), [c for c in COLUMNS if any(c.metric in r.metrics for r in rows)])
-        for name, rows in sorted(boards.items())
-    ]
+    def listed(row: LeaderboardRow) -> tuple:
+        return (row.card_id, row.suite, row.kind == CUSTOM_DATA, row.data, row.run_id)
+
+    boards = []
+    for name in sorted(ranked.keys() | apart.keys()):
+        rows, unranked = sorted(ranked.get(name, []), key=rank), sorted(apart.get(name, []), key=listed)
+        boards.append(DatasetBoard(name, rows, _columns(rows), unranked, _columns(unranked)))
+    return boards
 
 
 def build_site(store: Store, out: Path) -> Path:
@@ -96,6 +133,7 @@ def build_site(store: Store, out: Path) -> Path:
     env = Environment(loader=PackageLoader("invarbench.site", "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
         boards=leaderboard(store),
+        unranked_title=UNRANKED_TITLE,
         version=invarbench.__version__,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )

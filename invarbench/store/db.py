@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import create_engine, delete, event, select
+from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -47,6 +48,11 @@ STALE_AFTER = timedelta(hours=1)
 # batch_start -> measurement -> field -> per-example values
 StoredBatches = dict[int, dict[str, dict[str, list]]]
 T = TypeVar("T")
+
+# How a finished run stands (see :meth:`Store.standing_of`): only full runs are ranked.
+FULL = "full"  # over the suite version's full number of examples, on the data set's own test split
+SMOKE = "smoke"  # over fewer examples (``--limit``), on the data set's own test split
+CUSTOM_DATA = "custom_data"  # on a custom evaluation set (``--data npz:PATH``), whatever its size
 
 
 def default_db_path() -> Path:
@@ -114,6 +120,21 @@ class RunProvenance:
     examples_requested: int
     examples_effective: int
     data_source: str | None = None  # None: the data set's test split; else the custom set (see RunRecord)
+    model_dtype: str | None = None  # the floating dtype the model computes in, e.g. "float32"
+    suite_num_examples: int | None = None  # the suite version's full number of examples (its num_examples)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A finished run and how it stands: ranked among full runs, or listed apart."""
+
+    run: RunRecord
+    kind: str  # FULL, SMOKE or CUSTOM_DATA
+    full_examples: int | None  # the suite version's full number of examples; None when it cannot be known
+
+    @property
+    def ranked(self) -> bool:
+        return self.kind == FULL
 
 
 @dataclass(frozen=True)
@@ -528,32 +549,127 @@ class Store:
             raise NotFoundError(f"run {run_id} not found in {self.display_url()}: see 'invarbench results list'")
         return run
 
+    def standings(self, *, dataset: str | None = None, model: str | None = None) -> list[Standing]:
+        """Every finished run, oldest first, with how it stands (see :meth:`standing_of`)."""
+        return self.standing_of(self.list_runs(dataset=dataset, model=model, status="finished"))
+
+    def standing_of(self, runs: Sequence[RunRecord]) -> list[Standing]:
+        """How each of ``runs`` stands, in their order: :data:`FULL` (ranked), :data:`SMOKE` or :data:`CUSTOM_DATA`.
+
+        A run on a custom evaluation set (``data_source`` not NULL) is :data:`CUSTOM_DATA`. A run on
+        the data set's own test split is :data:`FULL` when it evaluated at least the suite version's
+        full number of examples, else :data:`SMOKE`. That number is, in this order: the one the run
+        recorded (``suite_num_examples``); the suite file's ``num_examples`` when the suite's current
+        version is the run's; else (an older suite version, a run stored before migration 0004) the
+        most examples any run of that data set, suite and version on the test split asked for in this
+        database. Returns one :class:`Standing` per run.
+        """
+        asked: dict[tuple[str, str, int], int] | None = None
+        out = []
+        for run in runs:
+            full = run.suite_num_examples
+            if full is None:
+                full = suite_file_examples(run.suite_name, run.dataset, run.suite_version)
+            if full is None:
+                if asked is None:
+                    asked = self._most_examples_asked()
+                full = asked.get((run.dataset, run.suite_name, run.suite_version))
+            if run.data_source is not None:
+                kind = CUSTOM_DATA
+            elif full is not None and run.examples_effective >= full:
+                kind = FULL
+            else:
+                kind = SMOKE
+            out.append(Standing(run, kind, full))
+        return out
+
+    def _most_examples_asked(self) -> dict[tuple[str, str, int], int]:
+        """(dataset, suite name, suite version) -> the most examples a run on the test split asked for."""
+
+        def read() -> dict[tuple[str, str, int], int]:
+            with self.session() as s:
+                rows = s.execute(
+                    select(RunRecord.dataset, RunRecord.suite_name, RunRecord.suite_version,
+                           func.max(RunRecord.examples_requested))
+                    .where(RunRecord.data_source.is_(None))
+                    .group_by(RunRecord.dataset, RunRecord.suite_name, RunRecord.suite_version)
+                )
+                return {(d, n, v): most for d, n, v, most in rows}
+
+        return self._guard(read)
+
     def leaderboard_runs(
         self, *, dataset: str | None = None, model: str | None = None, per_suite_version: bool = True
     ) -> list[RunRecord]:
-        """The run that stands for each (model card, suite[, suite version]), in id order.
+        """The ranked run of each (model card, suite[, suite version]), in id order.
 
-        Only finished runs on the data set's own test split count (not ``--data npz:``). Among
-        them the run over the most examples wins, then the newest: a later smoke run with
-        ``--limit`` never replaces a full one. Without ``per_suite_version`` the newest suite
-        version's run stands for the suite.
+        Only full runs count (:data:`FULL`, see :meth:`standing_of`): finished, on the data set's own
+        test split, over the suite version's full number of examples. A smoke run (``--limit``) or a
+        run on custom data (``--data npz:``) never stands in, not even when there is no full run. Among
+        the full runs the newest (highest run id) wins; without ``per_suite_version``, the newest
+        suite version's. Returns the runs with their model and metrics.
         """
-        best: dict[tuple, RunRecord] = {}
-        for run in self.list_runs(dataset=dataset, model=model, status="finished"):
-            if run.data_source is not None:
-                continue
-            key = (run.model.card_id, run.dataset, run.suite_name)
-            if per_suite_version:
-                key += (run.suite_version,)
-            rank = (run.suite_version, run.examples_effective, run.id)
-            held = best.get(key)
-            if held is None or rank > (held.suite_version, held.examples_effective, held.id):
-                best[key] = run
-        return sorted(best.values(), key=lambda r: r.id)
+        return best_full_runs(self.standings(dataset=dataset, model=model), per_suite_version=per_suite_version)
 
     def latest_finished_runs(self) -> list[RunRecord]:
-        """The leaderboard's rows: one run per (model card, suite name), see :meth:`leaderboard_runs`."""
+        """The leaderboard's ranked rows: one full run per (model card, suite name), see :meth:`leaderboard_runs`."""
         return self.leaderboard_runs(per_suite_version=False)
+
+    def unranked_runs(self, *, dataset: str | None = None, model: str | None = None) -> list[Standing]:
+        """What the leaderboard lists apart, not ranked: smoke runs and runs on custom data, in id order.
+
+        One per (model card, data set, suite name, data source): the newest suite version's newest
+        finished run that is not a full run (see :meth:`standing_of`). Returns their standings.
+        """
+        return newest_unranked(self.standings(dataset=dataset, model=model))
+
+
+def best_full_runs(standings: Sequence[Standing], *, per_suite_version: bool) -> list[RunRecord]:
+    """Of the full runs among ``standings``, the newest (highest id) per (model card, data set, suite name[, suite
+    version]); without ``per_suite_version``, the newest suite version's newest. Returns them in id order."""
+    best: dict[tuple, RunRecord] = {}
+    for standing in standings:
+        if not standing.ranked:
+            continue
+        run = standing.run
+        key = (run.model.card_id, run.dataset, run.suite_name)
+        if per_suite_version:
+            key += (run.suite_version,)
+        held = best.get(key)
+        if held is None or (run.suite_version, run.id) > (held.suite_version, held.id):
+            best[key] = run
+    return sorted(best.values(), key=lambda r: r.id)
+
+
+def newest_unranked(standings: Sequence[Standing]) -> list[Standing]:
+    """Of the smoke and custom-data runs among ``standings``, the newest suite version's newest (highest id) per
+    (model card, data set, suite name, data source). Returns their standings in id order."""
+    best: dict[tuple, Standing] = {}
+    for standing in standings:
+        if standing.ranked:
+            continue
+        run = standing.run
+        key = (run.model.card_id, run.dataset, run.suite_name, run.data_source)
+        held = best.get(key)
+        if held is None or (run.suite_version, run.id) > (held.run.suite_version, held.run.id):
+            best[key] = standing
+    return sorted(best.values(), key=lambda st: st.run.id)
+
+
+@cache
+def suite_file_examples(suite_name: str, dataset: str, suite_version: int) -> int | None:
+    """The ``num_examples`` of suite ``suite_name`` for ``dataset`` from the package's suite files.
+
+    Returns None when there is no such suite file, or when its current version is not ``suite_version``
+    (the files hold only the current version of a suite).
+    """
+    from invarbench.suites import load_suite  # the suites are only needed for runs that did not record it
+
+    try:
+        suite = load_suite(suite_name, dataset)
+    except InvarbenchError:
+        return None
+    return suite.num_examples if suite.version == suite_version else None
 
 
 def _record_progress(run: RunRecord, duration_s: float | None, peak_memory_bytes: int | None) -> None:

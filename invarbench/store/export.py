@@ -6,6 +6,11 @@ that importing it into any database reproduces the run bit for bit. Each documen
 sha256 of its own content, so a number changed by hand after the export is refused on import.
 The public leaderboard keeps one such file per (model, suite name, suite version) under
 ``leaderboard/results/``; the format is documented in ``docs/store.md``.
+
+Format version 2 added the run fields :data:`V2_RUN_FIELDS`. A run that has none of them (every
+run stored before migration 0004) is still written as a version 1 document, byte for byte as
+before, so that its file, its digest and older readers keep working; version 1 documents read
+those fields as None.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import csv
 import hashlib
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,19 +33,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.store.codec import decode_floats, decode_number, encode_floats, encode_number
-from invarbench.store.db import Store
+from invarbench.store.db import CUSTOM_DATA, FULL, SMOKE, Standing, Store, best_full_runs
 from invarbench.store.schema import RUN_STATUSES, ArtifactRecord, ExampleRecord, MetricRecord, RunRecord
 
 FORMAT = "invarbench-results"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The run fields format version 2 added: a version 2 document has all of them, a version 1 document none.
+V2_RUN_FIELDS = ("suite_num_examples", "data_source", "model_dtype")
 DIGEST_FIELD = "content_sha256"
 # How an artifact's bytes travel (a file beside the document, or base64 inside it): not content.
 _ARTIFACT_TRANSPORT = ("path", "data_base64")
 CSV_COLUMNS = (
     "run_id", "run_uid", "card_id", "model_name", "dataset", "training_method", "suite_name", "suite_version",
-    "status", "examples_effective", "data_source", "seed", "device", "invarbench_version", "git_commit", "torch_version",
-    "started_at", "finished_at", "metric", "value", "stderr", "ci_low", "ci_high", "n",
+    "status", "examples_requested", "examples_effective", "suite_num_examples", "data_source", "seed", "device",
+    "model_dtype", "invarbench_version", "git_commit", "torch_version", "started_at", "finished_at", "metric", "value",
+    "stderr", "ci_low", "ci_high", "n",
 )
+# Why the JSON export left a run out (see :func:`export_selection`), in the order they are reported.
+LEFT_OUT_REASONS = (SMOKE, CUSTOM_DATA, "superseded", "unfinished")
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -50,12 +61,29 @@ def _iso(ts: datetime | None) -> str | None:
     return aware.astimezone(timezone.utc).isoformat()
 
 
-def results_file_name(run: RunRecord) -> PurePosixPath:
-    """``<dataset>/<model>__<suite>-v<version>.json``, where ``<model>`` is the card id's name part."""
+def results_file_name(run: RunRecord, kind: str = FULL) -> PurePosixPath:
+    """Where the export writes a run's document, relative to its folder.
+
+    A full run (``kind`` :data:`FULL`): ``<dataset>/<model>__<suite>-v<version>.json``, where
+    ``<model>`` is the card id's name part; the name depends only on model, suite and version. A
+    smoke run: ``...-v<version>__smoke-<examples>ex-<uid8>.json``; a run on custom data:
+    ``...-v<version>__custom-data-<uid8>.json`` (``<uid8>``: the first 8 characters of its uid), so that
+    neither ever replaces a full run's file. Returns the relative path.
+    """
     card_id = run.model.card_id
     prefix = f"{run.dataset}/"
     model = card_id[len(prefix):] if card_id.startswith(prefix) else card_id.replace("/", "__")
-    return PurePosixPath(run.dataset) / f"{model}__{run.suite_name}-v{run.suite_version}.json"
+    stem = f"{model}__{run.suite_name}-v{run.suite_version}"
+    if kind == SMOKE:
+        stem += f"__smoke-{run.examples_effective}ex-{run.uid[:8]}"
+    elif kind == CUSTOM_DATA:
+        stem += f"__custom-data-{run.uid[:8]}"
+    return PurePosixPath(run.dataset) / f"{stem}.json"
+
+
+def format_version_of(run: RunRecord) -> int:
+    """The format version a run's document is written in: 1 when it has none of :data:`V2_RUN_FIELDS`, else 2."""
+    return 2 if any(getattr(run, f) is not None for f in V2_RUN_FIELDS) else 1
 
 
 def run_document(run: RunRecord, *, artifact_dir: str | None = None) -> dict[str, Any]:
@@ -102,7 +130,10 @@ def run_document(run: RunRecord, *, artifact_dir: str | None = None) -> dict[str
         ],
         "artifacts": artifacts,
     }
-    head = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    version = format_version_of(run)
+    if version >= 2:
+        body["run"].update({f: getattr(run, f) for f in V2_RUN_FIELDS})
+    head = {"format": FORMAT, "format_version": version}
     return {**head, DIGEST_FIELD: content_digest({**head, **body}), **body}
 
 
@@ -141,17 +172,73 @@ def _dump(value: Any, depth: int) -> str:
     return json.dumps(value, allow_nan=False, ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class ExportSelection:
+    """What the JSON export writes by default, and what it left out."""
+
+    runs: list[Standing]  # full runs, loaded whole (examples, artifacts), in id order
+    left_out: Counter  # reason (one of LEFT_OUT_REASONS) -> number of runs
+
+
+def export_selection(store: Store, *, dataset: str | None = None, model: str | None = None) -> ExportSelection:
+    """The runs the JSON export covers by default, and a count of the others by reason.
+
+    Per (model card, suite name, suite version), the newest (highest run id) finished full run:
+    on the data set's own test split, over the suite version's full number of examples (the runs the
+    leaderboard ranks, :meth:`Store.leaderboard_runs`). Left out: smoke runs (``--limit``), runs on
+    custom data (``--data npz:``), full runs superseded by a newer one, and unfinished runs.
+    ``dataset`` and ``model`` restrict both. Returns an :class:`ExportSelection`.
+    """
+    every = store.list_runs(dataset=dataset, model=model)
+    standings = store.standing_of([r for r in every if r.status == "finished"])
+    chosen = {run.id for run in best_full_runs(standings, per_suite_version=True)}
+    left_out: Counter = Counter()
+    left_out["unfinished"] = sum(r.status != "finished" for r in every)
+    for st in standings:
+        if st.run.id not in chosen:
+            left_out["superseded" if st.kind == FULL else st.kind] += 1
+    runs = [replace(st, run=store.get_run(st.run.id)) for st in standings if st.run.id in chosen]
+    return ExportSelection(runs, +left_out)
+
+
 def export_runs(store: Store, *, dataset: str | None = None, model: str | None = None) -> list[RunRecord]:
-    """The runs the JSON export covers: per (model card, suite, suite version) the finished run on the data
-    set's own test split over the most examples, then the newest (:meth:`Store.leaderboard_runs`)."""
-    return [store.get_run(run.id) for run in store.leaderboard_runs(dataset=dataset, model=model)]
+    """The runs the JSON export covers by default (see :func:`export_selection`), loaded whole, in id order."""
+    return [st.run for st in export_selection(store, dataset=dataset, model=model).runs]
 
 
-def write_json_tree(runs: Iterable[RunRecord], out: Path) -> list[Path]:
-    """One file per run under ``out`` (see :func:`results_file_name`), artifacts beside it; return the files."""
+def picked_runs(store: Store, run_ids: Iterable[int]) -> list[Standing]:
+    """The runs named by ``--run``, loaded whole, in the order given (each once), smoke and custom-data runs included.
+
+    Raises NotFoundError for an id that is not stored, ValidationError for a run that is not finished.
+    """
+    runs = []
+    for run_id in dict.fromkeys(run_ids):
+        run = store.get_run(run_id)
+        if run.status != "finished":
+            raise ValidationError(
+                f"run {run_id} is {run.status}, not finished: only finished runs are exported (continue it with "
+                f"'invarbench eval {run.model.card_id} --resume' and the options it was started with)"
+            )
+        runs.append(run)
+    return store.standing_of(runs)
+
+
+def write_json_tree(runs: Iterable[Standing], out: Path) -> list[Path]:
+    """One file per run under ``out`` (see :func:`results_file_name`), artifacts beside it; return the files.
+
+    Raises ValidationError, before writing anything, when two runs would be written to the same file.
+    """
+    targets: dict[PurePosixPath, RunRecord] = {}
+    for st in runs:
+        rel = results_file_name(st.run, st.kind)
+        if rel in targets:
+            raise ValidationError(
+                f"runs {targets[rel].id} and {st.run.id} would both be written to {out / rel}: export them "
+                "one at a time, into different folders"
+            )
+        targets[rel] = st.run
     written = []
-    for run in runs:
-        rel = results_file_name(run)
+    for rel, run in targets.items():
         path = out / rel
         artifact_dir = rel.stem + ".artifacts"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,10 +265,11 @@ def csv_text(runs: Iterable[RunRecord]) -> str:
         for m in run.metrics:
             writer.writerow([
                 run.id, run.uid, run.model.card_id, run.model.name, run.dataset, run.model.training_method,
-                run.suite_name, run.suite_version, run.status, run.examples_effective, run.data_source or "", run.seed, run.device,
-                run.invarbench_version, run.git_commit or "", run.torch_version, _iso(run.started_at) or "",
-                _iso(run.finished_at) or "", m.name, _num(m.value), _num(m.stderr), _num(m.ci_low), _num(m.ci_high),
-                m.n,
+                run.suite_name, run.suite_version, run.status, run.examples_requested, run.examples_effective,
+                "" if run.suite_num_examples is None else run.suite_num_examples, run.data_source or "", run.seed,
+                run.device, run.model_dtype or "", run.invarbench_version, run.git_commit or "", run.torch_version,
+                _iso(run.started_at) or "", _iso(run.finished_at) or "", m.name, _num(m.value), _num(m.stderr),
+                _num(m.ci_low), _num(m.ci_high), m.n,
             ])
     return buffer.getvalue()
 
@@ -232,6 +320,10 @@ class RunDoc(_Strict):
     duration_s: Any = None
     peak_memory_bytes: int | None = None
     attempts: int = 1
+    # format version 2 (see V2_RUN_FIELDS); absent from a version 1 document, which reads them as None
+    suite_num_examples: int | None = None
+    data_source: str | None = None
+    model_dtype: str | None = None
 
     _duration = field_validator("duration_s")(_number)
 
@@ -311,6 +403,14 @@ def parse_document(data: Any, source: str) -> ResultsDoc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ValidationError(f"{source}: field '{where}': {first['msg']}") from None
+    run_fields = data["run"].keys()
+    for field in V2_RUN_FIELDS:
+        if version >= 2 and field not in run_fields:
+            raise ValidationError(f"{source}: field 'run.{field}': Field required in format_version {version}")
+        if version < 2 and field in run_fields:
+            raise ValidationError(
+                f"{source}: field 'run.{field}' is new in format_version 2, but the document says {version}"
+            )
     if content_digest(data) != doc.content_sha256:
         raise ValidationError(
             f"{source}: its content does not match its {DIGEST_FIELD}: it was changed after it was exported. "
@@ -369,7 +469,8 @@ def _write(store: Store, item: _Prepared) -> ImportResult:
     run = RunRecord(
         uid=r.uid, suite_name=r.suite_name, suite_version=r.suite_version, dataset=r.dataset, status=r.status,
         error=r.error, flags=list(r.flags), seed=r.seed, batch_size=r.batch_size,
-        examples_requested=r.examples_requested, examples_effective=r.examples_effective, device=r.device,
+        examples_requested=r.examples_requested, examples_effective=r.examples_effective,
+        suite_num_examples=r.suite_num_examples, data_source=r.data_source, device=r.device, model_dtype=r.model_dtype,
         invarbench_version=r.invarbench_version, git_commit=r.git_commit, torch_version=r.torch_version,
         started_at=_utc(r.started_at), finished_at=_utc(r.finished_at), duration_s=r.duration_s,
         peak_memory_bytes=r.peak_memory_bytes, attempts=r.attempts, owner=None, updated_at=_utc(r.finished_at),

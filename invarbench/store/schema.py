@@ -2,7 +2,7 @@
 
 Numbers are stored as numbers. Every run carries its provenance: the card snapshot and its
 hash, the model file's sha256 and Hub revision, suite name and version, invarbench version and
-git commit, torch version, device, seed and batch size.
+git commit, torch version, device, model dtype, seed and batch size.
 
 The database is created and upgraded by the migrations in ``invarbench/store/migrations/``
 (never by ``create_all``); a test checks that these mappings and the newest migration agree.
@@ -109,10 +109,16 @@ class RunRecord(Base):
     git_commit: Mapped[str | None] = mapped_column(String(40))
     torch_version: Mapped[str] = mapped_column(String(50))
     device: Mapped[str] = mapped_column(String(200))
+    # The floating dtype the model computes in ("float32", "float16", "bfloat16"); NULL: not recorded
+    # (runs stored before migration 0004).
+    model_dtype: Mapped[str | None] = mapped_column(String(20))
     seed: Mapped[int] = mapped_column(Integer)
     batch_size: Mapped[int] = mapped_column(Integer)
     examples_requested: Mapped[int] = mapped_column(Integer)
     examples_effective: Mapped[int] = mapped_column(Integer)
+    # The suite version's full number of examples (its num_examples) when the run was made: a run over
+    # fewer (``--limit``) is a smoke run, never ranked. NULL for runs stored before migration 0004.
+    suite_num_examples: Mapped[int | None] = mapped_column(Integer)
     # NULL: the data set's own test split. Otherwise the custom evaluation set that replaced its
     # images (``--data npz:PATH``), as "npz:<path> sha256:<digest>"; such runs are never leaderboard rows.
     data_source: Mapped[str | None] = mapped_column(Text)

@@ -71,6 +71,11 @@ class MinNormSpec(_Strict):
     alpha_init: float = Field(default=1.0, gt=0, description="initial L2 step size")
     alpha_final: float | None = Field(default=None, gt=0, description="final step size; default alpha_init / 100")
     refine_steps: int = Field(default=20, ge=0, description="bisection steps toward the decision boundary")
+    search_endpoints: int = Field(
+        default=4, ge=0,
+        description="nearest evaluated images of other classes whose segments the gradient-free boundary search "
+        "bisects (0: FMN alone)",
+    )
 
     @model_validator(mode="after")
     def _gamma_decays(self) -> MinNormSpec:
@@ -150,6 +155,13 @@ class ChecksSpec(_Strict):
     probability_fraction: float = Field(default=0.9, ge=0, le=1)
     zero_gradient_fraction: float = Field(default=0.1, ge=0, le=1)
     nan_gradient_fraction: float = Field(default=0.0, ge=0, le=1)
+    batch_atol: float = Field(default=1e-4, ge=0)
+    batch_rtol: float = Field(default=1e-3, ge=0)
+    search_beats_gradient_fraction: float = Field(
+        default=0.1, ge=0, le=1,
+        description="the share of correctly classified examples on which the gradient-free boundary search finds "
+        "a smaller adversarial distance than FMN above which gradient_attack_weaker_than_search is raised",
+    )
 
 
 class Measurements(_Strict):
