@@ -64,3 +64,24 @@ def test_a_published_result_imports_and_its_metrics_follow_from_its_values(path,
         assert stored.n == again.n
     # The flags read from the per-example values are those stored (the others come from the checks).
     assert set(result_flags(per_example, suite)) == set(run.flags) - set(FLAG_NAMES)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(RESULTS).as_posix())
+def test_published_minimal_distances_are_finite_and_never_above_fmn(path, tmp_path):
+    """The minimal distance is an honest upper bound: the smaller of FMN's and the boundary search's,
+    finite for every correctly classified example, 0 for the others."""
+    store = Store(f"sqlite:///{tmp_path / 'rebuilt.db'}")
+    import_path(store, path)
+    (listed,) = store.list_runs()
+    values: dict[str, list] = {}
+    for _, batch in sorted(store.stored_batches(listed.id).items()):
+        for key, vals in batch.get("min_norm", {}).items():
+            values.setdefault(key, []).extend(vals)
+    if "fmn_distance" not in values:
+        pytest.skip("made before the boundary search")
+    for d, f, s, method in zip(values["distance"], values["fmn_distance"], values["search_distance"],
+                               values["method"]):
+        if method == "misclassified":
+            assert d == 0
+        else:
+            assert math.isfinite(d) and d == min(f, s) and d <= f

@@ -15,6 +15,7 @@ app = typer.Typer(
     "widths) image classifiers are, store the scores with their provenance, and build a leaderboard.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # help text: lines of a paragraph are joined, paragraphs kept
     add_completion=False,
 )
 

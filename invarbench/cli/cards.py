@@ -12,7 +12,8 @@ from rich.table import Table
 from invarbench.cli.common import CardsDirOption, console, user_errors
 from invarbench.errors import InvarbenchError, ValidationError
 
-app = typer.Typer(help="Model cards: list, show, validate and create them.", no_args_is_help=True)
+app = typer.Typer(help="Model cards: list, show, validate and create them.", no_args_is_help=True,
+                  rich_markup_mode="markdown")
 
 
 def _source(card) -> str:  # noqa: ANN001 - a ModelCard
@@ -150,7 +151,7 @@ def _dataset_spec(name: str):  # noqa: ANN202 - a DatasetSpec or None
 
 @app.command("new")
 def new_command(
-    id: Annotated[str | None, typer.Option("--id", help="'<dataset>/<name>', e.g. cifar10/wrn28-trades.",
+    id: Annotated[str | None, typer.Option("--id", help="'DATASET/NAME', e.g. cifar10/wrn28-trades.",
                                            show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="Display name on the leaderboard.", show_default=False)] = None,
     num_classes: Annotated[int | None, typer.Option(help="Number of logits.", show_default=False)] = None,
@@ -186,7 +187,7 @@ def new_command(
     submitted_by: Annotated[str | None, typer.Option(help="Your name or handle.", show_default=False)] = None,
     notes: Annotated[str | None, typer.Option(help="Free text: training details, caveats.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(help="Where to write the card ('-' prints it). Default: "
-                                             "<cards dir>/<dataset>/<name>.yaml.", show_default=False)] = None,
+                                             "CARDS_DIR/DATASET/NAME.yaml.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing card file.")] = False,
     no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; fail on a missing required field.")] = False,
     cards_dir: CardsDirOption = None,

@@ -83,7 +83,7 @@ CardsDirOption = Annotated[
     Path | None,
     typer.Option(
         "--cards-dir",
-        help="Folder of model cards (<dataset>/<name>.yaml). Default: $INVARBENCH_CARDS, else the "
+        help="Folder of model cards (DATASET/NAME.yaml). Default: $INVARBENCH_CARDS, else the "
         "model_cards/ folder of this checkout, else ./model_cards.",
         show_default=False,
     ),

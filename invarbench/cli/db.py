@@ -8,7 +8,8 @@ from rich.table import Table
 from invarbench.cli.common import DbOption, console, user_errors
 from invarbench.store import Store
 
-app = typer.Typer(help="Show or upgrade the results database's schema.", no_args_is_help=True)
+app = typer.Typer(help="Show or upgrade the results database's schema.", no_args_is_help=True,
+                  rich_markup_mode="markdown")
 
 
 @app.command("status")

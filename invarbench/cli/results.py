@@ -25,7 +25,8 @@ from invarbench.store.export import (
     write_json_tree,
 )
 
-app = typer.Typer(help="Inspect, compare, export and import stored evaluation runs.", no_args_is_help=True)
+app = typer.Typer(help="Inspect, compare, export and import stored evaluation runs.", no_args_is_help=True,
+                  rich_markup_mode="markdown")
 
 DatasetOption = Annotated[str | None, typer.Option(help="Only runs on this data set.", show_default=False)]
 ModelOption = Annotated[str | None, typer.Option(help="Only runs of this model card id.", show_default=False)]
@@ -243,7 +244,7 @@ def export_command(
                                                  "run; csv: one row per (run, metric).")] = ExportFormat.json,
     out: Annotated[
         Path | None,
-        typer.Option(help="json: a folder, written as <dataset>/<model>__<suite>-v<version>.json (e.g. "
+        typer.Option(help="json: a folder, written as DATASET/MODEL__SUITE-vVERSION.json (e.g. "
                      "leaderboard/results; a smoke or custom-data run's name has a __smoke-… or __custom-data-… "
                      "suffix); csv: a file. Default: standard output.", show_default=False),
     ] = None,

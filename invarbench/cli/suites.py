@@ -11,7 +11,8 @@ from invarbench.cli.common import console, user_errors
 from invarbench.suites import list_suites, load_suite
 from invarbench.suites.schema import suite_datasets, suite_names
 
-app = typer.Typer(help="List the evaluation suites and show their settings.", no_args_is_help=True)
+app = typer.Typer(help="List the evaluation suites and show their settings.", no_args_is_help=True,
+                  rich_markup_mode="markdown")
 
 
 @app.command("list")
