@@ -1,4 +1,4 @@
-"""Speed and memory benchmarks of the attacks (GitHub issue 3, "The measurement suite").
+"""Speed and memory benchmarks of the attacks (the protocols are in docs/measurements.md).
 
 Run ``.venv/bin/python benchmarks/bench_attacks.py [pgd|nspgd|pathwidth|memory|all]
 [--device cpu|cuda] [--quick] [--resnet]``. Every speed figure is a ratio of two variants timed
@@ -21,7 +21,7 @@ What is measured, and the targets (PASS/FAIL is printed for each):
      plain forward+backward passes of ``p_c`` on exactly the batch sizes whose gradient the attack
      computed (their sum is ``result.forward_backward_passes``). Target: <= 1.1. The table also
      shows passes per accepted step (the rows of refused pairs whose gradient was wasted).
-  4. Against a straightforward NSPGD written here from METHODS.md section 2 (a separate forward
+  4. Against a straightforward NSPGD written here from docs/measurements.md §2 (a separate forward
      pass checks every proposal): naive time / nspgd time. Target: >= 1.3, with the same
      results (accepted steps, closure, final iterates: asserted up to float tolerance).
 ``pathwidth``
@@ -32,13 +32,14 @@ What is measured, and the targets (PASS/FAIL is printed for each):
   6. Peak memory, each figure from a fresh subprocess (CPU: the process's peak resident set
      size after the run minus that after loading and a warm-up, from ``VmHWM`` in
      ``/proc/self/status`` where it exists, else ``ru_maxrss``, which Linux carries over from the
-     parent across fork and exec, so a big parent would hide the child's peak; CUDA: ``torch.cuda.max_memory_allocated`` minus
-     the memory allocated before the run). For a budget of B images: ``path_widths`` with
-     ``max_batch_images = B`` over a fixed workload of many more images, against plain
-     inference on one batch of B images; and 5 steps of PGD on a batch of B examples, against 5
-     plain forward+backward passes on that batch (a loop of passes, like the attack's: the
-     CPU allocator's reuse of freed memory makes one pass and a loop of them differ). Target: each at most 1.25x its reference at every B (the extra memory of the
-     measurement is bounded by the budget, not by the workload), and growing with B.
+     parent across fork and exec, so a big parent would hide the child's peak; CUDA:
+     ``torch.cuda.max_memory_allocated`` minus the memory allocated before the run). For a
+     budget of B images: ``path_widths`` with ``max_batch_images = B`` over a fixed workload of
+     many more images, against plain inference on one batch of B images; and 5 steps of PGD on a
+     batch of B examples, against 5 plain forward+backward passes on that batch (a loop of
+     passes, like the attack's: the CPU allocator's reuse of freed memory makes one pass and a
+     loop of them differ). Target: each at most 1.25x its reference at every B (the extra memory
+     of the measurement is bounded by the budget, not by the workload), and growing with B.
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ def record_nspgd_inputs(model: nn.Module, x0: torch.Tensor, c: torch.Tensor, t: 
 
 
 def naive_nspgd(model: nn.Module, x0: torch.Tensor, c: torch.Tensor, t: torch.Tensor, cfg: NSPGDConfig) -> dict:
-    """NSPGD exactly as METHODS.md section 2 writes it: each iteration takes the gradient at x
+    """NSPGD exactly as docs/measurements.md §2 writes it: each iteration takes the gradient at x
     (forward + backward) and then checks the proposal x' with a *separate* forward pass.
     Finished (refused) pairs leave the batch, as in the library."""
     n = x0.shape[0]

@@ -54,6 +54,16 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
+    def in_order(self) -> list[T]:
+        """The objects in the order they were registered."""
+        return list(self._items.values())
+
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` (a plug-in that is unloaded, a test's toy entry); raises :class:`NotFoundError`."""
+        obj = self.get(name)
+        del self._items[name]
+        return obj
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 

@@ -14,10 +14,13 @@ from invarbench.attacks.checks import ReliabilityConfig, reliability_report
 from invarbench.attacks.minnorm import boundary_search_l2
 from invarbench.data.registry import EvalData
 from invarbench.errors import ModelOutputError
-from invarbench.evaluation.measure import measure_batch, nearest_other_class_endpoints, result_flags
+from invarbench.evaluation.measure import measure_batch, result_flags
+from invarbench.measurements.min_norm import nearest_other_class_endpoints
 from invarbench.metrics.stats import wilson_interval
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.suites.schema import load_suite
+
+CPU = torch.device("cpu")
 
 
 def _two_class(seed: int = 0) -> LinearImageModel:
@@ -90,7 +93,7 @@ def test_endpoints_are_the_nearest_images_of_other_classes_the_model_does_not_gi
     model = model.float()
     pred = model(data.x).argmax(dim=1)
     examples = torch.arange(0, 12)
-    got = nearest_other_class_endpoints(model, data, examples, 3)
+    got = nearest_other_class_endpoints(model, data, examples, 3, CPU)
     flat = data.x.flatten(1).double()
     for r, i in enumerate(examples.tolist()):
         d = (flat - flat[i]).norm(dim=1)
@@ -98,14 +101,14 @@ def test_endpoints_are_the_nearest_images_of_other_classes_the_model_does_not_gi
         order = sorted(torch.nonzero(allowed).squeeze(1).tolist(), key=lambda j: (float(d[j]), j))
         assert got[r].tolist() == order[:3]
     # An example's endpoints do not depend on which other examples share its batch.
-    alone = torch.cat([nearest_other_class_endpoints(model, data, examples[i:i + 1], 3) for i in range(12)])
+    alone = torch.cat([nearest_other_class_endpoints(model, data, examples[i:i + 1], 3, CPU) for i in range(12)])
     assert torch.equal(alone, got)
 
 
 def test_a_model_that_predicts_one_class_everywhere_has_no_endpoints_and_infinite_search():
     data, _ = _class_mean_data()
     constant = LinearImageModel(torch.zeros(3, 64), torch.tensor([0.0, 5.0, 0.0]))
-    got = nearest_other_class_endpoints(constant, data, torch.tensor([1, 4]), 2)
+    got = nearest_other_class_endpoints(constant, data, torch.tensor([1, 4]), 2, CPU)
     assert got.tolist() == [[1, 1], [4, 4]]  # its own index: no segment at all
     res = boundary_search_l2(constant, data.x[[1, 4]], data.y[[1, 4]], data.x[got])
     assert res.distance.tolist() == [math.inf, math.inf]
@@ -187,8 +190,8 @@ def test_every_measurement_refuses_nan_logits_at_any_iterate():
         measure_batch(hostile, data, 0, 12, suite, torch.Generator().manual_seed(0))
     # Each measurement on its own: the first one to meet a NaN is named.
     for keep in ("pgd_l2", "min_norm", "nspgd"):
-        only = suite.model_copy(update={"measurements": suite.measurements.model_copy(update={
-            name: None for name in ("pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width") if name != keep})})
+        only = suite.model_copy(update={"measurements": suite.measurements.replace(**{
+            name: None for name in ("pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width", "ece") if name != keep})})
         hostile.reset_nonfinite()
         with pytest.raises(ModelOutputError, match=f"during {keep}"):
             measure_batch(hostile, data, 0, 12, only, torch.Generator().manual_seed(0))

@@ -101,7 +101,7 @@ def test_zero_gradients_flag_needs_more_than_its_share_of_examples(normal, data)
 
 def test_only_the_first_max_examples_are_checked(normal, data):
     x, y = data
-    report = reliability_report(_ZeroGradientFor(normal, 5), x, y, ReliabilityConfig(max_examples=10))
+    report = reliability_report(_ZeroGradientFor(normal, 5), x, y, ReliabilityConfig(examples=10))
     assert report.examples == 10 and report.zero_gradient_examples == 0.5
 
 

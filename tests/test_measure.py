@@ -11,10 +11,11 @@ import torch
 
 from data_helpers import class_mean_model
 from invarbench.data import load_eval_data
-from invarbench.evaluation.measure import aggregate, measure_batch, pair_plan, reliability_flags
+from invarbench.evaluation.measure import aggregate, measure_batch, reliability_flags
+from invarbench.measurements.nspgd import PairRule, pair_plan
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.store.codec import decode_floats, encode_floats
-from invarbench.suites.schema import NSPGDSpec, Suite
+from invarbench.suites.schema import Suite
 
 METRICS = ["clean_accuracy", "robust_accuracy_linf", "robust_accuracy_l2", "median_min_l2_distance",
            "nspgd_closure", "nspgd_target_distance_l2", "path_width", "ece"]
@@ -62,8 +63,8 @@ def run_batches(model, data, suite, bounds):
 
 
 # --- pairs -----------------------------------------------------------------------------------------
-def _spec(rule: str, num_pairs: int) -> NSPGDSpec:
-    return NSPGDSpec(eta=0.05, delta=0.05, max_iter=10, pairs={"rule": rule, "num_pairs": num_pairs})
+def _spec(rule: str, num_pairs: int) -> PairRule:
+    return PairRule(rule=rule, num_pairs=num_pairs)
 
 
 def test_next_other_class_pairs():

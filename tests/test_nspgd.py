@@ -62,7 +62,7 @@ def test_walk_toward_higher_confidence_goes_straight_to_the_target():
 
 
 def _reference_nspgd(model, x0, c, t, cfg):
-    """METHODS.md §2 literally, one pair at a time, with a separate forward pass for the check."""
+    """docs/measurements.md §2 literally, one pair at a time, with a separate forward pass for the check."""
     finals, steps, points, valid = [], [], [], []
     for k in range(x0.shape[0]):
         x, ck, tk = x0[k:k + 1], c[k:k + 1], t[k:k + 1]

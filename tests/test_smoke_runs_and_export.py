@@ -341,7 +341,8 @@ def test_csv_and_json_exports_carry_the_data_source_dtype_and_counts(sqlite_url,
 
 # --- format versions: old files stay importable and unchanged --------------------------------------
 def test_a_published_version_1_file_imports_with_no_dtype_and_exports_to_the_same_bytes(tmp_path):
-    published = REPO / "leaderboard" / "results" / "mnist5k" / "lenet-standard__standard-v2.json"
+    # A results file as version 1 of the format wrote it (the reference model's standard v2 run).
+    published = REPO / "tests" / "data" / "lenet-standard__standard-v2.json"
     data = json.loads(published.read_text(encoding="utf-8"))
     assert data["format_version"] == 1 and not set(V2_RUN_FIELDS) & set(data["run"])
     url = f"sqlite:///{tmp_path / 'rebuilt.db'}"

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from cards_helpers import TINY_INPUT, tiny_model
+from invarbench.attacks._tensors import check_finite_logits
 from invarbench.errors import ModelOutputError, ValidationError
-from invarbench.models.wrapper import ModelWrapper, check_finite_logits
+from invarbench.models.wrapper import ModelWrapper
 
 
 def wrap(model: nn.Module | None = None, **kwargs) -> ModelWrapper:

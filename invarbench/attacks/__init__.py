@@ -2,7 +2,9 @@
 
 Each takes the model per call, holds its hyperparameters in a small frozen dataclass, and
 reports progress only through an optional callback. docs/measurements.md states every
-protocol and default.
+protocol and default: §1.1 PGD (``pgd``), §1.2 the minimal L2 distance (``minnorm``), §2 NSPGD
+(``nspgd``), §3 path widths (``pathwidth``), §4 reliability checks (``checks``); its References
+list the papers.
 """
 
 from invarbench.attacks.checks import (

@@ -1,9 +1,15 @@
-"""Reliability checks (METHODS.md §4): flags that make a model's numbers untrustworthy as they stand.
+"""Reliability checks (docs/measurements.md §4): flags that make a model's numbers untrustworthy as they stand.
+
+Gradient-based attacks overestimate the robustness of a model whose gradients are masked or
+obfuscated (Athalye et al., 2018; the AutoAttack ensemble of Croce and Hein, 2020, adds a
+black-box attack for that reason; both in docs/measurements.md, References). The checks flag the
+commonest causes. Images are float tensors ``[n, C, H, W]`` in [0, 1]; logits ``[n, classes]``.
 
 On a batch of examples:
 
 - ``randomized_outputs``: two identical forward passes of the batch differ somewhere by more
-  than ``atol + rtol * |logit|`` (a randomised defence; attacks against it need EOT).
+  than ``atol + rtol * |logit|`` (a randomised defence; attacks against it need expectation over
+  transformation, EOT, as Athalye et al., 2018, discuss).
 - ``probability_outputs``: for at least ``probability_fraction`` of the examples the outputs
   are all >= ``-probability_atol`` and sum to 1 within ``probability_atol``: the model returns
   probabilities, not logits (softmax on top saturates the loss). Log-probabilities are fine.
@@ -24,7 +30,7 @@ One flag is raised after the measurements, from their per-example values
   adversarial distance than FMN on more than a set share of the correctly classified examples.
 
 NaN/Inf logits are an error, not a flag: :func:`invarbench.models.wrapper.check_finite_logits`
-raises :class:`~invarbench.errors.ModelOutputError`.
+raises :class:`~invarbench.errors.ModelOutputError` (docs/measurements.md §7).
 """
 
 from __future__ import annotations
@@ -35,16 +41,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invarbench.models.wrapper import check_finite_logits
+from invarbench.attacks._tensors import check_finite_logits
 
 FLAG_NAMES = ("randomized_outputs", "probability_outputs", "zero_gradients", "nan_gradients", "batch_dependent_outputs")
 
 
 @dataclass(frozen=True)
 class ReliabilityConfig:
-    """Tolerances and thresholds of the checks (see the module doc); ``max_examples`` caps the batch."""
+    """Tolerances and thresholds of the checks (see the module doc and docs/measurements.md §4);
+    ``examples`` caps the batch. Tolerances are in logit (or probability) units, fractions are
+    shares of the checked examples in [0, 1].
 
-    max_examples: int = 100
+    Raises ``ValueError`` for ``examples < 1``, a fraction outside [0, 1] or a negative tolerance.
+    """
+
+    examples: int = 100
     randomness_atol: float = 1e-5
     randomness_rtol: float = 1e-4
     probability_atol: float = 1e-3
@@ -53,18 +64,31 @@ class ReliabilityConfig:
     nan_gradient_fraction: float = 0.0
     batch_atol: float = 1e-4
     batch_rtol: float = 1e-3
+    # Read after the measurements (``gradient_attack_weaker_than_search``, see the module doc).
+    search_beats_gradient_fraction: float = 0.1
+    __pydantic_config__ = {"extra": "forbid"}  # a suite's ``checks:`` entry is validated against this class
 
     def __post_init__(self) -> None:
-        if self.max_examples < 1:
-            raise ValueError("the reliability checks need max_examples >= 1")
-        for name in ("probability_fraction", "zero_gradient_fraction", "nan_gradient_fraction"):
+        if self.examples < 1:
+            raise ValueError("the reliability checks need examples >= 1")
+        for name in ("probability_fraction", "zero_gradient_fraction", "nan_gradient_fraction",
+                     "search_beats_gradient_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1]")
+        for name in ("randomness_atol", "randomness_rtol", "probability_atol", "batch_atol", "batch_rtol"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
 
 
 @dataclass(frozen=True)
 class ReliabilityReport:
-    """The measured quantities behind the flags, and the flags themselves (in FLAG_NAMES order)."""
+    """The measured quantities behind the flags, and the flags themselves (in FLAG_NAMES order).
+
+    ``flags``: the raised flag names; ``max_output_change`` and ``max_batch_change``: largest
+    absolute logit differences (logit units); ``probability_rows``, ``zero_gradient_examples``,
+    ``nan_gradient_examples``: shares of the checked examples in [0, 1] (exact ratios of counts);
+    ``examples``: how many examples were checked.
+    """
 
     flags: tuple[str, ...]
     max_output_change: float  # largest |difference| between the two identical forward passes
@@ -83,12 +107,19 @@ def reliability_report(
     *,
     generator: torch.Generator | None = None,  # noqa: ARG001 - the checks draw no random numbers
 ) -> ReliabilityReport:
-    """Run the checks on the first ``cfg.max_examples`` examples of ``(x, y)``.
+    """Run the checks (docs/measurements.md §4) on the first ``cfg.examples`` examples of ``(x, y)``.
 
-    Raises :class:`~invarbench.errors.ModelOutputError` on NaN/Inf logits.
+    ``x``: float images ``[n, C, H, W]`` in [0, 1]; ``y``: int64 labels ``[n]`` on ``x``'s device;
+    ``model`` maps images to logits ``[n, classes]``. ``generator`` is accepted for a uniform
+    signature; the checks draw no random numbers. Runs ``3 + n`` forward passes without a graph
+    (the batch twice, each example alone, the batch reversed) and one forward and backward pass
+    for the input gradient.
+
+    Raises :class:`~invarbench.errors.ModelOutputError` on NaN/Inf logits (in any of the forward
+    passes without a graph); the model's own exceptions propagate.
     """
-    x = x[: cfg.max_examples].detach()
-    y = y[: cfg.max_examples]
+    x = x[: cfg.examples].detach()
+    y = y[: cfg.examples]
     n = int(x.shape[0])
     with torch.no_grad():
         first = model(x)
@@ -158,5 +189,6 @@ def reliability_flags(
     *,
     generator: torch.Generator | None = None,
 ) -> list[str]:
-    """The names of the raised flags (a subset of FLAG_NAMES, in that order); see the module doc."""
+    """The names of the raised flags (a subset of FLAG_NAMES, in that order); see the module doc
+    and docs/measurements.md §4. Arguments and errors as :func:`reliability_report`."""
     return list(reliability_report(model, x, y, cfg, generator=generator).flags)

@@ -1,10 +1,14 @@
 """The minimal adversarial L2 distance per example: FMN (Pintor et al., 2021) + a boundary search.
 
+The protocol, with every default, is docs/measurements.md §1.2; the papers are listed in full
+under its References. Images are float tensors ``[n, C, H, W]`` in [0, 1] pixel space; every
+distance is an L2 norm in that space.
+
 FMN-L2 runs normalised gradient descent on the logit margin ``f_y - max_{j != y} f_j`` inside
 an L2 ball whose radius ``eps`` adapts every step: it shrinks by ``(1 - gamma)`` (and never
 exceeds the smallest adversarial norm found) while the iterate is adversarial, grows by
 ``(1 + gamma)`` when it is not, and before any adversarial iterate has been found it jumps to the
-linear estimate of the distance to the boundary, ``||delta|| + margin / ||grad||``, or to
+linear estimate of the distance to the boundary, ``||delta|| + |margin| / ||grad||``, or to
 ``(1 + gamma)`` times its previous value if that is larger (our addition: where curvature or the
 box make the linear estimate fall short, the original rule can stall just before the boundary
 for the whole run). Step size
@@ -26,14 +30,25 @@ from typing import Literal
 import torch
 from torch import nn
 
-from invarbench.attacks._tensors import per_example
+from invarbench.attacks._tensors import DIVISOR_FLOOR, per_example
 
-_TINY = 1e-12
+_TINY = DIVISOR_FLOOR
 
 
 @dataclass(frozen=True)
 class MinNormConfig:
-    """Hyperparameters of the minimal-L2-distance measurement (FMN-L2 + boundary bisection)."""
+    """Hyperparameters of the minimal-L2-distance measurement: FMN-L2 (Pintor et al., 2021) and
+    the bisection onto the boundary (docs/measurements.md §1.2).
+
+    ``method``: only ``"fmn"``; ``steps``: FMN steps; ``gamma`` / ``gamma_final``: the factor of
+    the ``eps`` update, decaying on a cosine schedule; ``alpha_init`` / ``alpha_final``: the L2
+    step length in [0, 1] pixel space, decaying likewise (``alpha_final=None``: ``alpha_init /
+    100``, see :attr:`alpha_end`); ``refine_steps``: bisection steps on the segment from ``x`` to
+    the best adversarial example.
+
+    Raises ``ValueError`` for another ``method``, ``steps < 1``, ``refine_steps < 0``, unless
+    ``0 < gamma_final <= gamma < 1``, or for a step size ``<= 0``.
+    """
 
     method: Literal["fmn"] = "fmn"
     steps: int = 100
@@ -60,9 +75,11 @@ class MinNormConfig:
 
 @dataclass
 class MinNormResult:
-    """Per example: ``distance`` (L2, [0, 1] pixel space; 0 when misclassified clean, ``inf`` when
-    no adversarial example was found) and ``x_adv`` (the adversarial example at that distance;
-    the clean image where none was found or needed)."""
+    """Per example: ``distance`` (``[n]``, dtype of ``x``; L2 in [0, 1] pixel space; 0 when
+    misclassified clean, ``inf`` when no adversarial example was found) and ``x_adv``
+    (``[n, C, H, W]``, like ``x``: the adversarial example at that distance; the clean image where
+    none was found or needed). ``forward_backward_passes`` (int) counts the example-level
+    gradient computations."""
 
     distance: torch.Tensor
     x_adv: torch.Tensor
@@ -89,11 +106,21 @@ def min_l2_distance(
     generator: torch.Generator | None = None,  # noqa: ARG001 - FMN starts at x: no randomness
     on_step: Callable[[int, int], None] | None = None,
 ) -> MinNormResult:
-    """The smallest L2 perturbation found that changes the prediction of each example of ``(x, y)``.
+    """The smallest L2 perturbation found that changes the prediction of each example of ``(x, y)``:
+    FMN-L2 (Pintor et al., 2021, with the change of docs/measurements.md §1.2) and a bisection
+    onto the decision boundary.
+
+    ``x``: float images ``[n, C, H, W]`` in [0, 1] pixel space; ``y``: int64 labels ``[n]`` on
+    ``x``'s device; ``model`` maps images to logits ``[n, classes]``. Returns a
+    :class:`MinNormResult` whose distances are L2 norms in pixel space and upper bounds on the
+    minimal adversarial distance (each is the norm of an adversarial example found, inside the box).
 
     An example counts as adversarial when ``argmax f(x') != y``. ``on_step(step, active)`` is
     called after every FMN step. ``generator`` is accepted for a uniform signature; FMN is
     deterministic.
+
+    Raises nothing of its own (the model's exceptions propagate); NaN/Inf gradient entries count
+    as 0, and NaN/Inf logits are the caller's to check (docs/measurements.md §7).
     """
     n = x.shape[0]
     x = x.detach()
@@ -178,9 +205,11 @@ def min_l2_distance(
 
 @dataclass
 class BoundarySearchResult:
-    """Per example: ``distance`` (L2, [0, 1] pixel space; ``inf`` when no endpoint was adversarial),
-    ``x_adv`` (the adversarial point at that distance; the clean image where none), and
-    ``endpoint`` (the index ``j`` of the endpoint whose segment gave it, -1 where none)."""
+    """Per example: ``distance`` (``[n]``, dtype of ``x``; L2 in [0, 1] pixel space; ``inf`` when no
+    endpoint was adversarial), ``x_adv`` (``[n, C, H, W]``: the adversarial point at that
+    distance; the clean image where none), and ``endpoint`` (int64 ``[n]``: the index ``j`` of the
+    endpoint whose segment gave it, -1 where none). ``forward_passes`` (int) counts the images
+    evaluated."""
 
     distance: torch.Tensor
     x_adv: torch.Tensor
@@ -202,15 +231,17 @@ def boundary_search_l2(
     ``x``: ``[n, C, H, W]`` float images in [0, 1]; ``y``: ``[n]`` int64 labels; ``endpoints``:
     ``[n, k, C, H, W]`` images of the same dtype (in practice the nearest evaluated images of other
     classes). A segment counts only when its endpoint is adversarial (``argmax f != y``); the
-    bisection keeps ``hi`` adversarial and ``lo = 0``, so after ``refine_steps`` halvings the point
-    ``x + hi (e - x)`` is adversarial and within ``2^-refine_steps`` of the segment's length of the
-    first boundary crossing it brackets. Forward passes only: the bound holds whatever the model's
-    gradients are (zero, masked, NaN), which is what makes it a check on the gradient attacks
-    (Athalye et al., "Obfuscated Gradients Give a False Sense of Security", ICML 2018; Croce and
-    Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
-    parameter-free attacks", ICML 2020). The distance is the smallest over the endpoints; an
-    example already misclassified gets the distance of its best segment all the same (callers
-    set those to 0). Deterministic.
+    bisection on ``s`` in [0, 1] starts from ``lo = 0``, ``hi = 1`` and keeps ``hi`` adversarial, so
+    after ``refine_steps`` halvings the point ``x + hi (e - x)`` is adversarial and within
+    ``2^-refine_steps`` of the segment's length of a boundary crossing that ``[lo, hi]`` brackets.
+    Forward passes only: the bound holds whatever the model's gradients are (zero, masked, NaN),
+    which is what makes it a check on the gradient attacks (Athalye et al., 2018; Croce and Hein,
+    2020; docs/measurements.md §1.2 and §4, References). The distance is the smallest over the
+    endpoints; an example already misclassified gets the distance of its best segment all the
+    same (callers set those to 0). Deterministic; this search is the project's, not a published
+    attack.
+
+    Raises ``ValueError`` when ``endpoints`` is not ``[n, k, *x.shape[1:]]`` or ``refine_steps < 0``.
     """
     n, k = int(endpoints.shape[0]), int(endpoints.shape[1])
     if endpoints.shape[0] != x.shape[0] or tuple(endpoints.shape[2:]) != tuple(x.shape[1:]):

@@ -1,4 +1,8 @@
-"""NSPGD, null-space projected gradient descent (METHODS.md §2), over many (source, target) pairs.
+"""NSPGD, null-space projected gradient descent (docs/measurements.md §2), over many (source, target) pairs.
+
+NSPGD is this project's protocol: it measures the excessive invariance of Jacobsen et al. (2019;
+docs/measurements.md, References), it is not an attack taken from a publication. Images are
+float tensors ``[n, C, H, W]`` in [0, 1] pixel space; every distance is an L2 norm in that space.
 
 Each pair walks from its source ``x0`` (class ``c``) toward its target ``t``::
 
@@ -17,26 +21,32 @@ step needs) runs without a graph.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from invarbench.attacks._tensors import per_example
+from invarbench.attacks._tensors import MASKED_DIVISOR_FLOOR, per_example
 
-_TINY = 1e-30
+_TINY = MASKED_DIVISOR_FLOOR
 
 
 @dataclass(frozen=True)
 class NSPGDConfig:
-    """``eta``: fraction of the remaining way per step; ``delta``: tolerated drop of the source
-    confidence; ``max_iter``: K; ``record_at``: iterations i (0 <= i < K) whose iterate x_i (the
-    point before step i, i.e. after i accepted steps) is recorded as a path point."""
+    """Hyperparameters of NSPGD (docs/measurements.md §2). ``eta``: fraction of the remaining way
+    to the target per step (dimensionless, in (0, 1]); ``delta``: tolerated drop of the source
+    confidence ``p_c(x0) - p_c(x')`` (a probability, > 0); ``max_iter``: K, the number of
+    iterations; ``record_at``: iterations i (0 <= i < K) whose iterate x_i (the point before
+    step i, i.e. after i accepted steps) is recorded as a path point (for the path widths, §3).
+
+    Raises ``ValueError`` unless ``0 < eta <= 1``, ``delta > 0``, ``max_iter >= 0`` and
+    ``record_at`` holds distinct iterations in ``[0, max_iter)``.
+    """
 
     eta: float = 0.05
     delta: float = 0.05
     max_iter: int = 100
-    record_at: tuple[int, ...] = ()
+    record_at: tuple[int, ...] = field(default=(), metadata={"internal": True})  # set per group, not by a suite
 
     def __post_init__(self) -> None:
         if not 0 < self.eta <= 1:
@@ -53,12 +63,16 @@ class NSPGDConfig:
 
 @dataclass
 class NSPGDResult:
-    """Per pair: final iterate, remaining L2 distance to the target, closure
-    ``1 - ||x_K - t|| / ||x0 - t||``, whether the final prediction is still the source class,
-    the number of accepted steps, the source confidence at the start and at the end; and the
-    recorded path points (``[n, P, *image]``), the unit direction of the step proposed there
-    (the step taken when it was accepted; zero when the proposal did not move), and whether
-    the pair was still walking at that iteration (``path_valid [n, P]``)."""
+    """Per pair (``n`` pairs, ``P = len(record_at)`` recorded iterations): the final iterate
+    ``x_final`` (``[n, C, H, W]``, like ``x0``, in [0, 1]), the remaining L2 distance to the target
+    ``remaining_l2`` (``[n]``, pixel space), ``closure`` ``1 - ||x_K - t|| / ||x0 - t||`` (``[n]``; 1
+    where ``x0 == t``), whether the final prediction is still the source class
+    (``still_source``, bool ``[n]``), the number of accepted steps (``accepted_steps``, int64
+    ``[n]``), the source confidence at the start and at the end (``p_source_start``,
+    ``p_source_final``, ``[n]`` probabilities); and the recorded path points (``path_points``,
+    ``[n, P, C, H, W]``), the unit (L2) direction of the step proposed there (``path_dirs``, same
+    shape; the step taken when it was accepted; zero when the proposal did not move), and whether
+    the pair was still walking at that iteration (``path_valid``, bool ``[n, P]``)."""
 
     x_final: torch.Tensor
     remaining_l2: torch.Tensor
@@ -92,10 +106,18 @@ def nspgd(
     *,
     on_step: Callable[[int, int], None] | None = None,
 ) -> NSPGDResult:
-    """Run NSPGD for the pairs ``(x0[k], target[k])`` with source classes ``source_class[k]``.
+    """Run NSPGD (docs/measurements.md §2) for the pairs ``(x0[k], target[k])`` with source classes
+    ``source_class[k]``.
+
+    ``x0`` and ``target``: float images ``[n, C, H, W]`` in [0, 1] pixel space (``target`` is cast
+    to ``x0``'s dtype); ``source_class``: integer classes ``[n]`` (cast to int64 on ``x0``'s
+    device); ``model`` maps images to logits ``[n, classes]``. Returns an :class:`NSPGDResult`.
 
     ``on_step(iteration, active)`` is called after every iteration with the number of pairs
     still walking. The attack is deterministic.
+
+    Raises nothing of its own (the model's exceptions propagate); NaN/Inf gradient entries count
+    as 0, and NaN/Inf logits are the caller's to check (docs/measurements.md §7).
     """
     n = x0.shape[0]
     x0 = x0.detach()

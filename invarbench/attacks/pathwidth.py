@@ -1,10 +1,14 @@
-"""Equi-confidence path widths (METHODS.md §3): the confidence tube around NSPGD path points.
+"""Equi-confidence path widths (docs/measurements.md §3): the confidence tube around NSPGD path points.
+
+The path widths are this project's protocol, building on NSPGD (§2) and on the excessive
+invariance of Jacobsen et al. (2019; docs/measurements.md, References). Images are float tensors
+in [0, 1] pixel space; radii and widths are L2 distances in that space.
 
 For a path point ``x`` of source class ``c`` with step direction ``d``: draw ``M`` Gaussian
 directions, remove from each its component along ``d``, normalise to unit L2; for every radius
 ``r`` the tube is ``q_lo(r), q_hi(r)`` = the ``q_lo``/``q_hi`` quantiles over the M directions of
 ``p_c(clip(x + r u_j, 0, 1))``. Quantiles use ``torch.quantile(..., interpolation="linear")``
-(Hyndman-Fan type 7, numpy's default).
+(type 7 of Hyndman and Fan, 1996, numpy's default).
 
 The scalar width of a point: with ``Q`` the piecewise-linear interpolation of the points
 ``(0, p_c(x)), (r_1, q_lo(r_1)), ..., (r_R, q_lo(r_R))`` and the threshold
@@ -20,26 +24,35 @@ generator, in point order, so the numbers do not depend on the batch budget.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-_TINY = 1e-12
+from invarbench.attacks._tensors import DIVISOR_FLOOR
+
+_TINY = DIVISOR_FLOOR
 
 
 @dataclass(frozen=True)
 class PathWidthConfig:
-    """``directions``: M; ``radii``: increasing L2 radii in [0, 1] pixel space (the default is the
-    seed's, for 3x32x32 inputs); ``q_lo``/``q_hi``: the tube's quantiles; ``width_fraction``: the
-    share of ``p_c(x)`` that ``q_lo`` must keep; ``max_batch_images``: images materialised at once."""
+    """Hyperparameters of the path widths (docs/measurements.md §3). ``directions``: M, random
+    directions per point; ``radii``: increasing L2 radii in [0, 1] pixel space (the default is the
+    CIFAR radii, for 3x32x32 inputs; the standard MNIST suites scale them by
+    ``sqrt(784 / 3072)``); ``q_lo``/``q_hi``: the tube's quantiles; ``width_fraction``: the share
+    of ``p_c(x)`` that ``q_lo`` must keep; ``max_batch_images``: images materialised at once
+    (memory only: it changes no number).
+
+    Raises ``ValueError`` unless the radii are increasing positive numbers, ``directions >= 1``,
+    ``max_batch_images >= 1``, ``0 <= q_lo < q_hi <= 1`` and ``0 < width_fraction < 1``.
+    """
 
     directions: int = 256
     radii: tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0)
     q_lo: float = 0.05
     q_hi: float = 0.95
     width_fraction: float = 0.5
-    max_batch_images: int = 4096
+    max_batch_images: int = field(default=4096, metadata={"internal": True})  # memory only: not a suite setting
 
     def __post_init__(self) -> None:
         radii = tuple(float(r) for r in self.radii)
@@ -56,8 +69,10 @@ class PathWidthConfig:
 
 @dataclass
 class PathWidthResult:
-    """Per point: ``p0`` = p_c(x), the tube ``q_lo``/``q_hi`` ``[m, R]``, the scalar ``width`` and
-    whether it is ``censored`` (``q_lo`` kept the threshold up to the largest radius)."""
+    """Per point (``m`` points, ``R`` radii; dtype of the points): ``p0`` = p_c(x) (``[m]``), the
+    tube ``q_lo``/``q_hi`` (``[m, R]`` probabilities), the scalar ``width`` (``[m]``, L2 in [0, 1]
+    pixel space) and whether it is ``censored`` (bool ``[m]``: ``q_lo`` kept the threshold up to
+    the largest radius)."""
 
     p0: torch.Tensor
     q_lo: torch.Tensor
@@ -68,7 +83,14 @@ class PathWidthResult:
 
 def width_from_tube(p0: torch.Tensor, q_lo: torch.Tensor, radii: torch.Tensor, fraction: float = 0.5
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scalar width (and its censoring) of tubes ``q_lo [m, R]`` at ``radii [R]``; see the module doc."""
+    """The scalar width (and its censoring) of tubes ``q_lo [m, R]`` at ``radii [R]``; see the module doc.
+
+    ``p0``: ``p_c(x)`` per point ``[m]``; ``q_lo``: the lower quantile per point and radius
+    ``[m, R]``, same dtype; ``radii``: increasing L2 radii ``[R]`` (pixel space); ``fraction``: the
+    width fraction in (0, 1). Returns ``(width, censored)``: ``width`` ``[m]`` in the units of
+    ``radii`` (``radii[-1]`` where censored), ``censored`` bool ``[m]``. Pure, no checks of its own
+    (docs/measurements.md §3).
+    """
     m = p0.shape[0]
     tau = fraction * p0
     q = torch.cat([p0[:, None], q_lo], dim=1)  # [m, R + 1], r = 0 first
@@ -108,11 +130,17 @@ def path_widths(
     generator: torch.Generator | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> PathWidthResult:
-    """Confidence tubes and widths at ``points [m, C, H, W]`` with step directions ``step_dirs``
-    (any length; only their direction matters) for source ``classes [m]``.
+    """Confidence tubes and widths (docs/measurements.md §3) at ``points [m, C, H, W]`` (float, in
+    [0, 1] pixel space) with step directions ``step_dirs`` (``m`` tensors of the image's size,
+    any length; only their direction matters; zero: no direction to remove) for source
+    ``classes [m]`` (integers, cast to int64). ``model`` maps images to logits. Returns a
+    :class:`PathWidthResult` in the points' dtype.
 
     ``generator`` (on ``points``' device) draws the directions. ``on_step(done, total)`` is
-    called after every point.
+    called after every group of points evaluated together (``done`` of ``total`` points).
+
+    Raises nothing of its own: the model's exceptions propagate, and torch raises
+    ``RuntimeError`` when ``generator`` is on another device than ``points``.
     """
     m = points.shape[0]
     shape = points.shape[1:]

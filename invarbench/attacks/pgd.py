@@ -1,5 +1,9 @@
 """PGD (Madry et al., 2018) with L-inf and L2 balls, random start, restarts and early exit.
 
+The protocol, with every default, is docs/measurements.md §1.1; the paper is listed in full
+under its References. Images are float tensors ``[n, C, H, W]`` in [0, 1] pixel space, and
+``eps`` and the step size are measured in that space (L-inf or L2).
+
 An example is *broken* as soon as any iterate (the random start included) is misclassified.
 A broken example stays broken, so it leaves the working batch at once: the forward pass that
 checks an iterate is the same pass whose gradient makes the next step, and every further
@@ -9,22 +13,33 @@ step only touches examples that are still robust. Early exit changes no result.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invarbench.attacks._tensors import per_example
+from invarbench.attacks._tensors import DIVISOR_FLOOR, per_example
 
 Norm = Literal["linf", "l2"]
-_TINY = 1e-12
+_TINY = DIVISOR_FLOOR
 
 
 @dataclass(frozen=True)
 class PGDConfig:
-    """Hyperparameters of one PGD attack. ``step_size=None`` means the usual 2.5 * eps / steps."""
+    """Hyperparameters of one PGD attack (Madry et al., 2018; docs/measurements.md §1.1).
+
+    ``norm``: ``"linf"`` or ``"l2"``; ``eps``: the radius of the ball around the clean image,
+    in [0, 1] pixel space in that norm; ``steps``: gradient steps per restart; ``step_size``:
+    the step length alpha in the same units (``None`` means the usual ``2.5 * eps / steps``, see
+    :attr:`alpha`); ``restarts``: random starts, each of ``steps`` steps; ``random_start``:
+    start at a random point of the ball (else at the clean image); ``early_exit``: let broken
+    examples leave the batch (changes no result, only the cost).
+
+    Raises ``ValueError`` for an unknown ``norm``, ``eps < 0``, ``steps < 0``, ``restarts < 1``
+    or ``step_size <= 0``.
+    """
 
     norm: Norm
     eps: float
@@ -32,7 +47,7 @@ class PGDConfig:
     step_size: float | None = None
     restarts: int = 1
     random_start: bool = True
-    early_exit: bool = True
+    early_exit: bool = field(default=True, metadata={"internal": True})  # changes no result: not a suite setting
 
     def __post_init__(self) -> None:
         if self.norm not in ("linf", "l2"):
@@ -51,11 +66,13 @@ class PGDConfig:
 
 @dataclass
 class PGDResult:
-    """Per example: ``robust`` (never broken), ``broken_at`` (restart * (steps + 1) + iterate index
-    of the first misclassified iterate, iterate 0 being the random start; -1 when misclassified
-    clean; ``restarts * (steps + 1)`` when robust), and ``x_adv`` (the first misclassified
+    """Per example: ``robust`` (bool ``[n]``: never broken), ``broken_at`` (int64 ``[n]``:
+    restart * (steps + 1) + iterate index of the first misclassified iterate, iterate 0 being
+    the random start; -1 when misclassified clean; ``restarts * (steps + 1)`` when robust), and
+    ``x_adv`` (``[n, C, H, W]``, dtype and device of ``x``, in [0, 1]: the first misclassified
     iterate, the clean image for clean-misclassified examples, the last iterate of the last
-    restart for robust examples)."""
+    restart for robust examples). ``forward_backward_passes`` (int) counts the example-level
+    gradient computations."""
 
     robust: torch.Tensor
     broken_at: torch.Tensor
@@ -100,7 +117,12 @@ def pgd_attack(
     generator: torch.Generator | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> PGDResult:
-    """Run PGD on the batch ``(x, y)`` (images in [0, 1]) against ``model`` (logits).
+    """Run PGD (Madry et al., 2018; docs/measurements.md §1.1) on the batch ``(x, y)``.
+
+    ``x``: float images ``[n, C, H, W]`` in [0, 1] pixel space (float32 in the runs); ``y``:
+    int64 labels ``[n]`` on ``x``'s device; ``model`` maps ``[n, C, H, W]`` to logits
+    ``[n, classes]``; ``cfg.eps`` and the step size are in pixel units of ``cfg.norm``. Returns a
+    :class:`PGDResult`; every iterate stays in the ``eps`` ball around ``x`` and in [0, 1].
 
     The loss is the summed cross-entropy, so every example's gradient is its own. Randomness
     (the random start) comes only from ``generator``, which must live on ``x``'s device.
@@ -109,6 +131,11 @@ def pgd_attack(
 
     With ``cfg.early_exit`` a broken example leaves the batch at once; without it every
     example runs every step (the results are the same; only the cost differs).
+
+    Raises nothing of its own: the model's exceptions propagate, and torch raises
+    ``RuntimeError`` when ``generator`` is on another device than ``x``. NaN/Inf gradient entries
+    count as 0; NaN/Inf *logits* are not checked here (the runner's model wrapper counts them and
+    the measurement raises ``ModelOutputError``, docs/measurements.md §7).
     """
     n = x.shape[0]
     x = x.detach()

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from invarbench.cards.catalog import card_from_data
+from invarbench.cards.checksum import sha256_file
 from invarbench.cards.schema import CARD_SCHEMA_VERSION, ModelCard
 from invarbench.errors import ValidationError
 
@@ -53,8 +54,6 @@ def _format_for(name: str) -> str:
 
 def card_data(f: CardFields, card_path: Path) -> dict[str, object]:
     """The card as a mapping in the documented field order (validated by the caller)."""
-    from invarbench.models.files import sha256_file
-
     if "/" not in f.id:
         raise ValidationError(f"--id must be '<dataset>/<name>', got '{f.id}'")
     dataset = f.id.split("/", 1)[0]

@@ -9,7 +9,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from invarbench.cli.common import CardsDirOption, console, user_errors
+from invarbench.cli.common import CardsDirOption, console, user_errors, yaml_mapping
 from invarbench.errors import InvarbenchError, ValidationError
 
 app = typer.Typer(help="Model cards: list, show, validate and create them.", no_args_is_help=True,
@@ -90,8 +90,8 @@ def validate_command(
 
     Exit code 1 when any card fails; each failure is one 'Error: ...' line on stderr.
     """
+    from invarbench.card_checks import check_card
     from invarbench.cards.catalog import card_paths, default_cards_dir
-    from invarbench.cards.checks import check_card
 
     root = cards_dir or default_cards_dir()
     targets = list(paths) if paths else card_paths(root)
@@ -129,18 +129,6 @@ def _ints(text: str, what: str) -> list[int]:
         return [int(v) for v in text.replace(",", " ").split()]
     except ValueError:
         raise ValidationError(f"{what} must be integers separated by commas, got '{text}'") from None
-
-
-def _kwargs(text: str | None) -> dict[str, object]:
-    if text is None:
-        return {}
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = None
-    if not isinstance(value, dict):
-        raise ValidationError(f"--arch-kwargs must be a mapping such as '{{num_classes: 10}}', got '{text}'")
-    return value
 
 
 def _dataset_spec(name: str):  # noqa: ANN202 - a DatasetSpec or None
@@ -233,7 +221,9 @@ def new_command(
             hub_revision=hub_revision,
             hub_file=hub_file,
             architecture=architecture,
-            architecture_kwargs=_kwargs(arch_kwargs),
+            architecture_kwargs=(
+                {} if arch_kwargs is None else yaml_mapping(arch_kwargs, "--arch-kwargs", "{num_classes: 10}")
+            ),
             mean=_floats(mean, "--mean"),
             std=_floats(std, "--std"),
             norm=norm,

@@ -36,6 +36,22 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(code=130) from None
 
 
+def yaml_mapping(text: str, option: str, example: str) -> dict[str, object]:
+    """An option's value given as YAML/JSON that must be a mapping (e.g. ``--kwargs '{depth: 28}'``);
+    a :class:`ValidationError` naming ``option`` and showing ``example`` otherwise."""
+    import yaml
+
+    from invarbench.errors import ValidationError
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValidationError(f"{option} must be a mapping such as '{example}', got '{text}'")
+    return value
+
+
 @contextmanager
 def progress_bars() -> Iterator[ProgressFactory]:
     """A :data:`ProgressFactory` that draws rich progress bars on stderr."""

@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
-from invarbench.cli.common import user_errors
-from invarbench.errors import ValidationError
+from invarbench.cli.common import user_errors, yaml_mapping
 
 
 def pack_command(
@@ -39,14 +37,7 @@ def pack_command(
     from invarbench.models.pack import pack
 
     with user_errors():
-        factory_kwargs = None
-        if kwargs is not None:
-            try:
-                factory_kwargs = yaml.safe_load(kwargs)
-            except yaml.YAMLError:
-                factory_kwargs = None
-            if not isinstance(factory_kwargs, dict):
-                raise ValidationError(f"--kwargs must be a mapping such as '{{depth: 28}}', got '{kwargs}'")
+        factory_kwargs = None if kwargs is None else yaml_mapping(kwargs, "--kwargs", "{depth: 28}")
         result = pack(spec, out, input_size, weights=weights, factory_kwargs=factory_kwargs, num_classes=num_classes)
     dtype = str(result.dtype).removeprefix("torch.")
     typer.echo(f"Wrote {result.path} ({result.size_bytes:,} bytes): {result.num_classes} logits for {dtype} inputs "

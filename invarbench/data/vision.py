@@ -26,6 +26,7 @@ import numpy as np
 
 from invarbench.data.native import read_cifar_batch, read_idx
 from invarbench.data.registry import DatasetSpec, register_dataset
+from invarbench.env import env_flag
 from invarbench.errors import NotFoundError, ValidationError
 
 
@@ -39,7 +40,7 @@ def default_data_dir() -> Path:
 
 
 def offline() -> bool:
-    return os.environ.get("INVARBENCH_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag("INVARBENCH_OFFLINE")
 
 
 def _check_split(dataset: str, split: str) -> None:

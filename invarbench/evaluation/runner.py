@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 import invarbench
+from invarbench.card_checks import check_card_context
 from invarbench.cards.catalog import CardRef
-from invarbench.cards.checks import check_card_context
 from invarbench.data import load_eval_data
 from invarbench.errors import InvarbenchError, ModelOutputError, ValidationError
 from invarbench.evaluation.measure import aggregate, measure_batch, reliability_flags, result_flags
@@ -189,14 +189,14 @@ def evaluate(
     try:
         per_example: dict[str, dict[str, list]] = {}
         advance = progress(f"{card.id} · {suite.name} v{suite.version}", len(data))
-        flags = reliability_flags(model, data, suite, torch.Generator(device=device).manual_seed(seed))
+        flags = reliability_flags(model, data, suite, torch.Generator(device=device).manual_seed(seed), device)
         for start in starts:
             stop = min(start + options.batch_size, len(data))
             values = stored.get(start)
             if values is None:
                 gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
                 values = measure_batch(model, data, start, stop, suite, gen,
-                                       note=lambda what, s=start, e=stop: advance(0, f"{s}-{e}: {what}"))
+                                       note=lambda what, s=start, e=stop: advance(0, f"{s}-{e}: {what}"), device=device)
                 store.add_examples(run_id, start, values, duration_s=spent(),
                                    peak_memory_bytes=peak_memory_bytes(device))
             for measurement, fields in values.items():

@@ -1,4 +1,8 @@
-"""Metrics and their uncertainty: pure functions over per-example values."""
+"""Metrics and their uncertainty: pure functions over per-example values.
+
+docs/measurements.md §5 (clean accuracy and ECE) and §6 (standard errors and intervals) state
+the definitions; its References list the papers.
+"""
 
 from invarbench.metrics.calibration import (
     batched_ece,

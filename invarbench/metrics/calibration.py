@@ -1,4 +1,8 @@
-"""Clean expected calibration error (ECE) with equal-width confidence bins.
+"""Clean expected calibration error (ECE) with equal-width confidence bins (docs/measurements.md §5).
+
+ECE is the measure of Naeini et al. (2015); equal-width bins as Guo et al. (2017) use them (15
+by default, as theirs). Both papers are listed in full under the References of
+docs/measurements.md.
 
 Confidence is the top softmax probability, correctness whether its class is the label. Bin
 ``b`` (of ``n_bins``) holds the confidences in ``(b / n_bins, (b + 1) / n_bins]`` (a confidence
@@ -16,14 +20,23 @@ import torch
 
 
 def confidence_and_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per example: the top softmax probability of ``logits`` and whether its class is ``labels``."""
+    """Per example: the top softmax probability of ``logits`` and whether its class is ``labels``.
+
+    ``logits``: float ``[n, classes]``; ``labels``: int64 ``[n]`` on the same device. Returns
+    ``(confidence, correct)``: float32 ``[n]`` in [0, 1] (the softmax is computed in float32) and
+    bool ``[n]``. Raises nothing of its own (torch raises on mismatched shapes or devices)."""
     probs = torch.softmax(logits.detach().float(), dim=1)
     conf, pred = probs.max(dim=1)
     return conf, pred == labels
 
 
 def batched_ece(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 15) -> torch.Tensor:
-    """ECE of every row of ``confidence [B, n]`` / ``correct [B, n]`` (float64 ``[B]``)."""
+    """ECE of every row of ``confidence [B, n]`` / ``correct [B, n]`` (float64 ``[B]``).
+
+    ``confidence``: floats in [0, 1] (cast to float64); ``correct``: bool (or 0/1), same shape.
+    Each row has its own ``n_bins`` bins ``(b / n_bins, (b + 1) / n_bins]`` (see the module doc;
+    Naeini et al., 2015; docs/measurements.md §5); ``n == 0`` gives NaN per row. Raises
+    ``ValueError`` for ``n_bins < 1``."""
     if n_bins < 1:
         raise ValueError("ECE needs n_bins >= 1")
     conf = confidence.detach().to(torch.float64)
@@ -39,11 +52,19 @@ def batched_ece(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 1
 
 
 def ece_from_confidence(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 15) -> float:
-    """ECE of per-example confidences in [0, 1] and correctness booleans (see the module doc)."""
+    """ECE of per-example confidences in [0, 1] and correctness booleans (see the module doc).
+
+    ``confidence`` and ``correct``: aligned tensors of any shape (flattened), one entry per
+    example. Returns a Python float in [0, 1]; NaN when empty. Raises ``ValueError`` for
+    ``n_bins < 1`` (docs/measurements.md §5)."""
     return float(batched_ece(confidence.flatten()[None], correct.flatten()[None], n_bins)[0])
 
 
 def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
-    """ECE of a model's ``logits`` on ``labels`` with ``n_bins`` equal-width bins."""
+    """ECE of a model's ``logits`` on ``labels`` with ``n_bins`` equal-width bins.
+
+    ``logits``: float ``[n, classes]``; ``labels``: int64 ``[n]``. The confidences come from
+    :func:`confidence_and_correct` (float32 softmax; a run stores float64 confidences instead,
+    docs/measurements.md §5). Returns a Python float; raises ``ValueError`` for ``n_bins < 1``."""
     conf, correct = confidence_and_correct(logits, labels)
     return ece_from_confidence(conf, correct, n_bins)

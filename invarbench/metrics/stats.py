@@ -1,4 +1,10 @@
-"""Summary statistics with uncertainty for per-example values."""
+"""Summary statistics with uncertainty for per-example values (docs/measurements.md §6).
+
+Proportions get the Wilson score interval (Wilson, 1927), means the normal interval, medians and
+ECE the bootstrap percentile interval (Efron and Tibshirani, 1993); the papers are listed in full
+under the References of docs/measurements.md. Values are computed in float64 on the CPU; the
+functions are pure (no I/O) and deterministic.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,12 @@ _Z95 = 1.959963984540054
 
 @dataclass(frozen=True)
 class MetricValue:
-    """One stored number: its stable ``name``, value, standard error and 95 % interval, over ``n``."""
+    """One stored number: its stable ``name``, value, standard error and 95 % interval, over ``n``.
+
+    ``value`` is in the metric's own units (a share in [0, 1], an L2 distance in [0, 1] pixel
+    space, ...); ``stderr``, ``ci_low`` and ``ci_high`` are in the same units, ``None`` where the
+    metric has none (e.g. a mean over fewer than 2 values) and NaN for an empty proportion.
+    """
 
     name: str
     value: float
@@ -28,7 +39,11 @@ def wilson_interval(successes: int, n: int, z: float = _Z95) -> tuple[float, flo
     ``successes`` of ``n`` trials, normal quantile ``z`` (1.96 for 95 %). Returns ``(low, high)`` in
     [0, 1]; NaN for ``n = 0``. At 0 successes the lower bound is exactly 0, at ``n`` the upper bound
     is exactly 1 (the formula's ``centre - half`` would leave a rounding residue such as 3.5e-18).
-    Wilson, "Probable inference, the law of succession, and statistical inference", JASA 1927."""
+    Wilson, "Probable inference, the law of succession, and statistical inference", JASA 1927
+    (docs/measurements.md §6, References).
+
+    No checks of its own: ``0 <= successes <= n`` is the caller's to keep (outside it the result
+    is meaningless, or ``math.sqrt`` raises ``ValueError``)."""
     if n == 0:
         return (math.nan, math.nan)
     p = successes / n
@@ -41,7 +56,13 @@ def wilson_interval(successes: int, n: int, z: float = _Z95) -> tuple[float, flo
 
 
 def proportion_metric(name: str, outcomes: torch.Tensor) -> MetricValue:
-    """A proportion (accuracy) from per-example booleans: binomial standard error, Wilson 95 % CI."""
+    """A proportion (accuracy) from per-example booleans: binomial standard error, Wilson 95 % CI.
+
+    ``outcomes``: a bool (or 0/1) tensor of any shape, one entry per example. ``value = k / n``,
+    ``stderr = sqrt(p (1 - p) / n)``, ``(ci_low, ci_high)`` = :func:`wilson_interval` (Wilson,
+    1927; docs/measurements.md §6). An empty tensor gives NaN for all three. Raises nothing of its
+    own.
+    """
     n = int(outcomes.numel())
     k = int(outcomes.sum())
     p = k / n if n else math.nan
@@ -59,7 +80,11 @@ _BOOTSTRAP_CHUNK_ELEMENTS = 1 << 22  # indices drawn at once (32 MiB of int64)
 def median(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """The sample median along ``dim``: the middle value, or the mean of the two middle values
     for an even count (``torch.median`` returns the lower one). ``inf`` values sort last and
-    propagate; there must be no NaN."""
+    propagate; there must be no NaN.
+
+    ``values``: a float tensor of any shape (e.g. ``[B, n]`` bootstrap replicates); returns the
+    medians with ``dim`` removed, same dtype (docs/measurements.md §6). An empty ``dim`` raises
+    ``IndexError``; NaN values sort last as well, giving no error but a meaningless result."""
     v = values.sort(dim=dim).values
     n = v.shape[dim]
     lo = v.narrow(dim, (n - 1) // 2, 1)
@@ -74,11 +99,16 @@ def bootstrap(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> torch.Tensor:
-    """Bootstrap replicates of ``statistic`` (float64, on the CPU).
+    """Bootstrap replicates of ``statistic`` (float64, on the CPU): the nonparametric bootstrap
+    of Efron and Tibshirani (1993; docs/measurements.md §6, References).
 
-    ``values`` is one tensor ``[n]`` or a tuple of aligned tensors ``[n]`` (resampled together);
-    ``statistic`` maps resampled tensors ``[B, n]`` to ``[B]``. The resampling indices come from
-    a CPU ``torch.Generator`` seeded with ``seed``, so the replicates are deterministic.
+    ``values`` is one tensor ``[n]`` or a tuple of aligned tensors ``[n]`` (resampled together;
+    each is flattened and cast to float64 on the CPU); ``statistic`` maps resampled tensors
+    ``[B, n]`` to ``[B]``. The resampling indices come from a CPU ``torch.Generator`` seeded with
+    ``seed`` (``torch.randint(0, n, (B, n))``, drawn in chunks of rows for large ``n * B``), so
+    the replicates are deterministic. Returns float64 ``[n_resamples]``; an empty tensor when
+    ``n == 0`` or ``n_resamples < 1``. Raises nothing of its own (``statistic``'s exceptions
+    propagate).
     """
     cols = (values,) if isinstance(values, torch.Tensor) else tuple(values)
     cols = tuple(c.detach().flatten().to("cpu", torch.float64) for c in cols)
@@ -112,7 +142,11 @@ def _finite_or_none(value: float) -> float | None:
 
 def mean_metric(name: str, values: torch.Tensor) -> MetricValue:
     """A mean of per-example (or per-pair) values: standard error ``s / sqrt(n)`` (s with n - 1)
-    and the normal 95 % interval ``mean +- 1.96 * stderr``; no interval when n < 2."""
+    and the normal 95 % interval ``mean +- 1.96 * stderr``; no interval when n < 2.
+
+    ``values``: a float tensor of any shape (computed in float64 on the CPU); the result is in the
+    values' units. An empty tensor gives value NaN and no standard error or interval
+    (docs/measurements.md §6). Raises nothing of its own."""
     v = values.detach().flatten().to("cpu", torch.float64)
     n = int(v.numel())
     if n == 0:
@@ -128,7 +162,13 @@ def median_metric(name: str, values: torch.Tensor, *, seed: int = 0,
                   n_resamples: int = DEFAULT_RESAMPLES) -> MetricValue:
     """A median (``inf`` values allowed, e.g. "no adversarial example found"): the bootstrap
     standard error (std of the replicate medians; ``None`` when some are infinite) and the 95 %
-    bootstrap percentile interval (bounds may be ``inf``)."""
+    bootstrap percentile interval (bounds may be ``inf``).
+
+    ``values``: a float tensor of any shape, no NaN (computed in float64 on the CPU); ``seed`` and
+    ``n_resamples`` as in :func:`bootstrap`. The interval is the order statistics
+    ``floor(0.025 (B - 1))`` and ``ceil(0.975 (B - 1))`` (0-based) of the sorted replicates
+    (Efron and Tibshirani, 1993; docs/measurements.md §6). An empty tensor gives value NaN and no
+    standard error or interval. Raises nothing of its own."""
     v = values.detach().flatten().to("cpu", torch.float64)
     n = int(v.numel())
     if n == 0:
@@ -142,7 +182,14 @@ def median_metric(name: str, values: torch.Tensor, *, seed: int = 0,
 def ece_metric(name: str, confidence: torch.Tensor, correct: torch.Tensor, *, n_bins: int = 15, seed: int = 0,
                n_resamples: int = DEFAULT_RESAMPLES) -> MetricValue:
     """ECE (see :mod:`invarbench.metrics.calibration`) with a bootstrap standard error and 95 %
-    percentile interval over examples."""
+    percentile interval over examples.
+
+    ``confidence``: top softmax probabilities in [0, 1], one per example (any shape, flattened);
+    ``correct``: bool per example, aligned; the pairs are resampled together. ``n_bins``, ``seed``
+    and ``n_resamples`` as in :func:`~invarbench.metrics.calibration.batched_ece` and
+    :func:`bootstrap` (Naeini et al., 2015; Guo et al., 2017; Efron and Tibshirani, 1993;
+    docs/measurements.md §5 and §6). An empty ``confidence`` gives value NaN and no standard error
+    or interval. Raises ``ValueError`` for ``n_bins < 1``."""
     from invarbench.metrics.calibration import batched_ece, ece_from_confidence
 
     n = int(confidence.numel())

@@ -14,12 +14,11 @@ import os
 from pathlib import Path
 
 from invarbench.cards.schema import HubSource
+from invarbench.env import env_flag
 from invarbench.errors import InvarbenchError, NotFoundError, ValidationError
 
 MAX_FILE_BYTES_ENV = "INVARBENCH_MAX_MODEL_BYTES"
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3  # 2 GiB: larger than any model of the literature's zoos (WRN-70-16: 1.1 GB)
-
-_TRUE = ("1", "true", "yes", "on")
 
 
 def max_file_bytes() -> int:
@@ -45,7 +44,7 @@ def too_large(size: int, limit: int, where: str, name: str) -> ValidationError:
 
 def hub_offline() -> bool:
     """Whether ``HF_HUB_OFFLINE`` is set now (huggingface_hub itself only looks at import time)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+    return env_flag("HF_HUB_OFFLINE")
 
 
 def hub_cache_dir() -> Path:
@@ -63,13 +62,23 @@ def _repo_folder(cache_dir: Path, repo_id: str) -> Path:
     return cache_dir / ("models--" + repo_id.replace("/", "--"))
 
 
+def _snapshot_folder(cache_dir: Path, hub: HubSource) -> Path:
+    return _repo_folder(cache_dir, hub.repo_id) / "snapshots" / hub.revision
+
+
+def cached_file(hub: HubSource, cache_dir: Path | None = None) -> Path:
+    """Where the Hub cache (default: :func:`hub_cache_dir`) keeps ``hub.file`` at ``hub.revision``;
+    the file may not be there."""
+    return _snapshot_folder(cache_dir if cache_dir is not None else hub_cache_dir(), hub) / hub.file
+
+
 def _offline_miss(hub: HubSource, cache_dir: Path, where: str) -> NotFoundError:
     """Say precisely what the cache lacks: the repository, the revision or the file."""
     target = f"'{hub.file}' of {hub.repo_id}@{hub.revision[:12]}"
     repo = _repo_folder(cache_dir, hub.repo_id)
     if not repo.is_dir():
         what = f"the cache {cache_dir} has nothing of {hub.repo_id}"
-    elif not (repo / "snapshots" / hub.revision).is_dir():
+    elif not _snapshot_folder(cache_dir, hub).is_dir():
         what = f"the cache {cache_dir} has {hub.repo_id} but not its revision {hub.revision}"
     else:
         what = f"the cache {cache_dir} has revision {hub.revision[:12]} of {hub.repo_id} but not the file '{hub.file}'"
@@ -92,7 +101,7 @@ def download_model_file(hub: HubSource, *, where: str, cache_dir: Path | str | N
         RevisionNotFoundError,
     )
 
-    from invarbench.models.files import verify_sha256
+    from invarbench.cards.checksum import verify_sha256
 
     limit = max_file_bytes()
     offline = hub_offline()

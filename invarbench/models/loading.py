@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from invarbench.cards.catalog import CardRef
+from invarbench.cards.checksum import sha256_file, verify_sha256
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.models.architectures import build_architecture
-from invarbench.models.files import sha256_file, verify_sha256
 from invarbench.models.hub import max_file_bytes, too_large
 from invarbench.models.wrapper import ModelWrapper
 

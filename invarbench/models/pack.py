@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from invarbench.cards.checksum import sha256_file
 from invarbench.errors import NotFoundError, ValidationError
-from invarbench.models.files import sha256_file
 from invarbench.models.loading import load_state_dict_checked
 from invarbench.models.safe_export import load_exported_module
 

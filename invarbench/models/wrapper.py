@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from invarbench.attacks._tensors import check_finite_logits  # noqa: F401 - re-exported; the attacks own it
 from invarbench.errors import ModelOutputError, ValidationError
 
 # Inputs may exceed [0, 1] by float rounding after an attack step; anything beyond is a bug.
@@ -207,10 +208,3 @@ def check_input_range(x: torch.Tensor) -> None:
         raise ValidationError(
             f"model inputs must be images in [0, 1], got values in [{float(lo):.4g}, {float(hi):.4g}]"
         )
-
-
-def check_finite_logits(logits: torch.Tensor) -> None:
-    """NaN or Inf logits make every number meaningless: an error, not a flag."""
-    if not bool(torch.isfinite(logits).all()):
-        bad = int((~torch.isfinite(logits)).any(dim=1).sum())
-        raise ModelOutputError(f"the model returned NaN or Inf logits for {bad} of {logits.shape[0]} examples")

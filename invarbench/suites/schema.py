@@ -15,8 +15,12 @@ inherited: every file states its own.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
+import re
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -25,7 +29,9 @@ import pydantic
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from invarbench.attacks.checks import ReliabilityConfig
 from invarbench.errors import NotFoundError, ValidationError
+from invarbench.measurements import MEASUREMENTS, suite_fields
 from invarbench.registry import did_you_mean
 
 # Keys that a file states itself and never takes from the file it includes.
@@ -33,159 +39,145 @@ _OWN_KEYS = ("name", "dataset", "version", "description", "changelog")
 _MAX_INCLUDE_DEPTH = 8
 
 
-def _fraction(value: Any) -> Any:
+_FRACTION = re.compile(r"^\s*-?\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*$")
+
+
+def _fractions(value: Any) -> Any:
     """Budgets may be written as fractions (``8/255``): exact in the file, a float here."""
-    if isinstance(value, str) and value.count("/") == 1:
+    if isinstance(value, dict):
+        return {k: _fractions(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fractions(v) for v in value]
+    if isinstance(value, str) and _FRACTION.match(value):
         num, den = value.split("/")
-        try:
-            return float(Fraction(num.strip()) / Fraction(den.strip()))
-        except (ValueError, ZeroDivisionError):
-            pass
-        raise ValueError(f"'{value}' is not a number or a fraction such as 8/255")
+        if Fraction(den.strip()) == 0:
+            raise ValueError(f"'{value}' is not a number or a fraction such as 8/255")
+        return float(Fraction(num.strip()) / Fraction(den.strip()))
     return value
-
-
-Number = Annotated[float, BeforeValidator(_fraction)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PGDSpec(_Strict):
-    """PGD within an ``eps`` ball (METHODS.md §1)."""
-
-    eps: Number = Field(gt=0)
-    steps: int = Field(ge=1)
-    step_size: Number | None = Field(default=None, gt=0, description="default 2.5 * eps / steps")
-    restarts: int = Field(default=1, ge=1)
+@functools.cache
+def _adapter(settings: type) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(settings)
 
 
-class MinNormSpec(_Strict):
-    """The minimal L2 adversarial distance per example: FMN-L2 then a bisection (METHODS.md §1)."""
-
-    method: Literal["fmn"] = "fmn"
-    steps: int = Field(ge=1)
-    gamma: float = Field(default=0.05, gt=0, lt=1, description="initial factor of the norm-budget update")
-    gamma_final: float = Field(default=0.001, gt=0, lt=1)
-    alpha_init: float = Field(default=1.0, gt=0, description="initial L2 step size")
-    alpha_final: float | None = Field(default=None, gt=0, description="final step size; default alpha_init / 100")
-    refine_steps: int = Field(default=20, ge=0, description="bisection steps toward the decision boundary")
-    search_endpoints: int = Field(
-        default=4, ge=0,
-        description="nearest evaluated images of other classes whose segments the gradient-free boundary search "
-        "bisects (0: FMN alone)",
-    )
-
-    @model_validator(mode="after")
-    def _gamma_decays(self) -> MinNormSpec:
-        if self.gamma_final > self.gamma:
-            raise ValueError("gamma_final must not exceed gamma")
-        return self
+def settings_dump(value: Any) -> Any:
+    """A settings dataclass as JSON-ready data, without its ``internal`` fields (recursively)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: settings_dump(getattr(value, f.name)) for f in suite_fields(type(value))}
+    if isinstance(value, (tuple, list)):
+        return [settings_dump(v) for v in value]
+    return value
 
 
-class PairSpec(_Strict):
-    """How NSPGD's (source, target) pairs are chosen; they depend on the suite and data only.
-
-    Sources are the first ``num_pairs`` examples of the evaluated data in published order.
-    ``seeded_other_class``: each source's target is drawn uniformly from the examples of the
-    evaluated data whose label differs, with a generator seeded by (suite seed, source index);
-    ``next_other_class``: the target is the next example (cyclically) whose label differs.
-    """
-
-    rule: Literal["seeded_other_class", "next_other_class"] = "seeded_other_class"
-    num_pairs: int = Field(ge=1)
-
-
-class NSPGDSpec(_Strict):
-    """Null-space projected gradient descent from a source toward a target (METHODS.md §2)."""
-
-    eta: float = Field(gt=0, le=1, description="fraction of the remaining distance per step")
-    delta: float = Field(gt=0, le=1, description="tolerated drop of the source-class confidence")
-    max_iter: int = Field(ge=1)
-    pairs: PairSpec
+def _validate_settings(settings: type, raw: Any, where: str) -> Any:
+    """``raw`` (the YAML mapping) validated against the dataclass ``settings``; ValueError naming ``where``."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping of settings, got {raw!r}")
+    internal = sorted(set(raw) & {f.name for f in dataclasses.fields(settings)} - {f.name for f in
+                                                                                    suite_fields(settings)})
+    if internal:
+        raise ValueError(f"{where}.{internal[0]}: not a suite setting")
+    try:
+        return _adapter(settings).validate_python(raw)
+    except pydantic.ValidationError as exc:
+        raise ValueError("; ".join(
+            f"{'.'.join((where, *(str(p) for p in err['loc'])))}: {_message(err['msg'])}" for err in exc.errors()
+        )) from None
 
 
-class PathWidthSpec(_Strict):
-    """Equi-confidence path widths at NSPGD path points (METHODS.md §3)."""
-
-    points: tuple[int, ...] = Field(min_length=1, description="NSPGD iterations whose iterate is a path point")
-    directions: int = Field(ge=2, description="random directions normal to the step, per point")
-    radii: tuple[Number, ...] = Field(min_length=1, description="L2 radii in [0, 1] pixel space, increasing")
-    q_lo: float = Field(default=0.05, gt=0, lt=1)
-    q_hi: float = Field(default=0.95, gt=0, lt=1)
-    width_fraction: float = Field(default=0.5, gt=0, lt=1, description="the share of p_c(x) that q_lo must keep")
-    max_pairs: int | None = Field(default=None, ge=1, description="measure the first N pairs only; null: all")
-
-    @field_validator("points")
-    @classmethod
-    def _increasing_points(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(p < 0 for p in v) or any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError("points must be increasing iteration numbers >= 0")
-        return v
-
-    @field_validator("radii")
-    @classmethod
-    def _increasing_radii(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if any(r <= 0 for r in v) or any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError("radii must be increasing positive numbers")
-        return v
-
-    @model_validator(mode="after")
-    def _quantiles_ordered(self) -> PathWidthSpec:
-        if self.q_lo >= self.q_hi:
-            raise ValueError("q_lo must be below q_hi")
-        return self
+def _message(msg: str) -> str:
+    msg = msg.removeprefix("Value error, ")
+    return "unknown setting" if msg == "Unexpected keyword argument" else msg
 
 
-class ECESpec(_Strict):
-    """Clean expected calibration error with equal-width confidence bins."""
+class MeasurementSettings(Mapping[str, Any]):
+    """A suite's measurements: name -> validated settings (a frozen dataclass), in the registry's
+    order. ``suite.measurements.pgd_linf`` is the settings or None when the suite lacks it."""
 
-    bins: int = Field(default=15, ge=1)
+    def __init__(self, items: dict[str, Any]) -> None:
+        order = [m.name for m in MEASUREMENTS.in_order()]
+        self._items = {name: items[name] for name in order if name in items}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in MEASUREMENTS:
+            raise AttributeError(f"no measurement named {name!r}")
+        return self._items.get(name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MeasurementSettings) and self._items == other._items
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._items.items()))
+
+    def __repr__(self) -> str:
+        return f"MeasurementSettings({self._items!r})"
+
+    def replace(self, **changes: Any) -> MeasurementSettings:
+        """A copy with measurements replaced (settings objects) or removed (None)."""
+        items = {**self._items, **changes}
+        return MeasurementSettings({k: v for k, v in items.items() if v is not None})
+
+    def dump(self) -> dict[str, Any]:
+        return {name: settings_dump(value) for name, value in self._items.items()}
 
 
-class ChecksSpec(_Strict):
-    """Reliability checks (METHODS.md §4) on the first ``examples`` examples; thresholds as in
-    :class:`invarbench.attacks.checks.ReliabilityConfig`."""
+def _measurement_settings(raw: Any) -> MeasurementSettings:
+    if isinstance(raw, MeasurementSettings):
+        return raw
+    if not isinstance(raw, dict):
+        raise ValueError("measurements: expected a mapping of measurement names to their settings")
+    items: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in MEASUREMENTS:
+            known = [m.name for m in MEASUREMENTS.in_order() if m.settings is not None]
+            raise ValueError(f"measurements.{name}: unknown measurement.{did_you_mean(str(name), known)} "
+                             f"Known: {', '.join(known)}")
+        m = MEASUREMENTS.get(name)
+        if m.settings is None:
+            raise ValueError(f"measurements.{name}: always measured, it takes no settings: remove it")
+        if value is None:  # null removes an inherited measurement
+            continue
+        items[name] = _validate_settings(m.settings, value, f"measurements.{name}")
+    for name in items:
+        m = MEASUREMENTS.get(name)
+        missing = [r for r in m.requires if r not in items]
+        if missing:
+            raise ValueError(f"measurements.{name} needs {' and '.join(missing)} in the suite")
+        if m.check is not None:
+            m.check(items[name], items)
+    return MeasurementSettings(items)
 
-    examples: int = Field(default=100, ge=1)
-    randomness_atol: float = Field(default=1e-5, ge=0)
-    randomness_rtol: float = Field(default=1e-4, ge=0)
-    probability_atol: float = Field(default=1e-3, ge=0)
-    probability_fraction: float = Field(default=0.9, ge=0, le=1)
-    zero_gradient_fraction: float = Field(default=0.1, ge=0, le=1)
-    nan_gradient_fraction: float = Field(default=0.0, ge=0, le=1)
-    batch_atol: float = Field(default=1e-4, ge=0)
-    batch_rtol: float = Field(default=1e-3, ge=0)
-    search_beats_gradient_fraction: float = Field(
-        default=0.1, ge=0, le=1,
-        description="the share of correctly classified examples on which the gradient-free boundary search finds "
-        "a smaller adversarial distance than FMN above which gradient_attack_weaker_than_search is raised",
-    )
 
-
-class Measurements(_Strict):
-    """Clean accuracy is always measured; every other measurement runs when it is present."""
-
-    pgd_linf: PGDSpec | None = None
-    pgd_l2: PGDSpec | None = None
-    min_norm: MinNormSpec | None = None
-    nspgd: NSPGDSpec | None = None
-    path_width: PathWidthSpec | None = None
-    ece: ECESpec | None = None
-
-    @model_validator(mode="after")
-    def _path_width_needs_nspgd(self) -> Measurements:
-        if self.path_width is not None:
-            if self.nspgd is None:
-                raise ValueError("path_width measures along NSPGD paths: it needs an nspgd entry")
-            late = [p for p in self.path_width.points if p >= self.nspgd.max_iter]
-            if late:
-                raise ValueError(f"path_width points {late} are not below nspgd max_iter {self.nspgd.max_iter}")
-        return self
+def _checks(raw: Any) -> ReliabilityConfig:
+    if isinstance(raw, ReliabilityConfig):
+        return raw
+    return _validate_settings(ReliabilityConfig, raw, "checks")
 
 
 class Suite(_Strict):
+    """A versioned suite: the examples, the seed, the reliability checks' thresholds and every
+    measurement's settings (validated against the registry's settings dataclasses)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
     name: str
     version: int = Field(ge=1)
     dataset: str
@@ -194,8 +186,8 @@ class Suite(_Strict):
     include: str | None = Field(default=None, description="the <suite>/<dataset> file this one starts from")
     num_examples: int = Field(ge=1, description="examples of the test split, taken in published order")
     seed: int = 0
-    checks: ChecksSpec = ChecksSpec()
-    measurements: Measurements
+    checks: Annotated[ReliabilityConfig, BeforeValidator(_checks)] = ReliabilityConfig()
+    measurements: Annotated[MeasurementSettings, BeforeValidator(_measurement_settings)]
 
     @model_validator(mode="after")
     def _changelog_covers_version(self) -> Suite:
@@ -208,8 +200,10 @@ class Suite(_Strict):
         return f"{self.name}/{self.dataset}"
 
     def settings(self) -> dict[str, Any]:
-        """Everything that changes a number (not the description, changelog or include line)."""
-        return self.model_dump(mode="json", exclude={"name", "version", "description", "changelog", "include"})
+        """Everything that changes a number (not the description, changelog or include line): the data
+        set, examples, seed, checks and the settings of the measurements the suite runs."""
+        return {"dataset": self.dataset, "num_examples": self.num_examples, "seed": self.seed,
+                "checks": settings_dump(self.checks), "measurements": self.measurements.dump()}
 
     def settings_hash(self) -> str:
         """A stable digest of :meth:`settings`; a change needs a new version."""
@@ -218,7 +212,9 @@ class Suite(_Strict):
 
     def to_yaml(self) -> str:
         """The resolved suite (includes applied) as YAML, in the files' key order."""
-        data = self.model_dump(mode="json", exclude={"include"})
+        data = {"name": self.name, "version": self.version, "dataset": self.dataset, "description": self.description,
+                "changelog": list(self.changelog), "num_examples": self.num_examples, "seed": self.seed,
+                "checks": settings_dump(self.checks), "measurements": self.measurements.dump()}
         return yaml.dump(data, Dumper=_FlowListDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
@@ -297,14 +293,20 @@ def _read_raw(name: str, dataset: str, chain: tuple[str, ...] = ()) -> dict[str,
 
 def load_suite(name: str, dataset: str) -> Suite:
     """Load suite ``name`` for ``dataset`` from the package's suite files, includes resolved."""
-    data = _read_raw(name, dataset)
+    try:
+        data = _fractions(_read_raw(name, dataset))
+    except ValueError as exc:
+        raise ValidationError(f"invalid suite file {name}/{dataset}.yaml: {exc}") from None
     try:
         suite = Suite.model_validate(data)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ValidationError(f"invalid suite file {name}/{dataset}.yaml: {problems}") from None
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(file)"
+            msg = _message(err["msg"])
+            # The settings validators name their own field paths (measurements.pgd_linf.eps: ...).
+            problems.append(msg if msg.startswith(f"{loc}.") or msg.startswith(f"{loc}:") else f"{loc}: {msg}")
+        raise ValidationError(f"invalid suite file {name}/{dataset}.yaml: {'; '.join(problems)}") from None
     if suite.name != name or suite.dataset != dataset:
         raise ValidationError(f"suite file {name}/{dataset}.yaml declares {suite.name}/{suite.dataset}")
     return suite

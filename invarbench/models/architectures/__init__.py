@@ -36,6 +36,33 @@ def _namespace_module(namespace: str):  # noqa: ANN202 - a module object
     return importlib.import_module(_NAMESPACES[namespace])
 
 
+def unknown_in_namespace(namespace: str, name: str, known: list[str], *, like: str, listing: str) -> NotFoundError:
+    """The error for ``<namespace>/<name>`` that the library does not have (suggesting names like ``like``)."""
+    return NotFoundError(
+        f"unknown architecture '{namespace}/{name}'.{did_you_mean(like, known)} "
+        f"Run 'invarbench cards architectures' to list {listing}."
+    )
+
+
+def namespaced_factory(
+    namespace: str, name: str, create: Callable[..., nn.Module], refused_kwargs: tuple[str, ...]
+) -> ArchitectureFactory:
+    """The factory for ``<namespace>/<name>``: ``create(**kwargs)``, refusing the kwargs that would
+    make the library fetch weights (the weights always come from the card's own file)."""
+
+    def build(**kwargs: object) -> nn.Module:
+        refused = [k for k in refused_kwargs if k in kwargs]
+        if refused:
+            raise ValidationError(
+                f"architecture '{namespace}/{name}': remove {', '.join(refused)} from its kwargs: "
+                "the weights come from the card's own file"
+            )
+        return create(**kwargs)
+
+    build.__doc__ = f"{namespace}'s {name}."
+    return build
+
+
 def get_architecture(name: str) -> ArchitectureFactory:
     """The factory registered as ``name`` (or ``torchvision/...``, ``timm/...``), with a clear error."""
     if name in ARCHITECTURES:

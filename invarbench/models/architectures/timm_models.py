@@ -10,10 +10,8 @@ from __future__ import annotations
 import functools
 import re
 
-from torch import nn
-
-from invarbench.errors import NotFoundError, ValidationError
-from invarbench.registry import did_you_mean
+from invarbench.errors import NotFoundError
+from invarbench.models.architectures import namespaced_factory, unknown_in_namespace
 
 DESCRIPTION = "timm model (no pretrained weights; kwargs go to timm.create_model)"
 _REFUSED_KWARGS = ("pretrained", "checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
@@ -51,19 +49,7 @@ def factory(name: str):  # noqa: ANN201 - an architecture factory
     timm = _timm()
     base = name.split(".", 1)[0]
     if not _NAME_RE.match(name) or not timm.is_model(base):
-        raise NotFoundError(
-            f"unknown architecture 'timm/{name}'.{did_you_mean(base, names())} "
-            "Run 'invarbench cards architectures' to list timm's models."
-        )
-
-    def build(**kwargs: object) -> nn.Module:
-        refused = [k for k in _REFUSED_KWARGS if k in kwargs]
-        if refused:
-            raise ValidationError(
-                f"architecture 'timm/{name}': remove {', '.join(refused)} from its kwargs: "
-                "the weights come from the card's own file"
-            )
-        return timm.create_model(base, pretrained=False, **kwargs)
-
-    build.__doc__ = f"timm's {name}."
-    return build
+        raise unknown_in_namespace("timm", name, names(), like=base, listing="timm's models")
+    return namespaced_factory(
+        "timm", name, lambda **kwargs: timm.create_model(base, pretrained=False, **kwargs), _REFUSED_KWARGS
+    )

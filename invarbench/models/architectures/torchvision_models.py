@@ -12,8 +12,7 @@ import functools
 
 from torch import nn
 
-from invarbench.errors import NotFoundError, ValidationError
-from invarbench.registry import did_you_mean
+from invarbench.models.architectures import namespaced_factory, unknown_in_namespace
 
 DESCRIPTION = "torchvision classification model (no pretrained weights; kwargs go to its constructor)"
 _REFUSED_KWARGS = ("weights", "weights_backbone")
@@ -29,21 +28,12 @@ def names() -> list[str]:
 def factory(name: str):  # noqa: ANN201 - an architecture factory
     """The factory for ``torchvision/<name>``."""
     if name not in names():
-        raise NotFoundError(
-            f"unknown architecture 'torchvision/{name}'.{did_you_mean(name, names())} "
-            "Run 'invarbench cards architectures' to list torchvision's classification models."
-        )
+        raise unknown_in_namespace("torchvision", name, names(), like=name,
+                                   listing="torchvision's classification models")
 
-    def build(**kwargs: object) -> nn.Module:
+    def create(**kwargs: object) -> nn.Module:
         import torchvision.models
 
-        refused = [k for k in _REFUSED_KWARGS if k in kwargs]
-        if refused:
-            raise ValidationError(
-                f"architecture 'torchvision/{name}': remove {', '.join(refused)} from its kwargs: "
-                "the weights come from the card's own file"
-            )
         return torchvision.models.get_model(name, weights=None, **kwargs)
 
-    build.__doc__ = f"torchvision's {name}."
-    return build
+    return namespaced_factory("torchvision", name, create, _REFUSED_KWARGS)

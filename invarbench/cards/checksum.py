@@ -1,4 +1,4 @@
-"""Checksums and size caps of model files (shared by the Hub and the local loaders)."""
+"""The sha256 that a card pins its model file with: computed (``cards new``) and verified (before a load)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""What ``invarbench cards validate`` checks beyond the schema (an I/O edge).
+"""What ``invarbench cards validate`` checks beyond the schema, and ``eval`` before it loads a model.
 
-The schema (:mod:`invarbench.cards.schema`) checks a card on its own. These checks put it in
-context: where it lives, the data set it names, the architecture registry, and the model file
-(its checksum, when the file is at hand; the full load with ``load=True``).
+The schema and the catalog (:mod:`invarbench.cards`) check a card on its own. These checks put
+it in context: where it lives, the data set it names (:mod:`invarbench.data`), the architecture
+registry and the model file (:mod:`invarbench.models`: its checksum, when the file is at hand;
+the full load with ``load=True``). They sit above cards, data and models, which never import them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from invarbench.cards.catalog import CardRef, check_card_location, load_card
+from invarbench.cards.checksum import verify_sha256
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.registry import did_you_mean
 
@@ -68,15 +70,14 @@ def check_card_context(ref: CardRef) -> None:
 
 def check_model_file(ref: CardRef) -> str | None:
     """Verify the model file's checksum when it is on disk; return a note when it is not."""
-    from invarbench.models.files import verify_sha256
-    from invarbench.models.hub import hub_cache_dir
+    from invarbench.models.hub import cached_file
     from invarbench.models.loading import model_file
 
     hub = ref.card.source.hub
     if hub is None:
         model_file(ref)  # exists, stays in the folder, size cap, checksum
         return None
-    cached = hub_cache_dir() / ("models--" + hub.repo_id.replace("/", "--")) / "snapshots" / hub.revision / hub.file
+    cached = cached_file(hub)
     if cached.is_file():
         verify_sha256(cached, hub.sha256, f"model card {ref.path}")
         return None

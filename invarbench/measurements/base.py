@@ -1,0 +1,145 @@
+"""What a measurement declares: its settings, its per-batch function, its per-example fields, its
+metrics (and the flags it reads from its values). Pure computation: no I/O, no printing.
+
+A measurement is one module in this package that builds one :class:`Measurement` and registers
+it in :data:`invarbench.measurements.MEASUREMENTS`. Everything else — suite validation, the
+runner, aggregation, the store, the exports, the site, the README table — reads measurements and
+metrics from that registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+
+from invarbench.metrics.stats import MetricValue
+
+if TYPE_CHECKING:  # the suite schema imports this package, not the other way round
+    from invarbench.data.registry import EvalData
+    from invarbench.progress import Note
+
+PerExample = dict[str, dict[str, list]]
+Better = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric as every reader shows it.
+
+    ``name`` is stable (stored with runs: renaming one is a breaking change); ``label`` is what a
+    table heads its column with; ``unit`` what the number counts; ``better`` which way is better
+    (None: neither, the number describes the model); ``percent``: a proportion shown as a
+    percentage; ``aggregation`` how the per-example values become the number; ``interval`` the
+    method of its 95 % interval; ``reads`` one line on how to read it."""
+
+    name: str
+    label: str
+    unit: str
+    better: Better | None
+    percent: bool
+    aggregation: Literal["proportion", "mean", "median", "ece"]
+    interval: Literal["Wilson score", "bootstrap percentile"]
+    reads: str
+    description: str
+
+
+@dataclass
+class BatchOutput:
+    """What a measurement returns for one batch: ``fields`` (per-example or per-pair lists, stored
+    with the run; an empty mapping stores nothing) and ``extra`` (in-memory results that later
+    measurements of the same batch may use, never stored)."""
+
+    fields: dict[str, list]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """Everything a measurement's per-batch function sees.
+
+    ``x``: the batch's images ``[B, C, H, W]`` float32 in [0, 1] on ``device``; ``y``: their labels
+    ``[B]`` int64; ``logits``: the clean logits ``[B, classes]`` (float32); ``pred``/``correct``: the
+    clean predictions ``[B]`` (int64, bool); ``data``: the whole
+    evaluated set (for measurements that pair examples with others); ``start``/``stop``: the batch's
+    example range; ``generator``: this measurement's own random stream; ``results``: the outputs of
+    the measurements that ran before it on this batch; ``note``: progress ("pgd_l2 step 12/40")."""
+
+    model: nn.Module
+    data: EvalData
+    start: int
+    stop: int
+    x: torch.Tensor
+    y: torch.Tensor
+    logits: torch.Tensor
+    pred: torch.Tensor
+    correct: torch.Tensor
+    device: torch.device
+    suite: Any  # invarbench.suites.Suite
+    generator: torch.Generator
+    results: Mapping[str, BatchOutput]
+    note: Note | None = None
+
+    def stepper(self, name: str, total: int, unit: str = "step") -> Callable[[int, int], None] | None:
+        """An attack's ``on_step(done, active)`` that reports ``"<name> <unit> done/total (active left)"``."""
+        note = self.note
+        if note is None:
+            return None
+        return lambda done, active: note(f"{name} {unit} {done}/{total} ({active} left)")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measurement as the registry holds it.
+
+    - ``settings``: a frozen dataclass (the attack's own config, or a subclass that adds the
+      measurement's own fields), which is what the suite YAML entry is validated against: one
+      definition of every default and bound. Fields whose metadata has ``internal=True`` are not
+      suite settings. ``None``: the measurement takes no settings and always runs (``clean``).
+    - ``measure(ctx, settings) -> BatchOutput``: the per-batch function; it depends only on its
+      arguments, so a resumed run recomputes nothing and changes nothing.
+    - ``fields``: the per-example (or per-pair) fields it stores, with their meaning.
+    - ``metrics``: the metric specs; ``aggregate(per_example, settings, suite)`` computes them (in
+      that order) from the concatenation of all batches' stored values.
+    - ``flags(per_example, suite)``: reliability flags read from the stored values (optional).
+    - ``requires``: measurements that must be in the suite (and run first) for this one.
+    - ``check(settings, suite_settings)``: cross-measurement validation (optional), raises ValueError.
+    - ``watched``: whether the logits it uses are checked for NaN/Inf (all but a pure reader).
+    """
+
+    name: str
+    description: str
+    settings: type | None
+    measure: Callable[[BatchContext, Any], BatchOutput]
+    fields: Mapping[str, str]
+    metrics: tuple[MetricSpec, ...] = ()
+    aggregate: Callable[[PerExample, Any, Any], list[MetricValue]] | None = None
+    flags: Callable[[PerExample, Any], list[str]] | None = None
+    requires: tuple[str, ...] = ()
+    check: Callable[[Any, Mapping[str, Any]], None] | None = None
+    per: Literal["example", "pair"] = "example"
+
+
+def suite_fields(settings: type) -> list[dataclasses.Field]:
+    """The fields of a settings dataclass that a suite sets (not those marked ``internal``)."""
+    return [f for f in dataclasses.fields(settings) if not f.metadata.get("internal", False)]
+
+
+def measurement_generators(generator: torch.Generator, names: list[str]) -> dict[str, torch.Generator]:
+    """One generator per measurement, seeded from one draw of the batch's ``generator`` and the
+    measurement's name (crc32), so adding or removing a measurement changes no other's numbers."""
+    base = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return {
+        name: torch.Generator(device=generator.device).manual_seed((base + zlib.crc32(name.encode())) % 2**63)
+        for name in names
+    }
+
+
+def floats(t: torch.Tensor) -> list:
+    """A tensor's values as float64 Python floats (JSON-ready, exact)."""
+    return t.detach().cpu().double().tolist()

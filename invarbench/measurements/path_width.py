@@ -1,0 +1,105 @@
+"""``path_width``: equi-confidence tube widths around NSPGD path points, and the ``path_width``
+metric (docs/measurements.md). Settings: :class:`PathWidthSettings`. Needs ``nspgd``, whose walks
+record the path points."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from invarbench.attacks.pathwidth import PathWidthConfig, path_widths
+from invarbench.measurements.base import BatchContext, BatchOutput, Measurement, MetricSpec, PerExample, floats
+from invarbench.metrics.stats import MetricValue, mean_metric
+
+PATH_WIDTH = MetricSpec(
+    name="path_width", label="Path width", unit="L2 radius, [0, 1] pixel space", better=None, percent=False,
+    aggregation="mean", interval="bootstrap percentile", reads="a wider tube: a smoother, more invariant model",
+    description="the radius of the tube of near-constant confidence around the NSPGD path, probed in random "
+                "directions normal to it (mean over pairs of their mean over path points)",
+)
+_FIELDS = ("pair", "point_valid", "p0", "q_lo", "q_hi", "width", "censored", "mean_width")
+
+
+@dataclass(frozen=True)
+class PathWidthSettings(PathWidthConfig):
+    """The tube (:class:`invarbench.attacks.pathwidth.PathWidthConfig`: ``directions``, ``radii``,
+    ``q_lo``, ``q_hi``, ``width_fraction``), the NSPGD iterations whose iterates are path
+    ``points`` (increasing, below nspgd's ``max_iter``), and ``max_pairs`` (the first N walking pairs;
+    None: all)."""
+
+    points: tuple[int, ...] = field(default=(), kw_only=True)
+    max_pairs: int | None = field(default=None, kw_only=True)
+    __pydantic_config__ = {"extra": "forbid"}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        points = tuple(int(p) for p in self.points)
+        if not points or any(p < 0 for p in points) or any(b <= a for a, b in zip(points, points[1:])):
+            raise ValueError(f"path_width needs points: increasing iteration numbers >= 0, got {list(self.points)}")
+        if self.directions < 2:
+            raise ValueError("path_width needs directions >= 2")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise ValueError("path_width needs max_pairs >= 1 (or null: all pairs)")
+        object.__setattr__(self, "points", points)
+
+
+def check(cfg: PathWidthSettings, settings: Mapping[str, Any]) -> None:
+    """The path points are NSPGD iterates: each must be below nspgd's ``max_iter``."""
+    late = [p for p in cfg.points if p >= settings["nspgd"].max_iter]
+    if late:
+        raise ValueError(f"path_width points {late} are not below nspgd max_iter {settings['nspgd'].max_iter}")
+
+
+def measure(ctx: BatchContext, cfg: PathWidthSettings) -> BatchOutput:
+    out: dict[str, list] = {k: [] for k in _FIELDS}
+    group = ctx.results["nspgd"].extra.get("width_group")
+    if group is None:
+        return BatchOutput(out)
+    pairs, classes, res = group
+    valid = res.path_valid  # [n, P]; a walking pair's first point (x0) is always valid
+    points = res.path_points[valid]
+    dirs = res.path_dirs[valid]
+    cls = classes.to(valid.device)[:, None].expand(valid.shape)[valid]
+    on_step = None if ctx.note is None else (lambda done, total: ctx.note(f"path_width point {done}/{total}"))
+    widths = path_widths(ctx.model, points, dirs, cls, cfg, generator=ctx.generator, on_step=on_step)
+    n, p = valid.shape
+    flat_idx = torch.full((n, p), -1, dtype=torch.long)
+    flat_idx[valid.cpu()] = torch.arange(points.shape[0])
+    p0, q_lo, q_hi = floats(widths.p0), floats(widths.q_lo), floats(widths.q_hi)
+    width, censored = floats(widths.width), widths.censored.tolist()
+    for k in range(n):
+        idx = flat_idx[k].tolist()
+        out["pair"].append(int(pairs[k]))
+        out["point_valid"].append([i >= 0 for i in idx])
+        for key, vals in (("p0", p0), ("q_lo", q_lo), ("q_hi", q_hi), ("width", width), ("censored", censored)):
+            out[key].append([vals[i] if i >= 0 else None for i in idx])
+        ws = [width[i] for i in idx if i >= 0]
+        out["mean_width"].append(math.fsum(ws) / len(ws) if ws else None)
+    return BatchOutput(out)
+
+
+def aggregate(per_example: PerExample, cfg: PathWidthSettings, suite: object) -> list[MetricValue]:  # noqa: ARG001
+    widths = [w for w in per_example["path_width"]["mean_width"] if w is not None]
+    return [mean_metric(PATH_WIDTH.name, torch.tensor(widths, dtype=torch.float64))]
+
+
+PATH_WIDTH_MEASUREMENT = Measurement(
+    name="path_width",
+    description="equi-confidence tube widths at NSPGD path points",
+    settings=PathWidthSettings,
+    measure=measure,
+    fields={"pair": "the NSPGD pair", "point_valid": "per point: the walk reached it",
+            "p0": "per point: source-class confidence there", "q_lo": "per point, per radius: the q_lo quantile",
+            "q_hi": "per point, per radius: the q_hi quantile", "width": "per point: the tube's width",
+            "censored": "per point: q_lo kept the threshold up to the largest radius",
+            "mean_width": "mean width over the pair's valid points"},
+    metrics=(PATH_WIDTH,),
+    aggregate=aggregate,
+    requires=("nspgd",),
+    check=check,
+    per="pair",
+)
