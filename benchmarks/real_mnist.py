@@ -40,14 +40,14 @@ from invarbench.data import load_eval_data  # noqa: E402
 from invarbench.data.registry import EvalData  # noqa: E402
 from invarbench.evaluation.measure import aggregate, measure_batch  # noqa: E402
 from invarbench.evaluation.runner import batch_seed  # noqa: E402
+from invarbench.measurements import metric_specs  # noqa: E402
 from invarbench.models.wrapper import ModelWrapper  # noqa: E402
 from invarbench.reference import train as reference_train  # noqa: E402
 from invarbench.suites import Suite, load_suite  # noqa: E402
 
 DEFAULT_MNIST_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "external" / "mnist"
 REFERENCE_IMAGES = 4000  # the mnist5k train split the reference models were trained on
-METRICS = ("clean_accuracy", "robust_accuracy_linf", "robust_accuracy_l2", "median_min_l2_distance",
-           "nspgd_closure", "path_width", "ece")
+METRICS = tuple(spec.name for spec in metric_specs())  # every registered metric, in registry order
 
 
 def mnist_available(folder: Path = DEFAULT_MNIST_DIR) -> bool:

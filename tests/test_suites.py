@@ -54,10 +54,10 @@ def test_budgets(name):
     mnist = [load_suite(name, d).measurements for d in ("mnist", "mnist5k")]
     for m in cifar:
         assert m.pgd_linf.eps == 8 / 255 and m.pgd_l2.eps == 0.5
-        assert m.path_width.radii == (5, 10, 15, 20, 25, 30)  # the seed's, for 3x32x32
+        assert m.path_width.radii == (5, 10, 15, 20, 25, 30)  # the CIFAR radii, for 3x32x32
     for m in mnist:
         assert m.pgd_linf.eps == 0.3 and m.pgd_l2.eps == 2.0
-        # The seed's radii scaled by sqrt(784 / 3072): the same per-pixel RMS change.
+        # The CIFAR radii scaled by sqrt(784 / 3072): the same per-pixel RMS change.
         assert m.path_width.radii == pytest.approx([r * 0.505 for r in (5, 10, 15, 20, 25, 30)], rel=0.01)
 
 

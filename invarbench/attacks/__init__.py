@@ -7,6 +7,7 @@ protocol and default: §1.1 PGD (``pgd``), §1.2 the minimal L2 distance (``minn
 list the papers.
 """
 
+from invarbench.attacks._tensors import check_finite_logits
 from invarbench.attacks.checks import (
     FLAG_NAMES,
     ReliabilityConfig,
@@ -14,13 +15,20 @@ from invarbench.attacks.checks import (
     reliability_flags,
     reliability_report,
 )
-from invarbench.attacks.minnorm import MinNormConfig, MinNormResult, min_l2_distance
+from invarbench.attacks.minnorm import (
+    BoundarySearchResult,
+    MinNormConfig,
+    MinNormResult,
+    boundary_search_l2,
+    min_l2_distance,
+)
 from invarbench.attacks.nspgd import NSPGDConfig, NSPGDResult, nspgd
 from invarbench.attacks.pathwidth import PathWidthConfig, PathWidthResult, path_widths, width_from_tube
 from invarbench.attacks.pgd import PGDConfig, PGDResult, pgd_attack
 
 __all__ = [
     "FLAG_NAMES",
+    "BoundarySearchResult",
     "MinNormConfig",
     "MinNormResult",
     "NSPGDConfig",
@@ -31,6 +39,8 @@ __all__ = [
     "PathWidthResult",
     "ReliabilityConfig",
     "ReliabilityReport",
+    "boundary_search_l2",
+    "check_finite_logits",
     "min_l2_distance",
     "nspgd",
     "path_widths",

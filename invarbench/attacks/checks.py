@@ -29,7 +29,7 @@ One flag is raised after the measurements, from their per-example values
 - ``gradient_attack_weaker_than_search``: the gradient-free boundary search found a smaller
   adversarial distance than FMN on more than a set share of the correctly classified examples.
 
-NaN/Inf logits are an error, not a flag: :func:`invarbench.models.wrapper.check_finite_logits`
+NaN/Inf logits are an error, not a flag: :func:`invarbench.attacks.check_finite_logits`
 raises :class:`~invarbench.errors.ModelOutputError` (docs/measurements.md §7).
 """
 

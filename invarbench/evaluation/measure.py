@@ -30,7 +30,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from invarbench.attacks.checks import check_finite_logits
+from invarbench.attacks import check_finite_logits
 from invarbench.attacks.checks import reliability_flags as _check_flags
 from invarbench.data.registry import EvalData
 from invarbench.errors import ModelOutputError

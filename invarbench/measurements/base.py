@@ -109,7 +109,7 @@ class Measurement:
     - ``flags(per_example, suite)``: reliability flags read from the stored values (optional).
     - ``requires``: measurements that must be in the suite (and run first) for this one.
     - ``check(settings, suite_settings)``: cross-measurement validation (optional), raises ValueError.
-    - ``watched``: whether the logits it uses are checked for NaN/Inf (all but a pure reader).
+    - ``summary(settings)``: the settings in a few words ("ε = 0.3, 40 steps"), for tables (optional).
     """
 
     name: str
@@ -123,6 +123,7 @@ class Measurement:
     requires: tuple[str, ...] = ()
     check: Callable[[Any, Mapping[str, Any]], None] | None = None
     per: Literal["example", "pair"] = "example"
+    summary: Callable[[Any], str] | None = None
 
 
 def suite_fields(settings: type) -> list[dataclasses.Field]:

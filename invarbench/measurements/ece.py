@@ -13,8 +13,8 @@ from invarbench.metrics.stats import MetricValue, ece_metric
 ECE = MetricSpec(
     name="ece", label="ECE", unit="probability", better="lower", percent=False, aggregation="ece",
     interval="bootstrap percentile", reads="lower is better",
-    description="clean expected calibration error: the bin-weighted mean |accuracy - confidence| over "
-                "equal-width confidence bins",
+    description="clean expected calibration error: the bin-weighted mean absolute gap between accuracy and "
+                "confidence over equal-width confidence bins",
 )
 
 
@@ -48,4 +48,5 @@ ECE_MEASUREMENT = Measurement(
     fields={},
     metrics=(ECE,),
     aggregate=aggregate,
+    summary=lambda cfg: f"{cfg.bins} bins",
 )

@@ -139,4 +139,5 @@ MIN_NORM = Measurement(
     metrics=(MEDIAN_MIN_L2,),
     aggregate=aggregate,
     flags=flags,
+    summary=lambda cfg: f"FMN {cfg.steps} steps or boundary search, {cfg.search_endpoints} endpoints",
 )

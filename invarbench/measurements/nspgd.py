@@ -18,8 +18,9 @@ from invarbench.metrics.stats import MetricValue, mean_metric
 CLOSURE = MetricSpec(
     name="nspgd_closure", label="NSPGD closure", unit="fraction of the source-to-target distance", better="lower",
     percent=False, aggregation="mean", interval="bootstrap percentile", reads="lower: less excessively invariant",
-    description="how far a walk from a source toward an image of another class gets while the source class keeps "
-                "its confidence; 1 = it reached the target image (mean over walking pairs)",
+    description="NSPGD (null-space projected gradient descent): how far a walk from a source toward an image of "
+                "another class gets while the source class keeps its confidence; 1 = it reached the target image "
+                "(mean over walking pairs)",
 )
 TARGET_DISTANCE = MetricSpec(
     name="nspgd_target_distance_l2", label="NSPGD distance to target (L2)", unit="L2 distance, [0, 1] pixel space",

@@ -58,7 +58,8 @@ def _build(name: str, metric: str, label: str, settings: type) -> Measurement:
     )
     return Measurement(name=name, description=f"PGD {label}: robust accuracy within the suite's budget",
                        settings=settings, measure=_measure(name), fields=_FIELDS, metrics=(spec,),
-                       aggregate=_aggregate(name, metric))
+                       aggregate=_aggregate(name, metric),
+                       summary=lambda cfg: f"ε = {cfg.eps:g}, {cfg.steps} steps")
 
 
 PGD_LINF = _build("pgd_linf", "robust_accuracy_linf", "L∞", PGDLinfSettings)

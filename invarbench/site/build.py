@@ -17,6 +17,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 import invarbench
+from invarbench.measurements import metric_specs
 from invarbench.store.db import CUSTOM_DATA, Store, best_full_runs, newest_unranked
 from invarbench.store.schema import RunRecord
 
@@ -53,6 +54,8 @@ class Column:
     metric: str
     label: str
     percent: bool  # a proportion shown as a percentage; otherwise a plain number
+    better: str | None  # "higher", "lower", or None (neither: the number describes the model)
+    reads: str  # one line on how to read it (the header's tooltip)
 
 
 @dataclass(frozen=True)
@@ -64,18 +67,9 @@ class DatasetBoard:
     unranked_columns: list[Column]
 
 
-# Every stable metric name, in the order the leaderboard shows them. A table shows the columns
-# for which at least one of its runs has a value.
-COLUMNS = (
-    Column("clean_accuracy", "Clean accuracy", True),
-    Column("robust_accuracy_linf", "Robust accuracy (PGD L∞)", True),
-    Column("robust_accuracy_l2", "Robust accuracy (PGD L2)", True),
-    Column("median_min_l2_distance", "Median min. L2 distance", False),
-    Column("nspgd_closure", "NSPGD closure", False),
-    Column("nspgd_target_distance_l2", "NSPGD distance to target (L2)", False),
-    Column("path_width", "Path width", False),
-    Column("ece", "ECE", False),
-)
+def metric_columns() -> list[Column]:
+    """Every registered metric (:func:`invarbench.measurements.metric_specs`), in registry order."""
+    return [Column(s.name, s.label, s.percent, s.better, s.reads) for s in metric_specs()]
 
 
 def _row(run: RunRecord, kind: str, full_examples: int | None) -> LeaderboardRow:
@@ -91,7 +85,12 @@ def _row(run: RunRecord, kind: str, full_examples: int | None) -> LeaderboardRow
 
 
 def _columns(rows: list[LeaderboardRow]) -> list[Column]:
-    return [c for c in COLUMNS if any(c.metric in r.metrics for r in rows)]
+    """The registered metrics that at least one row has, then any other stored metric by name (a run
+    made by a version that had a measurement this one lacks)."""
+    known = metric_columns()
+    columns = [c for c in known if any(c.metric in r.metrics for r in rows)]
+    others = sorted({name for r in rows for name in r.metrics} - {c.metric for c in known})
+    return columns + [Column(name, name, False, None, "") for name in others]
 
 
 def leaderboard(store: Store) -> list[DatasetBoard]:
