@@ -46,7 +46,7 @@ def load_reference(name: str, device: torch.device) -> nn.Module:
     from invarbench.cards import resolve_card
     from invarbench.models.loading import load_model
 
-    return load_model(resolve_card(f"mnist5k/{name}", None), device)
+    return load_model(resolve_card(f"mnist5k/{name}", None), device).wrapper
 
 
 def load_inputs(model_name: str, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from invarbench.data import load_eval_data  # noqa: E402
 from invarbench.data.registry import EvalData  # noqa: E402
 from invarbench.evaluation.measure import aggregate, measure_batch  # noqa: E402
-from invarbench.evaluation.runner import batch_seed  # noqa: E402
+from invarbench.evaluation.pipeline import batch_seed  # noqa: E402
 from invarbench.measurements import metric_specs  # noqa: E402
 from invarbench.models.wrapper import ModelWrapper  # noqa: E402
 from invarbench.reference import train as reference_train  # noqa: E402
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         ref_results = {}
         for name in ("lenet-standard", "lenet-pgd-at"):
             t0 = time.perf_counter()
-            model = load_model(resolve_card(f"mnist5k/{name}", None), device)
+            model = load_model(resolve_card(f"mnist5k/{name}", None), device).wrapper
             ref_results[f"mnist5k/{name}"] = evaluate(model, ref_data, ref_suite, device)
             print(f"  mnist5k/{name}: evaluated in {time.perf_counter() - t0:.0f} s", flush=True)
         print_table(ref_results, "Bundled reference models on mnist5k")

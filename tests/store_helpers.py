@@ -7,6 +7,8 @@ own, created on that server and dropped after.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -33,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from invarbench.store.db import RunProvenance, Store
+from invarbench.store import Provenance, Store
 
 PG_ENV = "INVARBENCH_TEST_PG_URL"
 REPO = Path(__file__).resolve().parents[1]
@@ -167,13 +169,34 @@ def add_model(store: Store, card_id: str = "toy/model", card_sha256: str = SHA_A
     )
 
 
-def provenance(**changes) -> RunProvenance:
+def provenance(**changes) -> Provenance:
+    """A toy run's provenance; the fields that format version 1 did not have are None unless given (as for a
+    run stored before migrations 0004 and 0005)."""
     fields = dict(
         suite_name="quick", suite_version=1, dataset="toy", invarbench_version="0.1.0", git_commit=None,
         torch_version="2.0", device="cpu", seed=0, batch_size=2, examples_requested=6, examples_effective=6,
+        suite_num_examples=None, data_source=None, model_dtype=None, suite_settings=None, suite_settings_hash=None,
     )
     fields.update(changes)
-    return RunProvenance(**fields)
+    return Provenance(**fields)
+
+
+# Resolved settings of a made-up toy suite: nested, with floats that need all 17 digits and a subnormal.
+TOY_SETTINGS = {"dataset": "toy", "num_examples": 6, "seed": 0,
+                "measurements": {"pgd_linf": {"eps": 0.1 + 0.2, "steps": 10, "radii": [2.5, 5e-324], "alpha": None}}}
+
+
+def settings_fields(settings: dict | None = None) -> dict:
+    """The provenance fields that record a suite's resolved settings (default :data:`TOY_SETTINGS`) and their
+    hash, hashed as ``Suite.settings_hash`` does."""
+    settings = TOY_SETTINGS if settings is None else settings
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return {"suite_settings": settings, "suite_settings_hash": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def settings_of(suite) -> dict:  # noqa: ANN001 - a Suite
+    """The provenance fields that record ``suite``'s resolved settings, as the runner fills them."""
+    return {"suite_settings": suite.settings(), "suite_settings_hash": suite.settings_hash()}
 
 
 def metric(name: str, value: float, stderr: float | None = None, ci: tuple | None = None, n: int = 6):

@@ -45,7 +45,7 @@ def local_ref(tmp_path, data: dict, model_bytes: bytes):
 
 def error_of(ref, kind=ValidationError) -> str:
     with pytest.raises(kind) as info:
-        load_model(ref)
+        load_model(ref).wrapper
     return str(info.value).replace(f"model card {ref.path}", WHERE)
 
 
@@ -61,7 +61,7 @@ def marker(tmp_path):
 
 @pytest.mark.parametrize("batch", [1, 7])
 def test_torch_export_matches_the_original_module(tmp_path, batch):
-    wrapper = load_model(local_ref(tmp_path, export_card(), tiny_pt2_bytes()))
+    wrapper = load_model(local_ref(tmp_path, export_card(), tiny_pt2_bytes())).wrapper
     original = tiny_model()
     x = torch.rand(batch, *TINY_INPUT)  # a batch size other than the traced one: the batch dimension is dynamic
     with torch.no_grad():
@@ -70,7 +70,7 @@ def test_torch_export_matches_the_original_module(tmp_path, batch):
 
 @pytest.mark.parametrize("prefix", ["", "module.", "model.", "module.model."])
 def test_safetensors_matches_the_original_module(tmp_path, prefix):
-    wrapper = load_model(local_ref(tmp_path, card_dict(), safetensors_bytes(tiny_model(), prefix)))
+    wrapper = load_model(local_ref(tmp_path, card_dict(), safetensors_bytes(tiny_model(), prefix))).wrapper
     x = torch.rand(5, *TINY_INPUT)
     with torch.no_grad():
         assert torch.equal(wrapper(x), tiny_model()(x))
@@ -78,8 +78,8 @@ def test_safetensors_matches_the_original_module(tmp_path, prefix):
 
 def test_both_formats_agree_with_normalisation(tmp_path):
     pre = {"input_size": list(TINY_INPUT), "mean": [0.25], "std": [0.5]}
-    a = load_model(local_ref(tmp_path / "a", export_card(preprocessing=pre), tiny_pt2_bytes()))
-    b = load_model(local_ref(tmp_path / "b", card_dict(preprocessing=pre), safetensors_bytes(tiny_model())))
+    a = load_model(local_ref(tmp_path / "a", export_card(preprocessing=pre), tiny_pt2_bytes())).wrapper
+    b = load_model(local_ref(tmp_path / "b", card_dict(preprocessing=pre), safetensors_bytes(tiny_model()))).wrapper
     x = torch.rand(4, *TINY_INPUT)
     with torch.no_grad():
         expected = tiny_model()((x - 0.25) / 0.5)
@@ -263,7 +263,7 @@ def test_hostile_pt2_is_refused_and_nothing_runs(tmp_path, marker, case):
 def test_an_untouched_rewrite_still_loads(tmp_path):
     # The hostile cases above are edits of this archive: unedited, it must load (the refusals are the edits').
     data = rewrite_pt2(tiny_pt2_bytes(), lambda entries: None)
-    wrapper = load_model(local_ref(tmp_path, export_card(), data))
+    wrapper = load_model(local_ref(tmp_path, export_card(), data)).wrapper
     x = torch.rand(2, *TINY_INPUT)
     with torch.no_grad():
         assert torch.allclose(wrapper(x), tiny_model()(x), atol=1e-6, rtol=0)
@@ -290,6 +290,6 @@ def test_node_metadata_never_reaches_the_loader(tmp_path, monkeypatch):
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(torch_export, "load", spy)
-    load_model(local_ref(tmp_path, export_card(), data))
+    load_model(local_ref(tmp_path, export_card(), data)).wrapper
     nodes = seen[0]["graph_module"]["graph"]["nodes"]
     assert nodes and all(node["metadata"] == {} for node in nodes)

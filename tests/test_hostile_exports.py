@@ -69,14 +69,14 @@ def export_card(**overrides) -> dict:
 def load_error(tmp_path, model_bytes: bytes, kind=ValidationError, **card) -> str:
     ref = load_card(write_card(tmp_path, export_card(**card), model_bytes))
     with pytest.raises(kind) as info:
-        load_model(ref)
+        load_model(ref).wrapper
     message = str(info.value)
     assert "\n" not in message
     return message.replace(f"model card {ref.path}", WHERE)
 
 
 def load_ok(tmp_path, model_bytes: bytes, **card) -> ModelWrapper:
-    return load_model(load_card(write_card(tmp_path, export_card(**card), model_bytes)))
+    return load_model(load_card(write_card(tmp_path, export_card(**card), model_bytes))).wrapper
 
 
 class ConvNet(nn.Module):

@@ -33,7 +33,7 @@ REFERENCE = "mnist5k/lenet-standard"
 @pytest.fixture(scope="module")
 def lenet() -> nn.Module:
     """The bundled lenet-standard, unwrapped (inputs in [0, 1]; its card has no normalisation)."""
-    return load_model(resolve_card(REFERENCE), "cpu").model
+    return load_model(resolve_card(REFERENCE), "cpu").wrapper.model
 
 
 def _export(module: nn.Module, dtype: torch.dtype = torch.float32) -> bytes:
@@ -221,7 +221,7 @@ def test_a_bfloat16_model_computes_in_its_dtype_and_the_run_records_it(tmp_path,
 
     half = copy.deepcopy(lenet).to(torch.bfloat16)
     card = _card(tmp_path, "bf16", _export(half, torch.bfloat16))
-    model = load_model(resolve_card(card, tmp_path / "cards"), "cpu")
+    model = load_model(resolve_card(card, tmp_path / "cards"), "cpu").wrapper
     assert model.compute_dtype == torch.bfloat16
     x = load_eval_data("mnist5k", limit=8).x
     logits = model(x)
@@ -257,3 +257,56 @@ def test_zero_gradients_survive_every_measurement_and_raise_the_flags(tmp_path, 
     metrics = _metrics(tmp_path, run["id"])
     assert metrics["clean_accuracy"] > 0.5
     assert math.isfinite(metrics["median_min_l2_distance"]) and metrics["median_min_l2_distance"] > 0
+
+
+# --- a model whose own forward raises during the run ----------------------------------------------
+class _RaisesOffGrid(nn.Module):
+    """Runs on images whose pixels are multiples of 1/255 (every clean test image) and on the load
+    check's all-0.5 probe, and raises on anything else (a PGD iterate), as a model with an input
+    assertion does."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scaled = x * 255
+        torch._assert_async(((scaled - torch.round(scaled)).abs() < 1e-3).all() | (x == 0.5).all(),
+                            "input not on the 1/255 grid")
+        return self.net(x)
+
+
+def test_a_forward_that_raises_under_attack_stops_the_run_in_one_line(tmp_path, lenet):
+    card = _card(tmp_path, "raises-off-grid", _export(_RaisesOffGrid(lenet)))
+    result = _eval(tmp_path, card, "--limit", "8")
+    _one_line_error(result, "model card mnist5k/raises-off-grid", "the model's forward raised RuntimeError",
+                    "input not on the 1/255 grid", "during pgd_linf (examples 0-7)")
+    (run,) = _runs(tmp_path)
+    assert run["status"] == "failed" and "during pgd_linf" in run["error"]
+
+
+class _NaNEverywhere(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 10), math.nan) + 0 * x.flatten(1)[:, :10]
+
+
+def test_cards_validate_load_refuses_nan_logits_on_the_probe(tmp_path):
+    card = _card(tmp_path, "nan-everywhere", _export(_NaNEverywhere()))
+    result = runner.invoke(app, ["cards", "validate", "--load", str(tmp_path / "cards" / "mnist5k" /
+                                                                    "nan-everywhere.yaml")])
+    assert result.exit_code == 1
+    assert "returns NaN or Inf logits for a batch of 2 mid-grey inputs" in result.stderr
+    assert "Traceback" not in result.stderr and card
+
+
+def test_cards_new_never_writes_a_card_that_validate_refuses(tmp_path):
+    weights = tmp_path / "cards" / "mnist5k" / "nc20.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes((resolve_card(REFERENCE).path.parent / "lenet-standard.safetensors").read_bytes())
+    result = runner.invoke(app, [
+        "cards", "new", "--id", "mnist5k/nc20", "--name", "LeNet", "--num-classes", "20", "--input-size", "1,28,28",
+        "--file", str(weights), "--architecture", "lenet", "--arch-kwargs", "{num_classes: 20}",
+        "--training", "standard", "--license", "MIT", "--submitted-by", "tests", "--no-input",
+        "--cards-dir", str(tmp_path / "cards")])
+    _one_line_error(result, "num_classes is 20, but data set 'mnist5k' has 10 classes")
+    assert not (tmp_path / "cards" / "mnist5k" / "nc20.yaml").exists()

@@ -48,7 +48,7 @@ def hub_ref(tmp_path, name: str, file: str, sha256: str, **kwargs):
 
 def error_of(ref) -> str:
     with pytest.raises((NotFoundError, ValidationError)) as info:
-        load_model(ref)
+        load_model(ref).wrapper
     return str(info.value).replace(f"model card {ref.path}", WHERE)
 
 
@@ -70,7 +70,7 @@ def test_loads_a_pinned_file_through_hf_hub_download(tmp_path, cache, monkeypatc
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
     ref = hub_ref(tmp_path, "hub", "weights/model.pt2", sha256_bytes(data))
-    wrapper = load_model(ref)
+    wrapper = load_model(ref).wrapper
     # one call, at the pinned commit, from the cache only (HF_HUB_OFFLINE), and no dry run
     assert len(calls) == 1
     args, kwargs = calls[0]
@@ -87,7 +87,7 @@ def test_safetensors_from_the_hub(tmp_path, cache):
     make_hub_cache(cache, REPO_ID, REVISION, {"model.safetensors": data})
     ref = hub_ref(tmp_path, "st", "model.safetensors", sha256_bytes(data), fmt="safetensors")
     x = torch.rand(3, *TINY_INPUT)
-    assert torch.equal(load_model(ref)(x), tiny_model()(x))
+    assert torch.equal(load_model(ref).wrapper(x), tiny_model()(x))
 
 
 def test_wrong_checksum_is_refused_before_loading(tmp_path, cache, monkeypatch):

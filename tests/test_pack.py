@@ -88,7 +88,7 @@ def test_pack_end_to_end(factory_module, tmp_path, monkeypatch):
     (tmp_path / "submitted_net.py").unlink()
     data = card_dict(id="mnist5k/packed", format="torch-export", source={"path": "packed.pt2", "sha256": digest})
     del data["architecture"]
-    wrapper = load_model(load_card(write_card(tmp_path / "cards", data)))
+    wrapper = load_model(load_card(write_card(tmp_path / "cards", data))).wrapper
     x = torch.rand(5, *TINY_INPUT)
     with torch.no_grad():
         assert torch.allclose(wrapper(x), _reference(scale=2.0)(x), atol=1e-5, rtol=0)
@@ -110,7 +110,7 @@ def test_pack_loads_weights_with_prefixes(factory_module, tmp_path):
     card_dir = tmp_path / "cards" / "mnist5k"
     card_dir.mkdir(parents=True)
     (card_dir / "packed.pt2").write_bytes(out.read_bytes())
-    wrapper = load_model(load_card(write_card(tmp_path / "cards", data)))
+    wrapper = load_model(load_card(write_card(tmp_path / "cards", data))).wrapper
     x = torch.rand(3, *TINY_INPUT)
     with torch.no_grad():
         assert torch.allclose(wrapper(x), trained(x), atol=1e-5, rtol=0)

@@ -23,12 +23,14 @@ from store_helpers import (  # noqa: F401 - fixtures
     fresh_database,
     metric,
     provenance,
+    TOY_SETTINGS,
+    settings_fields,
     sqlite_url,
 )
 from typer.testing import CliRunner
 
 from invarbench.cli import app
-from invarbench.store import Store
+from invarbench.store import PROVENANCE_FIELDS, Store
 from invarbench.store.codec import encode_floats
 from invarbench.store.export import CSV_COLUMNS, FORMAT_VERSION, content_digest, dumps, parse_document
 
@@ -63,11 +65,13 @@ def populate(store: Store) -> dict[str, int]:
     )
     ids = {}
     ids["old"] = _finished(store, model, provenance(), 0.25)
-    # the main run records a model dtype (a format version 2 document); the others do not (version 1)
-    ids["main"] = _finished(store, model, provenance(seed=7, model_dtype="float32"), 2 / 3, examples=True,
-                            artifact=True)
+    # the main run records a model dtype and suite settings (a format version 3 document), the other run a model
+    # dtype (version 2), the v2 run none of them (version 1)
+    ids["main"] = _finished(store, model, provenance(seed=7, model_dtype="float32", **settings_fields()), 2 / 3,
+                            examples=True, artifact=True)
     ids["v2"] = _finished(store, model, provenance(suite_version=2), 0.5)
-    ids["other"] = _finished(store, store_hub, provenance(git_commit="f" * 40), 1 / 7, examples=True)
+    ids["other"] = _finished(store, store_hub, provenance(git_commit="f" * 40, model_dtype="float16"), 1 / 7,
+                             examples=True)
     ids["failed"] = store.start_run(model, provenance(seed=9))
     store.add_examples(ids["failed"], 0, batch_values(0))
     store.fail_run(ids["failed"], "RuntimeError: boom")
@@ -100,10 +104,8 @@ def numbers(store: Store, run_id: int) -> dict:
     """Everything a run is, as exact text: provenance, metrics, per-example values, artifacts."""
     run = store.get_run(run_id)
     model = run.model
-    fields = ("uid", "suite_name", "suite_version", "dataset", "status", "error", "flags", "seed", "batch_size",
-              "examples_requested", "examples_effective", "device", "invarbench_version", "git_commit",
-              "torch_version", "duration_s", "peak_memory_bytes", "attempts", "suite_num_examples", "data_source",
-              "model_dtype")
+    fields = ("uid", "status", "error", "flags", "duration_s", "peak_memory_bytes", "attempts",
+              *(f.name for f in PROVENANCE_FIELDS))
     return {
         "model": [getattr(model, f) for f in ("card_id", "name", "dataset", "card_yaml", "card_sha256",
                                                "file_sha256", "hub_repo", "hub_revision", "training_method")],
@@ -214,7 +216,14 @@ def test_the_leaderboard_layout_is_one_stable_file_per_model_and_suite_version(s
     assert (doc["format"], doc["format_version"]) == ("invarbench-results", FORMAT_VERSION)
     assert (doc["run"]["model_dtype"], doc["run"]["data_source"], doc["run"]["suite_num_examples"]) == (
         "float32", None, None)
-    # a run that recorded none of the version 2 fields is still written as version 1, without them
+    # the version 3 fields come last, the settings exact; a run that recorded none of them is written as version 2,
+    # one that recorded none of the version 2 fields either as version 1, without them
+    assert list(doc["run"])[-5:] == ["suite_num_examples", "data_source", "model_dtype", "suite_settings_hash",
+                                     "suite_settings"]
+    assert doc["run"]["suite_settings"] == encode_floats(TOY_SETTINGS)
+    assert doc["run"]["suite_settings_hash"] == settings_fields()["suite_settings_hash"]
+    other_doc = json.loads((out / "toy" / "other__quick-v1.json").read_text(encoding="utf-8"))
+    assert other_doc["format_version"] == 2 and list(other_doc["run"])[-1] == "model_dtype"
     v2_doc = json.loads((out / "toy" / "model__quick-v2.json").read_text(encoding="utf-8"))
     assert v2_doc["format_version"] == 1 and "model_dtype" not in v2_doc["run"]
     assert doc["artifacts"][0]["path"] == "model__quick-v1.artifacts/strip.png"
@@ -225,6 +234,7 @@ def test_the_leaderboard_layout_is_one_stable_file_per_model_and_suite_version(s
     assert '"x": [0.30000000000000004, 0.3333333333333333, 5e-324, -0.0, 1e+308, "NaN", "Infinity", "-Infinity", ' \
            '9007199254740993]' in text
     assert '"flags": ["few_examples", "gradient_masking_suspected"],' in text
+    assert '"eps": 0.30000000000000004,' in text and '"radii": [2.5, 5e-324],' in text
     assert "Other \u2013 \u00fcnicode" in (out / "toy" / "other__quick-v1.json").read_text(encoding="utf-8")
 
     before = tree(out)
@@ -278,10 +288,17 @@ def test_show_prints_provenance_metrics_stored_values_and_artifacts(sqlite_url):
     result = invoke("results", "show", str(ids["main"]), "--db", sqlite_url)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    for expected in (f"run {ids['main']} · toy/model · quick v1", SHA_A, SHA_B, run.uid, "7 / 2",
-                     "6 of 6 requested", "few_examples, gradient_masking_suspected", "1048576.0 MiB",
+    for expected in (f"run {ids['main']} · toy/model · quick v1", SHA_A, SHA_B, run.uid,
+                     "few_examples, gradient_masking_suspected", "1048576.0 MiB",
                      f"artifact strip.png (image/png, {len(PNG)} bytes, sha256 "):
         assert expected in out, expected
+    # one row per provenance field, in the provenance type's order, NULLs in words
+    for label, text in (("seed", "7"), ("batch size", "2"), ("examples requested", "6"), ("examples evaluated", "6"),
+                        ("git commit", "unknown"), ("examples in the suite", "not recorded"),
+                        ("data", "the toy test split"), ("model dtype", "float32"),
+                        ("suite settings hash", run.suite_settings_hash)):
+        assert re.search(rf"^│ {label}\s+│ {re.escape(text)}\s+│$", out, flags=re.M), label
+    assert "suite settings " not in out.replace("suite settings hash", "")  # the settings: in the export only
     assert re.search(r"clean_accuracy\s+│\s+0\.6667\s+│\s+0\.1925\s+│\s+\[0\.2000, 0\.9032\]\s+│\s+6", out)
     assert re.search(r"ece\s+│\s+NaN\s+│\s+–\s+│\s+–\s+│\s+0", out)
     assert re.search(r"tricky\s+│\s+3\s+│\s+27\s+│\s+x, y", out)
@@ -310,11 +327,16 @@ def test_compare_shows_differences_and_where_provenance_differs(sqlite_url):
     assert re.search(r"median_min_l2_distance\s+│\s+inf\s+│\s+–\s+│\s+inf\s+│\s+–\s+│\s+NaN\s+│\s+–", out)
     assert re.search(r"provenance that\s+differs", out) and re.search(r"│ seed\s+│ 0\s+│ 7\s+│", out)
     assert re.search(r"│ model dtype\s+│ not recorded\s+│ float32\s+│", out)
-    assert len(re.findall(r"^│ [a-z]", out.split("provenance that")[1], flags=re.M)) == 2  # only these two differ
+    assert re.search(rf"│ suite settings hash\s+│ not recorded\s+│ {settings_fields()['suite_settings_hash']}\s+│", out)
+    assert len(re.findall(r"^│ [a-z]", out.split("provenance that")[1], flags=re.M)) == 3  # only these three differ
+    assert out.endswith(f"Suite settings differ: run {ids['old']} and run {ids['main']} were measured with different "
+                        f"suite settings (their hashes differ).\nRun {ids['old']} recorded no suite settings.\n")
     same = invoke("results", "compare", str(ids["main"]), str(ids["main"]), "--db", sqlite_url)
     assert same.exit_code == 0
-    assert ("Same model snapshot, suite version, data, examples, seed, batch size, device, model dtype and code "
-            "versions.") in same.stdout
+    assert _flat(same.stdout).endswith(
+        "Same model snapshot, status and provenance (suite, suite version, dataset, seed, batch size, examples "
+        "requested, examples evaluated, device, invarbench, git commit, torch, examples in the suite, data, model "
+        "dtype, suite settings hash).")
 
 
 # --- errors: one line on stderr, exit code 1, nothing half done ---------------------------------
@@ -414,6 +436,7 @@ def test_import_refuses_a_newer_format_version(exported, target):
         ('"x": [0.30000000000000004,', '"x": [0.3,'),  # one per-example value
         ('"seed": 7,', '"seed": 8,'),  # provenance
         ('"model_dtype": "float32"', '"model_dtype": "float16"'),
+        ('"steps": 10,', '"steps": 11,'),  # a suite setting
         ('"n": 6\n', '"n": 60\n'),
     ],
 )

@@ -1,7 +1,8 @@
 """Smoke runs (``--limit``) and runs on custom data (``--data``) are never ranked among full runs: the
 site lists them apart, the JSON export leaves them out and says so, and ``--run ID`` exports any one
 of them with its data source and example counts. And the provenance field ``model_dtype``: stored,
-matched on resume, exported, imported, shown and compared."""
+matched on resume, exported, imported, shown and compared. (Every provenance field, generically:
+tests/test_provenance.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from store_helpers import add_model, db_url, metric, provenance, sqlite_url  # noqa: F401 - fixtures
+from store_helpers import add_model, db_url, metric, provenance, settings_of, sqlite_url  # noqa: F401 - fixtures
 from typer.testing import CliRunner
 
 from invarbench.cli import app
@@ -58,10 +59,11 @@ def mnist_model(store: Store, name: str = "lenet-standard", training: str = "sta
 
 
 def mnist_prov(examples: int, *, record: bool = True, **changes):
-    """A quick/mnist5k run over ``examples`` examples: ``--limit examples`` when fewer than the suite's."""
+    """A quick/mnist5k run over ``examples`` examples: ``--limit examples`` when fewer than the suite's. Without
+    ``record``, the run recorded neither the suite's number of examples nor its settings (as before 0004)."""
     fields = dict(suite_name="quick", suite_version=QUICK.version, dataset="mnist5k", examples_requested=examples,
                   examples_effective=examples, model_dtype="float32",
-                  suite_num_examples=QUICK.num_examples if record else None)
+                  suite_num_examples=QUICK.num_examples if record else None, **(settings_of(QUICK) if record else {}))
     fields.update(changes)
     return provenance(**fields)
 
@@ -257,10 +259,12 @@ def test_run_exports_exactly_that_run_and_an_import_keeps_its_data_and_counts(sq
     docs = json.loads(result.stdout)
     custom, smoke = source.get_run(smoke_and_custom["custom"]), source.get_run(smoke_and_custom["smoke"])
     assert [d["run"]["uid"] for d in docs] == [custom.uid, smoke.uid]  # in the order asked
-    assert [d["format_version"] for d in docs] == [FORMAT_VERSION, FORMAT_VERSION] == [2, 2]
-    fields = ("examples_requested", "examples_effective", "suite_num_examples", "data_source", "model_dtype")
+    assert [d["format_version"] for d in docs] == [FORMAT_VERSION, FORMAT_VERSION] == [3, 3]
+    fields = ("examples_requested", "examples_effective", "suite_num_examples", "data_source", "model_dtype",
+              "suite_settings_hash", "suite_settings")
     assert [tuple(d["run"][f] for f in fields) for d in docs] == [
-        (12, 12, QUICK.num_examples, CUSTOM, "float32"), (4, 4, QUICK.num_examples, None, "float32")]
+        (12, 12, QUICK.num_examples, CUSTOM, "float32", QUICK.settings_hash(), QUICK.settings()),
+        (4, 4, QUICK.num_examples, None, "float32", QUICK.settings_hash(), QUICK.settings())]
 
     file = tmp_path / "picked.json"
     file.write_text(result.stdout)
@@ -326,8 +330,9 @@ def test_csv_and_json_exports_carry_the_data_source_dtype_and_counts(sqlite_url,
     by_run = {(r["run_id"], r["metric"]): r for r in rows}
     custom = by_run[(str(smoke_and_custom["custom"]), "clean_accuracy")]
     assert (custom["data_source"], custom["examples_requested"], custom["examples_effective"],
-            custom["suite_num_examples"], custom["model_dtype"]) == (CUSTOM, "12", "12", str(QUICK.num_examples),
-                                                                     "float32")
+            custom["suite_num_examples"], custom["model_dtype"], custom["suite_settings_hash"]) == (
+        CUSTOM, "12", "12", str(QUICK.num_examples), "float32", QUICK.settings_hash())
+    assert "suite_settings" not in custom  # the settings are in the JSON export; the CSV has their hash
     smoke8 = by_run[(str(smoke_and_custom["smoke8"]), "clean_accuracy")]
     assert (smoke8["data_source"], smoke8["examples_effective"], smoke8["model_dtype"]) == ("", "8", "bfloat16")
     picked = invoke("results", "export", "--format", "csv", "--run", str(smoke_and_custom["custom"]),
@@ -363,18 +368,22 @@ def _resigned(doc: dict) -> dict:
     return doc
 
 
-def test_the_version_2_fields_are_required_in_version_2_and_refused_in_version_1(sqlite_url, smoke_and_custom):
+def test_each_versions_fields_are_required_from_that_version_and_refused_before(sqlite_url, smoke_and_custom):
     doc = json.loads(invoke("results", "export", "--run", str(smoke_and_custom["smoke"]), "--db", sqlite_url).stdout)[0]
-    assert parse_document(doc, "x.json").run.model_dtype == "float32"
-    missing = json.loads(json.dumps(doc))
-    del missing["run"]["model_dtype"]
-    with pytest.raises(ValidationError, match=r"^x.json: field 'run.model_dtype': Field required in format_version 2$"):
-        parse_document(_resigned(missing), "x.json")
-    old = json.loads(json.dumps(doc))
-    old["format_version"] = 1
-    with pytest.raises(ValidationError, match=r"field 'run.suite_num_examples' is new in format_version 2, but the "
-                                        r"document says 1"):
-        parse_document(_resigned(old), "x.json")
+    assert doc["format_version"] == 3
+    parsed = parse_document(doc, "x.json")
+    assert (parsed.run.model_dtype, parsed.run.suite_settings_hash) == ("float32", QUICK.settings_hash())
+    for field in ("model_dtype", "suite_settings", "suite_settings_hash"):
+        missing = json.loads(json.dumps(doc))
+        del missing["run"][field]
+        with pytest.raises(ValidationError, match=rf"^x.json: field 'run.{field}': Field required in format_version 3$"):
+            parse_document(_resigned(missing), "x.json")
+    for version, first_new in ((1, "suite_num_examples"), (2, "suite_settings_hash")):
+        old = json.loads(json.dumps(doc))
+        old["format_version"] = version
+        with pytest.raises(ValidationError, match=rf"field 'run.{first_new}' is new in format_version {version + 1}, "
+                                                  rf"but the document says {version}"):
+            parse_document(_resigned(old), "x.json")
 
 
 # --- 3. model_dtype ---------------------------------------------------------------------------------
@@ -395,7 +404,9 @@ def test_show_and_compare_give_the_dtype_and_the_data(sqlite_url, smoke_and_cust
     shown = invoke("results", "show", str(smoke8), "--db", sqlite_url)
     assert shown.exit_code == 0, shown.output
     assert re.search(r"│ model dtype\s+│ bfloat16\s+│", shown.stdout)
-    assert re.search(rf"│ examples\s+│ 8 of 8 requested \(the suite has {QUICK.num_examples}\)\s+│", shown.stdout)
+    assert re.search(r"│ examples requested\s+│ 8\s+│\n│ examples evaluated\s+│ 8\s+│", shown.stdout)
+    assert re.search(rf"│ examples in the suite\s+│ {QUICK.num_examples}\s+│", shown.stdout)
+    assert re.search(rf"│ suite settings hash\s+│ {QUICK.settings_hash()}\s+│", shown.stdout)
     assert re.search(rf"│ leaderboard\s+│ not ranked: a smoke run over 8 of the suite's {QUICK.num_examples} examples "
                      r"\(--limit\)\s+│", shown.stdout)
     assert re.search(rf"│ data\s+│ {re.escape(CUSTOM)}\s+│",

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from store_helpers import add_model, batch_values, db_url, metric, provenance, sqlite_url  # noqa: F401 - fixtures
+from store_helpers import (  # noqa: F401 - fixtures
+    TOY_SETTINGS,
+    add_model,
+    batch_values,
+    db_url,
+    metric,
+    provenance,
+    settings_fields,
+    sqlite_url,
+)
 
 from invarbench.errors import InvarbenchError, NotFoundError, ValidationError
 from invarbench.store import Store
@@ -82,6 +91,7 @@ def test_resume_takes_over_only_a_matching_unfinished_run(db_url):
     assert store.resume_run(model_id, provenance(seed=1)) is None
     assert store.resume_run(model_id, provenance(batch_size=3)) is None
     assert store.resume_run(model_id, provenance(device="cuda:NVIDIA H100")) is None
+    assert store.resume_run(model_id, provenance(suite_settings_hash="9" * 64)) is None
     assert store.resume_run(add_model(store, card_sha256="c" * 64), provenance()) is None
 
     resumed = store.resume_run(model_id, provenance())
@@ -90,6 +100,27 @@ def test_resume_takes_over_only_a_matching_unfinished_run(db_url):
     assert (resumed.duration_s, resumed.peak_memory_bytes, resumed.attempts) == (2.5, 100, 2)
     run = store.get_run(failed)
     assert (run.status, run.error, run.owner, run.attempts) == ("running", None, process_owner(), 2)
+
+
+def test_a_run_stores_its_suite_settings_exactly_and_resumes_only_with_the_same_hash(db_url):
+    store = Store(db_url)
+    model_id = add_model(store)
+    failed = store.start_run(model_id, provenance(**settings_fields()))
+    store.add_examples(failed, 0, batch_values(0))
+    store.fail_run(failed, "RuntimeError: boom")
+    run = Store(db_url).get_run(failed)
+    assert same(run.suite_settings, TOY_SETTINGS) and list(run.suite_settings) == list(TOY_SETTINGS)
+    assert run.suite_settings["measurements"]["pgd_linf"]["eps"] == 0.1 + 0.2
+    assert run.suite_settings_hash == settings_fields()["suite_settings_hash"]
+
+    more_steps = {**TOY_SETTINGS, "measurements": {"pgd_linf": {**TOY_SETTINGS["measurements"]["pgd_linf"],
+                                                                 "steps": 20}}}
+    assert store.resume_run(model_id, provenance(**settings_fields(more_steps))) is None
+    assert store.resume_run(model_id, provenance()) is None  # a run that records no settings
+    # the hash is what is matched: the settings themselves are not compared (PostgreSQL's json has no equality)
+    resumed = store.resume_run(model_id, provenance(suite_settings=None, suite_settings_hash=run.suite_settings_hash))
+    assert resumed is not None and resumed.run_id == failed
+    assert store.get_run(failed).suite_settings == run.suite_settings  # a resume leaves what the run recorded
 
 
 def test_resume_leaves_a_run_whose_process_is_alive(db_url, monkeypatch):
@@ -190,7 +221,8 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from types import SimpleNamespace
-from invarbench.store.db import RunProvenance, Store
+from invarbench.store.db import Store
+from invarbench.store.provenance import Provenance
 url, tag, batches, sync = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 (sync / f"ready-{tag}").touch()
 while not (sync / "go").exists():
@@ -198,9 +230,10 @@ while not (sync / "go").exists():
 store = Store(url)  # both open a new database at once: the migrations must not race
 model_id = store.upsert_model(card_id="toy/model", name="m", dataset="toy", card_yaml="", card_sha256="a" * 64,
                               file_sha256="b" * 64, hub_repo=None, hub_revision=None, training_method="standard")
-prov = RunProvenance(suite_name="quick", suite_version=1, dataset="toy", invarbench_version="0", git_commit=None,
-                     torch_version="0", device="cpu", seed=tag, batch_size=1, examples_requested=batches,
-                     examples_effective=batches)
+prov = Provenance(suite_name="quick", suite_version=1, dataset="toy", invarbench_version="0", git_commit=None,
+                  torch_version="0", device="cpu", seed=tag, batch_size=1, examples_requested=batches,
+                  examples_effective=batches, suite_num_examples=batches, data_source=None, model_dtype="float32",
+                  suite_settings={"seed": 0, "eps": 0.1 + 0.2}, suite_settings_hash="5" * 64)
 run_id = store.start_run(model_id, prov)
 for start in range(batches):
     store.add_examples(run_id, start, {"a": {"x": [tag + start / 7]}, "b": {"y": [start]}}, duration_s=float(start))

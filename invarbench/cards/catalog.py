@@ -32,6 +32,7 @@ class CardRef:
     card: ModelCard
     path: Path
     sha256: str  # of the card file's bytes: the snapshot stored with every run
+    raw: bytes = b""  # the card file's bytes as read (and hashed): what a run stores, never read again
 
     @property
     def folder(self) -> Path:
@@ -175,7 +176,7 @@ def load_card(path: Path | str, *, check_location: bool = False, cards_dir: Path
     card = card_from_data(parse_card_yaml(raw, path), path)
     if check_location:
         check_card_location(card, path, cards_dir or default_cards_dir())
-    return CardRef(card=card, path=path, sha256=hashlib.sha256(raw).hexdigest())
+    return CardRef(card=card, path=path, sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
 
 
 

@@ -233,6 +233,11 @@ def new_command(
             notes=notes,
         )
         card, text = new_card(fields, target)
+        # The checks of 'cards validate' that need no model file: a card they refuse is never written.
+        from invarbench.card_checks import check_card_context
+        from invarbench.cards.catalog import CardRef
+
+        check_card_context(CardRef(card=card, path=target, sha256="", raw=text.encode()))
         if out is not None and str(out) == "-":
             typer.echo(text, nl=False)
             return

@@ -20,7 +20,8 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def render_outcome(outcome: EvalOutcome) -> Table:
     title = (f"{outcome.card_id} · suite {outcome.suite.name} v{outcome.suite.version} · "
-             f"{outcome.examples} examples · {outcome.device} · run {outcome.run_id}")
+             f"{outcome.examples} examples · {outcome.device}"
+             f"{f' · {outcome.model_dtype}' if outcome.model_dtype else ''} · run {outcome.run_id}")
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -30,7 +31,11 @@ def render_outcome(outcome: EvalOutcome) -> Table:
     for m in outcome.metrics:
         ci = "–" if m.ci_low is None else f"[{m.ci_low:.4f}, {m.ci_high:.4f}]"
         table.add_row(m.name, _fmt(m.value), _fmt(m.stderr), ci, str(m.n))
-    table.caption = f"flags: {', '.join(outcome.flags)}" if outcome.flags else "no reliability flags"
+    caption = f"flags: {', '.join(outcome.flags)}" if outcome.flags else "no reliability flags"
+    if not outcome.ranked:
+        caption += ("; a smoke run (--limit) or a run on custom data (--data): stored and shown, never ranked on the "
+                    "leaderboard")
+    table.caption = caption
     return table
 
 
@@ -41,14 +46,15 @@ def eval_command(
     suite: Annotated[str, typer.Option(help="Suite to run: 'standard', or 'quick' for CPUs and smoke tests.")] = "standard",
     limit: Annotated[
         int | None,
-        typer.Option(min=1, help="Evaluate only the first N examples of the test split (published order).",
-                     show_default=False),
+        typer.Option(min=1, help="Evaluate only the first N examples of the test split (published order). Such "
+                     "a smoke run is stored and shown, but never ranked on the leaderboard.", show_default=False),
     ] = None,
     device: Annotated[str, typer.Option(help="auto (a CUDA GPU when available, else the CPU), cpu or cuda.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Examples per batch; also the unit of progress and storage.")] = 250,
     seed: Annotated[
-        int | None, typer.Option(help="Random seed of the attacks' random starts. Default: the suite's seed.",
-                                 show_default=False)
+        int | None, typer.Option(help="Seed of every batch's random numbers (random starts, path-width directions) "
+                                 "and of the reliability checks; the NSPGD pairs and the bootstrap intervals keep "
+                                 "the suite's seed. Default: the suite's seed.", show_default=False)
     ] = None,
     db: DbOption = None,
     data_dir: Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from enum import Enum
 from pathlib import Path
@@ -9,12 +10,14 @@ from typing import Annotated
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from invarbench.cli.common import DbOption, console, user_errors
 from invarbench.errors import ValidationError
 from invarbench.store import Store
 from invarbench.store.db import CUSTOM_DATA, SMOKE, Standing
+from invarbench.store.provenance import PROVENANCE_FIELDS
 from invarbench.store.export import (
     LEFT_OUT_REASONS,
     csv_text,
@@ -67,8 +70,36 @@ def _bytes(n: int | None) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def _data(run) -> str:  # noqa: ANN001 - a RunRecord
-    return run.data_source or f"the {run.dataset} test split"
+def _provenance_rows(run) -> list[tuple[str, str]]:  # noqa: ANN001 - a RunRecord
+    """(label, text) of every provenance field listed by show and compare, in the provenance type's order."""
+    return [(f.label, escape(f.text(run))) for f in PROVENANCE_FIELDS if f.listed]
+
+
+def _settings_paths(value, prefix: str = "") -> dict[str, str]:  # noqa: ANN001 - JSON-ready data
+    """Every leaf of a settings mapping by its dotted path (``measurements.pgd_linf.steps``), as JSON text."""
+    if isinstance(value, dict) and value:
+        out: dict[str, str] = {}
+        for key, inner in value.items():
+            out.update(_settings_paths(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: json.dumps(value, ensure_ascii=False)}
+
+
+def _settings_differ(a, b) -> list[str]:  # noqa: ANN001 - RunRecords
+    """The lines compare prints when the two runs' suite settings hashes differ (none when they are equal)."""
+    if a.suite_settings_hash == b.suite_settings_hash:
+        return []
+    lines = [f"Suite settings differ: run {a.id} and run {b.id} were measured with different suite settings "
+             "(their hashes differ)."]
+    unrecorded = [run.id for run in (a, b) if run.suite_settings is None]
+    if unrecorded:
+        lines.append(f"Run {' and run '.join(map(str, unrecorded))} recorded no suite settings.")
+        return lines
+    pa, pb = _settings_paths(a.suite_settings), _settings_paths(b.suite_settings)
+    for path in [*pa, *(p for p in pb if p not in pa)]:
+        if pa.get(path) != pb.get(path):
+            lines.append(f"  {path}: A {pa.get(path, 'absent')}, B {pb.get(path, 'absent')}")
+    return lines
 
 
 def _standing(st: Standing) -> str:
@@ -130,16 +161,8 @@ def show_command(run_id: RunArgument, db: DbOption = None) -> None:
         ("card sha256", model.card_sha256),
         ("model file sha256", model.file_sha256),
         ("hub", f"{model.hub_repo}@{model.hub_revision}" if model.hub_repo else "–"),
-        ("suite", f"{run.suite_name} v{run.suite_version} on {run.dataset}"),
-        ("examples", f"{run.examples_effective} of {run.examples_requested} requested"
-                     + ("" if run.suite_num_examples is None else f" (the suite has {run.suite_num_examples})")),
-        ("data", _data(run)),
+        *_provenance_rows(run),
         ("leaderboard", _standing(standing) if standing is not None else f"not ranked: the run is {run.status}"),
-        ("seed / batch size", f"{run.seed} / {run.batch_size}"),
-        ("device", run.device),
-        ("model dtype", run.model_dtype or "not recorded"),
-        ("invarbench", f"{run.invarbench_version} (git {run.git_commit or 'unknown'})"),
-        ("torch", run.torch_version),
         ("started / finished (UTC)", f"{_when(run.started_at)} / {_when(run.finished_at)}"),
         ("duration", "–" if run.duration_s is None else f"{run.duration_s:.1f} s"),
         ("peak memory", _bytes(run.peak_memory_bytes)),
@@ -198,16 +221,13 @@ def compare_command(run_a: RunArgument, run_b: RunArgument, db: DbOption = None)
         table.add_row(name, _num(x.value) if x else "–", _ci(x) if x else "–", _num(y.value) if y else "–",
                       _ci(y) if y else "–", diff, overlap)
     console.print(table)
-    fields = {
-        "model card": lambda r: r.model.card_id, "card sha256": lambda r: r.model.card_sha256,
-        "model file sha256": lambda r: r.model.file_sha256, "suite": lambda r: f"{r.suite_name} v{r.suite_version}",
-        "dataset": lambda r: r.dataset, "data": _data, "examples": lambda r: str(r.examples_effective),
-        "seed": lambda r: str(r.seed), "batch size": lambda r: str(r.batch_size), "device": lambda r: r.device,
-        "model dtype": lambda r: r.model_dtype or "not recorded", "invarbench": lambda r: r.invarbench_version,
-        "git commit": lambda r: r.git_commit or "unknown",
-        "torch": lambda r: r.torch_version, "status": lambda r: r.status,
-    }
-    differ = [(k, f(a), f(b)) for k, f in fields.items() if f(a) != f(b)]
+    rows = [
+        ("model card", a.model.card_id, b.model.card_id), ("card sha256", a.model.card_sha256, b.model.card_sha256),
+        ("model file sha256", a.model.file_sha256, b.model.file_sha256),
+        *((label, text, text_b) for (label, text), (_, text_b) in zip(_provenance_rows(a), _provenance_rows(b))),
+        ("status", a.status, b.status),
+    ]
+    differ = [row for row in rows if row[1] != row[2]]
     if differ:
         prov = Table(title="provenance that differs")
         for col in ("field", "A", "B"):
@@ -215,9 +235,10 @@ def compare_command(run_a: RunArgument, run_b: RunArgument, db: DbOption = None)
         for row in differ:
             prov.add_row(*row)
         console.print(prov)
+        for line in _settings_differ(a, b):
+            console.print(escape(line), highlight=False)
     else:
-        console.print("Same model snapshot, suite version, data, examples, seed, batch size, device, model dtype "
-                      "and code versions.")
+        console.print(f"Same model snapshot, status and provenance ({', '.join(label for label, _, _ in rows[3:-1])}).")
 
 
 _LEFT_OUT_WORDS = {

@@ -25,7 +25,7 @@ NaN/Inf logits on every forward pass, and each measurement's count is checked wh
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -69,11 +69,13 @@ def _finite_logits(model: nn.Module, measurement: str, start: int, stop: int) ->
     reset()
     try:
         yield
-    except Exception:
+    except Exception as exc:
         count = model.nonfinite_count()
-        if count == 0:
-            raise
-        raise _nonfinite_error(measurement, count, start, stop) from None
+        if count:
+            raise _nonfinite_error(measurement, count, start, stop) from None
+        if isinstance(exc, ModelOutputError):  # e.g. the model's own forward raised: say where
+            raise ModelOutputError(f"{exc} during {measurement} (examples {start}-{stop - 1})") from None
+        raise
     count = model.nonfinite_count()
     if count:
         raise _nonfinite_error(measurement, count, start, stop)
@@ -110,7 +112,7 @@ def measure_batch(
     gens = measurement_generators(generator, names)
     x = data.x[start:stop].to(device)
     y = data.y[start:stop].to(device)
-    with torch.no_grad():
+    with _finite_logits(model, "the clean forward pass", start, stop), torch.no_grad():
         logits = model(x)
     check_finite_logits(logits)
     pred = torch.softmax(logits.double(), dim=1).max(dim=1).indices
@@ -127,6 +129,17 @@ def measure_batch(
         with _trusted(model), _finite_logits(model, name, start, stop):
             results[name] = m.measure(ctx, settings)
     return {name: out.fields for name, out in results.items() if out.fields}
+
+
+def merge_batches(batches: Iterable[PerExample]) -> PerExample:
+    """The per-example values of consecutive batches, concatenated field by field, in order."""
+    merged: PerExample = {}
+    for values in batches:
+        for measurement, fields in values.items():
+            into = merged.setdefault(measurement, {})
+            for key, vals in fields.items():
+                into.setdefault(key, []).extend(vals)
+    return merged
 
 
 def aggregate(per_example: PerExample, suite) -> list[MetricValue]:  # noqa: ANN001

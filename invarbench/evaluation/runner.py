@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -15,9 +16,10 @@ from invarbench.card_checks import check_card_context
 from invarbench.cards.catalog import CardRef
 from invarbench.data import load_eval_data
 from invarbench.errors import InvarbenchError, ModelOutputError, ValidationError
-from invarbench.evaluation.measure import aggregate, measure_batch, reliability_flags, result_flags
+from invarbench.evaluation.pipeline import check_model, finish_suite, run_suite
 from invarbench.metrics.stats import MetricValue
-from invarbench.models.loading import load_model, resolve_local_file, sha256_file
+from invarbench.models.loading import load_model
+from invarbench.models.wrapper import ModelWrapper
 from invarbench.progress import ProgressFactory, no_progress
 from invarbench.store.db import ResumedRun, RunProvenance, Store
 from invarbench.suites.schema import Suite, load_suite
@@ -53,6 +55,10 @@ class EvalOutcome:
     resumed: bool = False  # an unfinished run was continued (``EvalOptions.resume``)
     batches_reused: int = 0  # batches that an earlier attempt had stored
     peak_memory_bytes: int | None = None
+    per_example: dict | None = None  # every measurement's per-example values (merged batches)
+    model_dtype: str | None = None  # the floating dtype the model computes in
+    ranked: bool = True  # a full run on the data set's test split (not --limit, not --data)
+    provenance: dict | None = None  # the run's provenance fields, as stored
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,11 +88,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def batch_seed(seed: int, batch_start: int) -> int:
-    """Each batch draws from its own generator, so a batch's numbers depend only on its position."""
-    return (seed * 1_000_003 + batch_start) % (2**63)
 
 
 def peak_rss_bytes() -> int | None:
@@ -120,11 +121,20 @@ def interrupted_message(card_id: str) -> str:
             f"'invarbench eval {card_id} --resume' and the same options")
 
 
-def _model_file_sha(ref: CardRef) -> str:
-    hub = ref.card.source.hub
-    if hub is not None:
-        return hub.sha256  # verified by the loader before deserialising
-    return sha256_file(resolve_local_file(ref))
+@dataclass(frozen=True)
+class ModelRecord:
+    """What the store keeps of the evaluated model: its card (id, text as read, sha256) and its file's
+    sha256 as verified by the loader."""
+
+    card_id: str
+    name: str
+    dataset: str
+    card_yaml: str
+    card_sha256: str
+    file_sha256: str
+    hub_repo: str | None
+    hub_revision: str | None
+    training_method: str
 
 
 def evaluate(
@@ -132,38 +142,51 @@ def evaluate(
 ) -> EvalOutcome:
     """Evaluate the model of ``ref`` on its data set's suite and record the run in ``store``.
 
-    Every batch's measurements are committed in one transaction as soon as they are computed. With
-    ``options.resume`` the newest unfinished run with the same model snapshot, suite version, seed,
-    examples, batch size, device and code versions is continued: its stored batches are read back
-    instead of recomputed, so its metrics equal those of an uninterrupted run. A run that raises
-    (Ctrl-C included) is marked failed with the error, and can be resumed.
+    Runs the checks of 'invarbench cards validate' first, then loads the model (its file's checksum
+    verified before anything reads it). Every batch's measurements are committed in one transaction
+    as soon as they are computed. With ``options.resume`` the newest unfinished run with the same
+    model snapshot, suite version, seed, examples, batch size, device and code versions is continued:
+    its stored batches are read back instead of recomputed, so its metrics equal those of an
+    uninterrupted run. A run that raises (Ctrl-C included) is marked failed with the error, and can be
+    resumed. Raises :class:`InvarbenchError` subclasses with one-line messages naming the card.
     """
     card = ref.card
     suite = load_suite(options.suite, card.dataset)
     device = resolve_device(options.device)
     if options.batch_size < 1:
         raise ValidationError(f"--batch-size must be at least 1, got {options.batch_size}")
-    seed = suite.seed if options.seed is None else options.seed
-
     check_card_context(ref)  # the same checks as 'invarbench cards validate'
-    model = load_model(ref, device)
-    requested = suite.num_examples if options.limit is None else min(options.limit, suite.num_examples)
-    data = load_eval_data(card.dataset, data_dir=options.data_dir, limit=requested, custom=options.data)
-    if tuple(data.x.shape[1:]) != model.input_shape:
-        raise ValidationError(
-            f"model card {ref.path} declares input size {list(model.input_shape)}, but data set "
-            f"'{card.dataset}' has images of size {list(data.x.shape[1:])}"
-        )
-
-    model_id = store.upsert_model(
-        card_id=card.id, name=card.name, dataset=card.dataset, card_yaml=ref.path.read_text(),
-        card_sha256=ref.sha256, file_sha256=_model_file_sha(ref),
-        hub_repo=card.source.hub.repo_id if card.source.hub else None,
-        hub_revision=card.source.hub.revision if card.source.hub else None,
+    loaded = load_model(ref, device)
+    hub = card.source.hub
+    record = ModelRecord(
+        card_id=card.id, name=card.name, dataset=card.dataset, card_yaml=loaded.card_bytes.decode("utf-8"),
+        card_sha256=loaded.card_sha256, file_sha256=loaded.file_sha256,
+        hub_repo=hub.repo_id if hub else None, hub_revision=hub.revision if hub else None,
         training_method=card.training.method,
     )
+    return evaluate_loaded(loaded.wrapper, record, suite, store, options, device, progress,
+                           where=f"model card {card.id}", data_dir=options.data_dir)
+
+
+def evaluate_loaded(
+    model: ModelWrapper, record: ModelRecord, suite: Suite, store: Store, options: EvalOptions,
+    device: torch.device, progress: ProgressFactory = no_progress, *, where: str, data_dir: Path | None = None,
+) -> EvalOutcome:
+    """The sink around :func:`invarbench.evaluation.pipeline.run_suite` for a loaded, wrapped model on
+    ``device``: loads the data, records the model and the run's provenance, stores each computed
+    batch, reports progress, aggregates, and marks the run finished (or failed, with the error).
+    ``where`` names the model in errors ("model card ID")."""
+    seed = suite.seed if options.seed is None else options.seed
+    requested = suite.num_examples if options.limit is None else min(options.limit, suite.num_examples)
+    data = load_eval_data(record.dataset, data_dir=data_dir, limit=requested, custom=options.data)
+    if tuple(data.x.shape[1:]) != model.input_shape:
+        raise ValidationError(
+            f"{where} declares input size {list(model.input_shape)}, but data set "
+            f"'{record.dataset}' has images of size {list(data.x.shape[1:])}"
+        )
+    model_id = store.upsert_model(**dataclasses.asdict(record))
     prov = RunProvenance(
-        suite_name=suite.name, suite_version=suite.version, dataset=card.dataset,
+        suite_name=suite.name, suite_version=suite.version, dataset=record.dataset,
         invarbench_version=invarbench.__version__, git_commit=git_commit(), torch_version=torch.__version__,
         device=device_name(device), seed=seed, batch_size=options.batch_size,
         examples_requested=requested, examples_effective=len(data),
@@ -175,45 +198,31 @@ def evaluate(
         run_id, stored, spent_before = resumed.run_id, resumed.batches, resumed.duration_s
     else:
         run_id, stored, spent_before = store.start_run(model_id, prov), {}, 0.0
-    starts = range(0, len(data), options.batch_size)
-    unexpected = sorted(set(stored) - set(starts))
-    if unexpected:  # cannot happen for runs this code wrote: the batch size is part of the match
-        store.fail_run(run_id, f"stored batches at examples {unexpected} do not fit batch size {options.batch_size}")
-        raise InvarbenchError(f"run {run_id} cannot be resumed: its stored batches do not fit its batch size")
-
     started = time.perf_counter()
 
     def spent() -> float:
         return spent_before + (time.perf_counter() - started)
 
     try:
-        per_example: dict[str, dict[str, list]] = {}
-        advance = progress(f"{card.id} · {suite.name} v{suite.version}", len(data))
-        flags = reliability_flags(model, data, suite, torch.Generator(device=device).manual_seed(seed), device)
-        for start in starts:
-            stop = min(start + options.batch_size, len(data))
-            values = stored.get(start)
-            if values is None:
-                gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
-                values = measure_batch(model, data, start, stop, suite, gen,
-                                       note=lambda what, s=start, e=stop: advance(0, f"{s}-{e}: {what}"), device=device)
-                store.add_examples(run_id, start, values, duration_s=spent(),
+        advance = progress(f"{record.card_id} · {suite.name} v{suite.version}", len(data))
+        check_flags = check_model(model, data, suite, seed=seed, device=device)
+        batches = []
+        for batch in run_suite(model, data, suite, seed=seed, batch_size=options.batch_size, device=device,
+                               stored=stored, note=lambda s, e, what: advance(0, f"{s}-{e}: {what}")):
+            if batch.computed:
+                store.add_examples(run_id, batch.start, batch.values, duration_s=spent(),
                                    peak_memory_bytes=peak_memory_bytes(device))
-            for measurement, fields in values.items():
-                merged = per_example.setdefault(measurement, {})
-                for key, vals in fields.items():
-                    merged.setdefault(key, []).extend(vals)
-            advance(stop - start)
-        metrics = aggregate(per_example, suite)
-        flags = flags + result_flags(per_example, suite)
+            batches.append(batch.values)
+            advance(batch.stop - batch.start)
+        result = finish_suite(batches, suite, check_flags)
         duration = spent()
         peak = peak_memory_bytes(device)
-        store.finish_run(run_id, metrics, flags, duration_s=duration, peak_memory_bytes=peak)
+        store.finish_run(run_id, result.metrics, result.flags, duration_s=duration, peak_memory_bytes=peak)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
-            message = interrupted_message(card.id)
+            message = interrupted_message(record.card_id)
         elif isinstance(exc, ModelOutputError):
-            message = f"model card {card.id}: {exc}"  # the measurements only know the model: name the card
+            message = f"{where}: {exc}"  # the measurements only know the model: name it
         elif isinstance(exc, InvarbenchError):
             message = str(exc)
         else:
@@ -226,7 +235,9 @@ def evaluate(
             raise ModelOutputError(message) from None
         raise
     return EvalOutcome(
-        run_id=run_id, card_id=card.id, suite=suite, metrics=metrics, flags=flags, examples=len(data),
-        duration_s=duration, device=prov.device, resumed=resumed is not None,
-        batches_reused=len(stored), peak_memory_bytes=peak,
+        run_id=run_id, card_id=record.card_id, suite=suite, metrics=result.metrics, flags=result.flags,
+        examples=len(data), duration_s=duration, device=prov.device, resumed=resumed is not None,
+        batches_reused=len(stored), peak_memory_bytes=peak, per_example=result.per_example,
+        model_dtype=prov.model_dtype, ranked=options.data is None and len(data) == suite.num_examples,
+        provenance=dataclasses.asdict(prov),
     )

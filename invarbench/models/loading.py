@@ -8,6 +8,7 @@ for a registered architecture, or a ``torch.export`` program checked by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from invarbench.models.hub import max_file_bytes, too_large
 from invarbench.models.wrapper import ModelWrapper
 
 __all__ = [
-    "load_model", "load_module", "model_file", "resolve_local_file", "sha256_file", "strip_prefixes",
+    "LoadedModel", "load_model", "load_module", "model_file", "resolve_local_file", "sha256_file", "strip_prefixes",
     "load_state_dict_checked", "verify_sha256",
 ]
 
@@ -166,8 +167,24 @@ def load_module(path: Path, ref: CardRef) -> nn.Module:
     raise ValidationError(f"{_where(ref)}: unknown format '{ref.card.format}'")  # pragma: no cover - schema
 
 
-def load_model(ref: CardRef, device: torch.device | str = "cpu") -> ModelWrapper:
-    """Load, verify and wrap the model of ``ref`` on ``device``; check its logits' shape."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """A card's model, loaded: the ``wrapper`` every measurement sees, the model file's ``file_sha256``
+    (verified against the card before anything deserialised the file), and the card as it was read
+    (``card_bytes``, whose sha256 is ``card_sha256``): a run stores exactly these, never re-reading or
+    re-hashing a file."""
+
+    wrapper: ModelWrapper
+    file_sha256: str
+    card_bytes: bytes
+    card_sha256: str
+
+
+def load_model(ref: CardRef, device: torch.device | str = "cpu") -> LoadedModel:
+    """Load, verify and wrap the model of ``ref`` on ``device``; check its logits' shape.
+
+    Raises :class:`ValidationError` (checksum, format, weights), :class:`NotFoundError` (missing file)
+    or :class:`ModelOutputError` (logits of the wrong shape or dtype), each naming the card."""
     card = ref.card
     module = load_module(model_file(ref), ref)
     pre = card.preprocessing
@@ -175,4 +192,5 @@ def load_model(ref: CardRef, device: torch.device | str = "cpu") -> ModelWrapper
         module, num_classes=card.num_classes, input_shape=pre.input_size, mean=pre.mean, std=pre.std
     ).to(device)
     wrapper.check_output_shape(device, where=_where(ref))
-    return wrapper
+    verified = card.source.hub.sha256 if card.source.hub is not None else card.source.sha256  # model_file checked it
+    return LoadedModel(wrapper=wrapper, file_sha256=verified, card_bytes=ref.raw, card_sha256=ref.sha256)

@@ -99,7 +99,10 @@ class ModelWrapper(nn.Module):
             x = (x - self.mean) / self.std
         if self.input_dtype is not None and x.dtype != self.input_dtype:
             x = x.to(self.input_dtype)
-        logits = self.model(x)
+        try:
+            logits = self.model(x)
+        except Exception as exc:  # noqa: BLE001 - whatever the model's own code raises is the model's fault
+            raise ModelRaisedError(exc, int(x.shape[0])) from None
         if isinstance(logits, torch.Tensor) and logits.is_floating_point():
             if logits.dtype in (torch.float16, torch.bfloat16):
                 logits = logits.float()
@@ -125,8 +128,8 @@ class ModelWrapper(nn.Module):
             with torch.no_grad():
                 try:
                     outputs[batch] = self(probe)
-                except (RuntimeError, AssertionError, ValueError, TypeError, IndexError) as exc:
-                    failures[batch] = exc
+                except ModelRaisedError as exc:
+                    failures[batch] = exc.original
         if failures:
             first = _PROBE_BATCHES[0] if _PROBE_BATCHES[0] in failures else min(failures)
             detail = _one_line(failures[first])
@@ -138,8 +141,8 @@ class ModelWrapper(nn.Module):
                     f"exported for a fixed batch size, but invarbench runs batches of any size. {_DYNAMIC_BATCH_FIX}"
                 )
             raise ModelOutputError(
-                f"{prefix}the model fails on a batch of {first} inputs of size {size} ({detail}): "
-                "check preprocessing.input_size in the card"
+                f"{prefix}the model fails on a batch of {first} mid-grey inputs of size {size} ({detail}): "
+                "check preprocessing.input_size in the card, or what the model's forward raises on such an input"
             )
         reference = _PROBE_BATCHES[0]
         out = outputs[reference]
@@ -152,6 +155,11 @@ class ModelWrapper(nn.Module):
             )
         if not out.is_floating_point():
             raise ModelOutputError(f"{prefix}the model returns {out.dtype} values; expected floating-point logits")
+        if not bool(torch.isfinite(out).all()):
+            raise ModelOutputError(
+                f"{prefix}the model returns NaN or Inf logits for a batch of {reference} mid-grey inputs of size {size}: "
+                "its logits must be finite for every input in [0, 1] (e.g. clamp before a log or a division)"
+            )
         for batch, other in outputs.items():
             if not isinstance(other, torch.Tensor) or other.shape != (batch, self.num_classes):
                 shape = list(other.shape) if isinstance(other, torch.Tensor) else type(other).__name__
@@ -171,6 +179,15 @@ _DYNAMIC_BATCH_FIX = (
     "Re-export it with a dynamic batch dimension, torch.export.export(model, (x,), "
     "dynamic_shapes=({0: torch.export.Dim('batch')},)), or with 'invarbench pack', which does"
 )
+
+
+class ModelRaisedError(ModelOutputError):
+    """The model's own forward raised ``original`` on a batch of ``batch`` inputs: reported in one line
+    (the caller names the model and the measurement), never as a traceback from inside an attack."""
+
+    def __init__(self, original: BaseException, batch: int) -> None:
+        super().__init__(f"the model's forward raised {_one_line(original)} on a batch of {batch} input(s)")
+        self.original = original
 
 
 def _sizes(batches: Sequence[int]) -> str:

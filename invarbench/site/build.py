@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 import invarbench
 from invarbench.measurements import metric_specs
 from invarbench.store.db import CUSTOM_DATA, Store, best_full_runs, newest_unranked
+from invarbench.store.provenance import PROVENANCE_FIELDS
 from invarbench.store.schema import RunRecord
 
 UNRANKED_TITLE = "Smoke runs and runs on custom data — not ranked"
@@ -32,6 +33,14 @@ class MetricCell:
 
 
 @dataclass(frozen=True)
+class ProvenanceCell:
+    """One provenance field the site shows beside a run's id (:attr:`ProvenanceField.site`)."""
+
+    label: str
+    text: str
+
+
+@dataclass(frozen=True)
 class LeaderboardRow:
     card_id: str
     name: str
@@ -42,8 +51,7 @@ class LeaderboardRow:
     full_examples: int | None  # the suite version's full number of examples, when known
     data: str  # "<dataset> test split", or the custom evaluation set's data_source
     kind: str  # FULL, SMOKE or CUSTOM_DATA (invarbench.store.db)
-    device: str
-    model_dtype: str | None
+    provenance: list[ProvenanceCell]  # the site's provenance fields the run recorded, e.g. device and model dtype
     finished: str
     flags: list[str]
     metrics: dict[str, MetricCell]
@@ -77,7 +85,8 @@ def _row(run: RunRecord, kind: str, full_examples: int | None) -> LeaderboardRow
         card_id=run.model.card_id, name=run.model.name, training=run.model.training_method,
         suite=f"{run.suite_name} v{run.suite_version}", run_id=run.id, examples=run.examples_effective,
         full_examples=full_examples, data=run.data_source or f"{run.dataset} test split", kind=kind,
-        device=run.device, model_dtype=run.model_dtype,
+        provenance=[ProvenanceCell(f.label, f.text(run)) for f in PROVENANCE_FIELDS
+                    if f.site and f.value(run) is not None],
         finished=run.finished_at.strftime("%Y-%m-%d %H:%M") if run.finished_at else "",
         flags=list(run.flags or []),
         metrics={m.name: MetricCell(m.value, m.ci_low, m.ci_high) for m in run.metrics},

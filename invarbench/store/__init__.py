@@ -1,5 +1,7 @@
 """The results store (an I/O edge): SQLite by default, PostgreSQL by URL."""
 
-from invarbench.store.db import ResumedRun, RunProvenance, Store, default_db_url
+from invarbench.store.db import ResumedRun, Store, default_db_url
+from invarbench.store.provenance import PROVENANCE_FIELDS, Provenance, ProvenanceField, RunProvenance
 
-__all__ = ["ResumedRun", "RunProvenance", "Store", "default_db_url"]
+__all__ = ["PROVENANCE_FIELDS", "Provenance", "ProvenanceField", "ResumedRun", "RunProvenance", "Store",
+           "default_db_url"]

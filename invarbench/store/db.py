@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from invarbench.errors import InvarbenchError, NotFoundError, ValidationError
 from invarbench.store import migrate
+from invarbench.store.provenance import PROVENANCE_FIELDS, Provenance
+from invarbench.store.provenance import RunProvenance  # noqa: F401 - the old name, until its callers move
 from invarbench.store.schema import ArtifactRecord, ExampleRecord, MetricRecord, ModelRecord, RunRecord
 
 if TYPE_CHECKING:  # the store does not need torch, and importing it stays cheap
@@ -104,24 +106,6 @@ def redact(url: str | URL) -> str:
 def _is_locked(exc: OperationalError) -> bool:
     text = str(exc.orig).lower()
     return "database is locked" in text or "database is busy" in text
-
-
-@dataclass(frozen=True)
-class RunProvenance:
-    suite_name: str
-    suite_version: int
-    dataset: str
-    invarbench_version: str
-    git_commit: str | None
-    torch_version: str
-    device: str
-    seed: int
-    batch_size: int
-    examples_requested: int
-    examples_effective: int
-    data_source: str | None = None  # None: the data set's test split; else the custom set (see RunRecord)
-    model_dtype: str | None = None  # the floating dtype the model computes in, e.g. "float32"
-    suite_num_examples: int | None = None  # the suite version's full number of examples (its num_examples)
 
 
 @dataclass(frozen=True)
@@ -306,14 +290,14 @@ class Store:
             assert found is not None
             return found
 
-    def start_run(self, model_id: int, prov: RunProvenance, *, uid: str | None = None) -> int:
-        """A new run in status 'running', owned by this process."""
+    def start_run(self, model_id: int, prov: Provenance, *, uid: str | None = None) -> int:
+        """A new run in status 'running', owned by this process, with every field of ``prov``."""
 
         def add(s: Session) -> int:
             now = datetime.now(timezone.utc)
             run = RunRecord(
                 uid=uid or str(uuid.uuid4()), model_id=model_id, status="running", flags=[], started_at=now,
-                updated_at=now, owner=process_owner(), attempts=1, **prov.__dict__,
+                updated_at=now, owner=process_owner(), attempts=1, **prov.values(),
             )
             s.add(run)
             s.flush()
@@ -321,11 +305,13 @@ class Store:
 
         return self._write(add)
 
-    def resume_run(self, model_id: int, prov: RunProvenance) -> ResumedRun | None:
+    def resume_run(self, model_id: int, prov: Provenance) -> ResumedRun | None:
         """Take over the newest unfinished run with exactly this model snapshot and provenance.
 
-        Unfinished: 'failed', or 'running' with no live process behind it (see
-        :func:`_owner_alive`). Returns None when there is none; the run is then 'running' again,
+        Exactly this provenance: an equal value (NULL equal to NULL) in every field that takes part
+        in resume matching (:attr:`ProvenanceField.resume`): all but ``suite_settings``, for which
+        its hash ``suite_settings_hash`` stands. Unfinished: 'failed', or 'running' with no live
+        process behind it (see :func:`_owner_alive`). Returns None when there is none; the run is then 'running' again,
         owned by this process, with its stored batches.
         """
 
@@ -333,7 +319,8 @@ class Store:
             q = (
                 select(RunRecord)
                 .where(RunRecord.model_id == model_id, RunRecord.status.in_(("running", "failed")))
-                .where(*(getattr(RunRecord, k).is_not_distinct_from(v) for k, v in prov.__dict__.items()))
+                .where(*(getattr(RunRecord, f.name).is_not_distinct_from(f.value(prov))
+                         for f in PROVENANCE_FIELDS if f.resume))
                 .order_by(RunRecord.id.desc())
             )
             if self.backend == "postgresql":

@@ -7,10 +7,16 @@ sha256 of its own content, so a number changed by hand after the export is refus
 The public leaderboard keeps one such file per (model, suite name, suite version) under
 ``leaderboard/results/``; the format is documented in ``docs/store.md``.
 
-Format version 2 added the run fields :data:`V2_RUN_FIELDS`. A run that has none of them (every
-run stored before migration 0004) is still written as a version 1 document, byte for byte as
-before, so that its file, its digest and older readers keep working; version 1 documents read
-those fields as None.
+The ``run`` object holds the run's own fields (uid, status, flags, times) and every field of
+:class:`invarbench.store.provenance.Provenance`, each under its JSON name; the export, the import
+and the checks below loop over those fields. Each format version after the first added
+provenance fields (:data:`RUN_FIELDS_SINCE`: version 2 ``suite_num_examples``, ``data_source``,
+``model_dtype``; version 3 ``suite_settings_hash``, ``suite_settings``). A run is written in the
+oldest version that holds every field it recorded (not None): a run that recorded none of the
+version 3 fields (every run stored before migration 0005) is still written as version 2, and one
+that recorded none of version 2's either (before migration 0004) as version 1, byte for byte as
+before, so that its file, its digest and older readers keep working. Reading a document, the
+fields newer than its version are None.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import csv
 import hashlib
 import io
 import json
+import typing
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -34,21 +41,31 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.store.codec import decode_floats, decode_number, encode_floats, encode_number
 from invarbench.store.db import CUSTOM_DATA, FULL, SMOKE, Standing, Store, best_full_runs
+from invarbench.store.provenance import PROVENANCE_FIELDS, Provenance
 from invarbench.store.schema import RUN_STATUSES, ArtifactRecord, ExampleRecord, MetricRecord, RunRecord
 
 FORMAT = "invarbench-results"
-FORMAT_VERSION = 2
-# The run fields format version 2 added: a version 2 document has all of them, a version 1 document none.
-V2_RUN_FIELDS = ("suite_num_examples", "data_source", "model_dtype")
+FORMAT_VERSION = 3
+# Format version -> the run fields (JSON names of provenance fields) it added: a document of version v has
+# every field added up to v, and none added later.
+RUN_FIELDS_SINCE: dict[int, tuple[str, ...]] = {
+    v: tuple(f.json for f in PROVENANCE_FIELDS if f.since == v) for v in range(2, FORMAT_VERSION + 1)
+}
+V2_RUN_FIELDS = RUN_FIELDS_SINCE[2]
+# The run's own keys in the "run" object (not provenance), and where format version 1 put them: after the
+# provenance field of that JSON name (None: first). Kept so that every document re-exports byte for byte.
+_OWN_RUN_KEYS_AFTER: dict[str | None, tuple[str, ...]] = {
+    None: ("uid",),
+    "dataset": ("status", "error", "flags"),
+    "torch_version": ("started_at", "finished_at", "duration_s", "peak_memory_bytes", "attempts"),
+}
 DIGEST_FIELD = "content_sha256"
 # How an artifact's bytes travel (a file beside the document, or base64 inside it): not content.
 _ARTIFACT_TRANSPORT = ("path", "data_base64")
-CSV_COLUMNS = (
-    "run_id", "run_uid", "card_id", "model_name", "dataset", "training_method", "suite_name", "suite_version",
-    "status", "examples_requested", "examples_effective", "suite_num_examples", "data_source", "seed", "device",
-    "model_dtype", "invarbench_version", "git_commit", "torch_version", "started_at", "finished_at", "metric", "value",
-    "stderr", "ci_low", "ci_high", "n",
-)
+# CSV: the run and its model, then every provenance field that has a CSV column, then the times and the metric.
+_CSV_HEAD = ("run_id", "run_uid", "card_id", "model_name", "training_method", "status")
+_CSV_TAIL = ("started_at", "finished_at", "metric", "value", "stderr", "ci_low", "ci_high", "n")
+CSV_COLUMNS = (*_CSV_HEAD, *(f.csv for f in PROVENANCE_FIELDS if f.csv is not None), *_CSV_TAIL)
 # Why the JSON export left a run out (see :func:`export_selection`), in the order they are reported.
 LEFT_OUT_REASONS = (SMOKE, CUSTOM_DATA, "superseded", "unfinished")
 
@@ -82,8 +99,37 @@ def results_file_name(run: RunRecord, kind: str = FULL) -> PurePosixPath:
 
 
 def format_version_of(run: RunRecord) -> int:
-    """The format version a run's document is written in: 1 when it has none of :data:`V2_RUN_FIELDS`, else 2."""
-    return 2 if any(getattr(run, f) is not None for f in V2_RUN_FIELDS) else 1
+    """The format version a run's document is written in: the newest version that added a provenance field the
+    run recorded (not None), or 1 when it recorded none of the fields later versions added."""
+    return max((f.since for f in PROVENANCE_FIELDS if f.value(run) is not None), default=1)
+
+
+def _to_json(value: Any) -> Any:
+    """A provenance value for the document: a mapping or list with its floats written exactly (codec)."""
+    return encode_floats(value) if isinstance(value, (dict, list)) else value
+
+
+def _from_json(value: Any) -> Any:
+    """The inverse of :func:`_to_json`."""
+    return decode_floats(value) if isinstance(value, (dict, list)) else value
+
+
+def _run_object(run: RunRecord, version: int) -> dict[str, Any]:
+    """The document's ``run`` object: the run's own keys and the provenance fields of ``version``, in the order
+    format version 1 set (:data:`_OWN_RUN_KEYS_AFTER`), each later version's fields after."""
+    own = {
+        "uid": run.uid, "status": run.status, "error": run.error, "flags": list(run.flags or []),
+        "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
+        "duration_s": encode_number(run.duration_s), "peak_memory_bytes": run.peak_memory_bytes,
+        "attempts": run.attempts,
+    }
+    out = {key: own[key] for key in _OWN_RUN_KEYS_AFTER[None]}
+    for f in PROVENANCE_FIELDS:
+        if f.since <= version:
+            out[f.json] = _to_json(f.value(run))
+            out.update((key, own[key]) for key in _OWN_RUN_KEYS_AFTER.get(f.json, ()))
+    assert out.keys() >= own.keys(), "a key of the run's own is not placed in _OWN_RUN_KEYS_AFTER"
+    return out
 
 
 def run_document(run: RunRecord, *, artifact_dir: str | None = None) -> dict[str, Any]:
@@ -102,6 +148,7 @@ def run_document(run: RunRecord, *, artifact_dir: str | None = None) -> dict[str
         else:
             entry["data_base64"] = base64.b64encode(a.data).decode("ascii")
         artifacts.append(entry)
+    version = format_version_of(run)
     body = {
         "model": {
             "card_id": model.card_id, "name": model.name, "dataset": model.dataset,
@@ -109,16 +156,7 @@ def run_document(run: RunRecord, *, artifact_dir: str | None = None) -> dict[str
             "file_sha256": model.file_sha256, "hub_repo": model.hub_repo, "hub_revision": model.hub_revision,
             "card_yaml": model.card_yaml,
         },
-        "run": {
-            "uid": run.uid, "suite_name": run.suite_name, "suite_version": run.suite_version, "dataset": run.dataset,
-            "status": run.status, "error": run.error, "flags": list(run.flags or []), "seed": run.seed,
-            "batch_size": run.batch_size, "examples_requested": run.examples_requested,
-            "examples_effective": run.examples_effective, "device": run.device,
-            "invarbench_version": run.invarbench_version, "git_commit": run.git_commit,
-            "torch_version": run.torch_version, "started_at": _iso(run.started_at),
-            "finished_at": _iso(run.finished_at), "duration_s": encode_number(run.duration_s),
-            "peak_memory_bytes": run.peak_memory_bytes, "attempts": run.attempts,
-        },
+        "run": _run_object(run, version),
         "metrics": [
             {"name": m.name, "value": encode_number(m.value), "stderr": encode_number(m.stderr),
              "ci_low": encode_number(m.ci_low), "ci_high": encode_number(m.ci_high), "n": m.n}
@@ -130,9 +168,6 @@ def run_document(run: RunRecord, *, artifact_dir: str | None = None) -> dict[str
         ],
         "artifacts": artifacts,
     }
-    version = format_version_of(run)
-    if version >= 2:
-        body["run"].update({f: getattr(run, f) for f in V2_RUN_FIELDS})
     head = {"format": FORMAT, "format_version": version}
     return {**head, DIGEST_FIELD: content_digest({**head, **body}), **body}
 
@@ -257,21 +292,28 @@ def json_stream(runs: Iterable[RunRecord]) -> str:
 
 
 def csv_text(runs: Iterable[RunRecord]) -> str:
-    """One row per (run, metric); floats written exactly (``repr``)."""
+    """One row per (run, metric), in the columns :data:`CSV_COLUMNS`; floats written exactly (``repr``), absent
+    values as empty cells."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for run in runs:
+        head = [run.id, run.uid, run.model.card_id, run.model.name, run.model.training_method, run.status]
+        provenance = [_cell(f.value(run)) for f in PROVENANCE_FIELDS if f.csv is not None]
+        times = [_iso(run.started_at) or "", _iso(run.finished_at) or ""]
         for m in run.metrics:
-            writer.writerow([
-                run.id, run.uid, run.model.card_id, run.model.name, run.dataset, run.model.training_method,
-                run.suite_name, run.suite_version, run.status, run.examples_requested, run.examples_effective,
-                "" if run.suite_num_examples is None else run.suite_num_examples, run.data_source or "", run.seed,
-                run.device, run.model_dtype or "", run.invarbench_version, run.git_commit or "", run.torch_version,
-                _iso(run.started_at) or "", _iso(run.finished_at) or "", m.name, _num(m.value), _num(m.stderr),
-                _num(m.ci_low), _num(m.ci_high), m.n,
-            ])
+            writer.writerow([*head, *provenance, *times, m.name, _num(m.value), _num(m.stderr), _num(m.ci_low),
+                             _num(m.ci_high), m.n])
     return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A provenance value in a CSV cell: empty for None, canonical JSON for a mapping or list."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(encode_floats(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return value
 
 
 def _num(value: float | None) -> str:
@@ -299,31 +341,18 @@ class ModelDoc(_Strict):
     card_yaml: str
 
 
-class RunDoc(_Strict):
+class _RunOwnDoc(_Strict):
+    """The run's own keys of the ``run`` object; :data:`RunDoc` adds the provenance fields."""
+
     uid: str = Field(min_length=1, max_length=36)
-    suite_name: str
-    suite_version: int
-    dataset: str
     status: str
     error: str | None
     flags: list[str]
-    seed: int
-    batch_size: int
-    examples_requested: int
-    examples_effective: int
-    device: str
-    invarbench_version: str
-    git_commit: str | None
-    torch_version: str
     started_at: datetime
     finished_at: datetime | None
     duration_s: Any = None
     peak_memory_bytes: int | None = None
     attempts: int = 1
-    # format version 2 (see V2_RUN_FIELDS); absent from a version 1 document, which reads them as None
-    suite_num_examples: int | None = None
-    data_source: str | None = None
-    model_dtype: str | None = None
 
     _duration = field_validator("duration_s")(_number)
 
@@ -333,6 +362,16 @@ class RunDoc(_Strict):
         if v not in RUN_STATUSES:
             raise ValueError(f"must be one of {', '.join(RUN_STATUSES)}")
         return v
+
+
+def _provenance_doc_fields() -> dict[str, Any]:
+    """Each provenance field under its JSON name, with its type; those of format version 1 required, later ones
+    None when absent (:func:`parse_document` checks them against the document's version)."""
+    hints = typing.get_type_hints(Provenance)
+    return {f.json: (hints[f.name], ... if f.since == 1 else None) for f in PROVENANCE_FIELDS}
+
+
+RunDoc = pydantic.create_model("RunDoc", __base__=_RunOwnDoc, **_provenance_doc_fields())
 
 
 class MetricDoc(_Strict):
@@ -404,12 +443,14 @@ def parse_document(data: Any, source: str) -> ResultsDoc:
         where = ".".join(str(p) for p in first["loc"])
         raise ValidationError(f"{source}: field '{where}': {first['msg']}") from None
     run_fields = data["run"].keys()
-    for field in V2_RUN_FIELDS:
-        if version >= 2 and field not in run_fields:
-            raise ValidationError(f"{source}: field 'run.{field}': Field required in format_version {version}")
-        if version < 2 and field in run_fields:
+    for f in PROVENANCE_FIELDS:
+        if f.since == 1:
+            continue
+        if version >= f.since and f.json not in run_fields:
+            raise ValidationError(f"{source}: field 'run.{f.json}': Field required in format_version {version}")
+        if version < f.since and f.json in run_fields:
             raise ValidationError(
-                f"{source}: field 'run.{field}' is new in format_version 2, but the document says {version}"
+                f"{source}: field 'run.{f.json}' is new in format_version {f.since}, but the document says {version}"
             )
     if content_digest(data) != doc.content_sha256:
         raise ValidationError(
@@ -467,13 +508,10 @@ def _existing(store: Store, item: _Prepared) -> int | None:
 def _write(store: Store, item: _Prepared) -> ImportResult:
     doc, r = item.doc, item.doc.run
     run = RunRecord(
-        uid=r.uid, suite_name=r.suite_name, suite_version=r.suite_version, dataset=r.dataset, status=r.status,
-        error=r.error, flags=list(r.flags), seed=r.seed, batch_size=r.batch_size,
-        examples_requested=r.examples_requested, examples_effective=r.examples_effective,
-        suite_num_examples=r.suite_num_examples, data_source=r.data_source, device=r.device, model_dtype=r.model_dtype,
-        invarbench_version=r.invarbench_version, git_commit=r.git_commit, torch_version=r.torch_version,
-        started_at=_utc(r.started_at), finished_at=_utc(r.finished_at), duration_s=r.duration_s,
-        peak_memory_bytes=r.peak_memory_bytes, attempts=r.attempts, owner=None, updated_at=_utc(r.finished_at),
+        uid=r.uid, status=r.status, error=r.error, flags=list(r.flags), started_at=_utc(r.started_at),
+        finished_at=_utc(r.finished_at), duration_s=r.duration_s, peak_memory_bytes=r.peak_memory_bytes,
+        attempts=r.attempts, owner=None, updated_at=_utc(r.finished_at),
+        **{f.name: _from_json(getattr(r, f.json)) for f in PROVENANCE_FIELDS},
     )
     metrics = [MetricRecord(name=m.name, value=m.value, stderr=m.stderr, ci_low=m.ci_low, ci_high=m.ci_high, n=m.n)
                for m in doc.metrics]

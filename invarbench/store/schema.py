@@ -1,8 +1,10 @@
 """The store's tables (SQLAlchemy 2.0 typed mappings), at the newest migration.
 
 Numbers are stored as numbers. Every run carries its provenance: the card snapshot and its
-hash, the model file's sha256 and Hub revision, suite name and version, invarbench version and
-git commit, torch version, device, model dtype, seed and batch size.
+hash, the model file's sha256 and Hub revision (``models``), and in ``runs`` one column per
+field of :class:`invarbench.store.provenance.Provenance`, under the field's name (a test checks
+that they agree): suite name, version, resolved settings and their hash, invarbench version and
+git commit, torch version, device, model dtype, seed, batch size, examples and data.
 
 The database is created and upgraded by the migrations in ``invarbench/store/migrations/``
 (never by ``create_all``); a test checks that these mappings and the newest migration agree.
@@ -122,6 +124,10 @@ class RunRecord(Base):
     # NULL: the data set's own test split. Otherwise the custom evaluation set that replaced its
     # images (``--data npz:PATH``), as "npz:<path> sha256:<digest>"; such runs are never leaderboard rows.
     data_source: Mapped[str | None] = mapped_column(Text)
+    # The suite's resolved settings (Suite.settings(): everything that changes a number) and their sha256
+    # (hex, Suite.settings_hash()), which --resume matches. NULL for runs stored before migration 0005.
+    suite_settings: Mapped[dict | None] = mapped_column(ExactJSON)
+    suite_settings_hash: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), index=True)  # running / finished / failed
     error: Mapped[str | None] = mapped_column(Text)
     flags: Mapped[list] = mapped_column(ExactJSON, default=list)

@@ -23,11 +23,11 @@ import re
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import pydantic
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from invarbench.attacks.checks import ReliabilityConfig
 from invarbench.errors import NotFoundError, ValidationError

@@ -1,0 +1,141 @@
+"""The Python API: evaluate a model held in memory, from a notebook or a script.
+
+>>> import invarbench
+>>> result = invarbench.evaluate_model(my_model, dataset="mnist5k", suite="quick", limit=64)
+>>> result.metrics["robust_accuracy_linf"].value, result.flags
+
+It applies every check the command line applies (logit shape and dtype at batch sizes 2, 1 and
+3, finite logits, the reliability checks, NaN/Inf logits at any attack iterate) and runs the
+same pipeline (:func:`invarbench.evaluation.pipeline.run_suite`); with ``db`` the run is stored
+as ``invarbench eval`` stores one, under the model id ``<dataset>/<name>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from invarbench.data import DATASETS
+from invarbench.evaluation.runner import EvalOptions, ModelRecord, evaluate_loaded, resolve_device
+from invarbench.measurements import PerExample
+from invarbench.metrics.stats import MetricValue
+from invarbench.models.wrapper import ModelWrapper
+from invarbench.progress import ProgressFactory, no_progress
+from invarbench.store.db import Store
+from invarbench.suites.schema import Suite, load_suite
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """One evaluation: ``metrics`` by stable name (registry order; each with its value, standard
+    error, 95 % interval and n), the reliability ``flags`` (a flagged model's numbers cannot be
+    trusted as they stand), the per-example values of every measurement (``per_example``), the
+    run's ``provenance`` (suite, versions, device, dtype, seed, examples, ...), the resolved
+    ``suite``, and ``run_id`` (in ``db`` when one was given, else None)."""
+
+    metrics: dict[str, MetricValue]
+    flags: list[str]
+    per_example: PerExample
+    provenance: dict[str, object]
+    suite: Suite
+    run_id: int | None
+
+    def __str__(self) -> str:
+        lines = [f"{self.suite.key} v{self.suite.version} · {self.provenance.get('examples_effective')} examples"]
+        for m in self.metrics.values():
+            ci = "" if m.ci_low is None else f"  [{m.ci_low:.4f}, {m.ci_high:.4f}]"
+            lines.append(f"  {m.name:<26} {m.value:.4f}{ci}")
+        lines.append(f"  flags: {', '.join(self.flags) or 'none'}")
+        return "\n".join(lines)
+
+
+def _state_sha256(model: nn.Module) -> str:
+    """A digest of the model's parameters and buffers (names, dtypes, shapes, bytes): what the
+    store keeps as the model's file checksum for a model that has no file."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: str = "mnist5k",
+    suite: str = "quick",
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: str = "auto",
+    limit: int | None = None,
+    seed: int | None = None,
+    db: str | None = None,
+    batch_size: int = 250,
+    name: str | None = None,
+    data_dir: Path | None = None,
+    progress: ProgressFactory = no_progress,
+) -> EvaluationResult:
+    """Evaluate ``model`` on ``dataset`` with ``suite`` and return the metrics, flags, per-example
+    values and provenance.
+
+    ``model``: any ``nn.Module`` mapping images ``[B, C, H, W]`` (float, pixel values in [0, 1]
+    after the optional ``mean``/``std`` normalisation, which happens outside the model) to logits
+    ``[B, classes]``, with the data set's image size and number of classes. Its parameters may be
+    float32, float16 or bfloat16 (inputs are cast to its dtype, logits to float32). It is put in
+    eval mode with frozen parameters while it runs, and given back as it was. ``device``: "auto"
+    (a CUDA GPU when available), "cpu" or "cuda"; the model is moved there. ``limit``: the first N
+    test examples only (a smoke run, never ranked when stored). ``seed``: default the suite's.
+    ``db``: a database URL (``sqlite:///results.db``, ``postgresql://...``) to store the run in, as
+    model ``<dataset>/<name>`` (``name`` defaults to the model's class name).
+
+    Raises :class:`~invarbench.errors.NotFoundError` (unknown data set or suite),
+    :class:`~invarbench.errors.ValidationError` (bad options, wrong input size) and
+    :class:`~invarbench.errors.ModelOutputError` (wrong logit shape, NaN/Inf logits, the model's own
+    forward raising), each with a one-line message. Protocol and references: docs/measurements.md.
+    """
+    spec = DATASETS.get(dataset)
+    resolved = load_suite(suite, dataset)
+    dev = resolve_device(device)
+    name = name or type(model).__name__
+    where = f"model {dataset}/{name}"
+    modes = {m: m.training for m in model.modules()}
+    grads = {p: p.requires_grad for p in model.parameters()}
+    try:
+        wrapper = ModelWrapper(model, num_classes=spec.num_classes, input_shape=spec.input_shape, mean=mean,
+                               std=std).to(dev)
+        wrapper.check_output_shape(dev, where=where)
+        card = {"id": f"{dataset}/{name}", "name": name, "dataset": dataset, "num_classes": spec.num_classes,
+                "source": "a model in memory (invarbench.evaluate_model)", "class": type(model).__qualname__,
+                "preprocessing": {"input_size": list(spec.input_shape), "mean": list(mean) if mean else None,
+                                  "std": list(std) if std else None}}
+        card_yaml = yaml.safe_dump(card, sort_keys=False)
+        record = ModelRecord(card_id=f"{dataset}/{name}", name=name, dataset=dataset, card_yaml=card_yaml,
+                             card_sha256=hashlib.sha256(card_yaml.encode()).hexdigest(),
+                             file_sha256=_state_sha256(model), hub_repo=None, hub_revision=None,
+                             training_method="other")
+        options = EvalOptions(suite=suite, limit=limit, batch_size=batch_size, seed=seed, device=device)
+        with tempfile.TemporaryDirectory(prefix="invarbench-") as tmp:
+            store = Store(db or f"sqlite:///{Path(tmp) / 'run.db'}")
+            try:
+                outcome = evaluate_loaded(wrapper, record, resolved, store, options, dev, progress, where=where,
+                                          data_dir=data_dir)
+                provenance = outcome.provenance
+            finally:
+                store.close()
+    finally:
+        for module, mode in modes.items():
+            module.train(mode)
+        for param, flag in grads.items():
+            param.requires_grad_(flag)
+    return EvaluationResult(
+        metrics={m.name: m for m in outcome.metrics}, flags=list(outcome.flags), per_example=outcome.per_example or {},
+        provenance=provenance, suite=resolved, run_id=outcome.run_id if db else None,
+    )

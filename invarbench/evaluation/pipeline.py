@@ -1,0 +1,101 @@
+"""A suite on a model, as a pure generator of batch results: no store, no printing.
+
+:func:`run_suite` yields one :class:`BatchResult` per batch of ``batch_size`` examples, in order.
+Batches found in ``stored`` (an earlier attempt's, read back from the store) are yielded as they
+are, not recomputed; every other batch is measured with its own generator, seeded by
+:func:`batch_seed` from the seed and the batch's first example, so a batch's numbers depend only on
+the model, the suite, the seed, the batch's position and the device. :func:`finish_suite` merges
+the batches and computes the metrics and the flags. The runner (:mod:`invarbench.evaluation.runner`)
+and the Python API (:func:`invarbench.evaluate_model`) are the sinks that store and report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from invarbench.data.registry import EvalData
+from invarbench.errors import ModelOutputError, ValidationError
+from invarbench.evaluation.measure import aggregate, measure_batch, merge_batches, reliability_flags, result_flags
+from invarbench.measurements import PerExample
+from invarbench.metrics.stats import MetricValue
+
+BatchNote = Callable[[int, int, str], None]  # (start, stop, what runs now)
+
+
+def batch_seed(seed: int, batch_start: int) -> int:
+    """Each batch draws from its own generator, so a batch's numbers depend only on its position."""
+    return (seed * 1_000_003 + batch_start) % (2**63)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Examples ``start:stop``: the per-example values of every measurement (``values``), and whether
+    they were ``computed`` now (False: read back from ``stored``)."""
+
+    start: int
+    stop: int
+    values: PerExample
+    computed: bool
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """A finished suite: its metrics (registry order), its flags (the checks', then those read from
+    the values), and the merged per-example values."""
+
+    metrics: list[MetricValue]
+    flags: list[str]
+    per_example: PerExample
+
+
+def check_model(model: nn.Module, data: EvalData, suite, *, seed: int, device: torch.device) -> list[str]:  # noqa: ANN001
+    """The reliability checks' flags, on the suite's first ``checks.examples`` examples. Raises
+    :class:`ModelOutputError` when the model's logits are not finite or its forward raises."""
+    try:
+        return reliability_flags(model, data, suite, torch.Generator(device=device).manual_seed(seed), device)
+    except ModelOutputError as exc:
+        raise ModelOutputError(f"{exc} (during the reliability checks)") from None
+
+
+def run_suite(
+    model: nn.Module,
+    data: EvalData,
+    suite,  # noqa: ANN001 - a Suite
+    *,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    stored: Mapping[int, PerExample] | None = None,
+    note: BatchNote | None = None,
+) -> Iterator[BatchResult]:
+    """Measure ``data`` with ``suite`` batch by batch (see the module doc); ``model`` must already be
+    on ``device``. Raises :class:`ValidationError` for a batch size below 1 or stored batches that do
+    not start at a multiple of it, and whatever a measurement raises (``ModelOutputError`` on NaN
+    logits)."""
+    if batch_size < 1:
+        raise ValidationError(f"--batch-size must be at least 1, got {batch_size}")
+    stored = dict(stored or {})
+    starts = range(0, len(data), batch_size)
+    unexpected = sorted(set(stored) - set(starts))
+    if unexpected:
+        raise ValidationError(f"stored batches at examples {unexpected} do not fit batch size {batch_size}")
+    for start in starts:
+        stop = min(start + batch_size, len(data))
+        if start in stored:
+            yield BatchResult(start, stop, stored[start], computed=False)
+            continue
+        gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
+        told = None if note is None else (lambda what, s=start, e=stop: note(s, e, what))
+        values = measure_batch(model, data, start, stop, suite, gen, note=told, device=device)
+        yield BatchResult(start, stop, values, computed=True)
+
+
+def finish_suite(batches: Iterable[PerExample], suite, check_flags: list[str]) -> SuiteResult:  # noqa: ANN001
+    """Merge the batches (in order), compute the metrics, and add the flags read from the values."""
+    per_example = merge_batches(batches)
+    return SuiteResult(metrics=aggregate(per_example, suite), flags=[*check_flags, *result_flags(per_example, suite)],
+                       per_example=per_example)

@@ -1,0 +1,114 @@
+"""A new measurement is one module and one suite entry: it then appears in the run, the exports and
+the site with no other edit (everything reads measurements and metrics from the registry)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from invarbench.cards import resolve_card
+from invarbench.cli.app import app
+from invarbench.evaluation import EvalOptions, evaluate
+from invarbench.measurements import MEASUREMENTS
+from invarbench.store import Store
+from invarbench.suites import schema as suite_schema
+
+# The whole of a toy measurement: the mean top-class confidence, with a setting.
+TOY_MODULE = '''
+from dataclasses import dataclass
+
+import torch
+
+from invarbench.measurements import MEASUREMENTS, BatchOutput, Measurement, MetricSpec
+from invarbench.metrics.stats import mean_metric
+
+SPEC = MetricSpec(name="mean_top_confidence", label="Mean top confidence", unit="probability", better=None,
+                  percent=False, aggregation="mean", interval="bootstrap percentile", reads="describes the model",
+                  description="the mean of the largest softmax probability, raised to a power")
+
+
+@dataclass(frozen=True)
+class Settings:
+    power: float = 1.0
+    __pydantic_config__ = {"extra": "forbid"}
+
+
+def measure(ctx, cfg):
+    p = torch.softmax(ctx.logits.double(), dim=1).max(dim=1).values ** cfg.power
+    return BatchOutput({"top": p.tolist()})
+
+
+def aggregate(per_example, cfg, suite):
+    return [mean_metric(SPEC.name, torch.tensor(per_example["toy"]["top"], dtype=torch.float64))]
+
+
+MEASUREMENTS.add("toy", Measurement(name="toy", description="a toy", settings=Settings, measure=measure,
+                                    fields={"top": "the top-class confidence to the power"}, metrics=(SPEC,),
+                                    aggregate=aggregate))
+'''
+
+TOY_SUITE = """
+name: toy
+version: 1
+dataset: mnist5k
+description: clean accuracy and a toy measurement
+changelog: ["1: first"]
+num_examples: 12
+checks: {examples: 4}
+measurements:
+  toy: {power: 2}
+"""
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    (tmp_path / "toy_measurement.py").write_text(TOY_MODULE)
+    spec = importlib.util.spec_from_file_location("toy_measurement", tmp_path / "toy_measurement.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    suites = tmp_path / "suites"
+    (suites / "toy").mkdir(parents=True)
+    (suites / "toy" / "mnist5k.yaml").write_text(TOY_SUITE)
+    monkeypatch.setattr(suite_schema, "_root", lambda: suites)
+    yield module
+    MEASUREMENTS.remove("toy")
+    sys.modules.pop("toy_measurement", None)
+
+
+def test_a_toy_measurement_appears_in_the_run_the_exports_and_the_site(toy, tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    outcome = evaluate(resolve_card("mnist5k/lenet-standard"), Store(url),
+                       EvalOptions(suite="toy", device="cpu", batch_size=5))
+    names = [m.name for m in outcome.metrics]
+    assert names == ["clean_accuracy", "mean_top_confidence"]
+    tops = outcome.per_example["toy"]["top"]
+    conf = outcome.per_example["clean"]["confidence"]
+    assert len(tops) == 12 and tops == [c**2 for c in conf]  # the setting reached the measurement
+    toy_metric = outcome.metrics[1]
+    assert toy_metric.value == pytest.approx(sum(tops) / 12)
+
+    runner = CliRunner()
+    exported = runner.invoke(app, ["results", "export", "--db", url])
+    assert exported.exit_code == 0, exported.output
+    (doc,) = json.loads(exported.stdout)
+    assert {m["name"] for m in doc["metrics"]} == set(names)
+    assert any(b["measurement"] == "toy" and "top" in b["values"] for b in doc["examples"])
+    csv = runner.invoke(app, ["results", "export", "--format", "csv", "--db", url])
+    assert "mean_top_confidence" in csv.stdout
+
+    site = tmp_path / "site"
+    built = runner.invoke(app, ["site", "build", "--out", str(site), "--db", url])
+    assert built.exit_code == 0, built.output
+    html = (site / "index.html").read_text()
+    assert "Mean top confidence" in html and 'data-metric="mean_top_confidence"' in html
+
+
+def test_a_toy_suite_entry_is_validated_against_the_toy_settings(toy):
+    suites = suite_schema._root()
+    (suites / "toy" / "mnist5k.yaml").write_text(TOY_SUITE.replace("power: 2", "powr: 2"))
+    with pytest.raises(Exception, match="measurements.toy.powr: unknown setting"):
+        suite_schema.load_suite("toy", "mnist5k")
