@@ -1,6 +1,6 @@
 """invarbench: a benchmark of excessive sensitivity and excessive invariance of image classifiers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["EvaluationResult", "__version__", "evaluate_model"]
 

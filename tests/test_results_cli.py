@@ -17,13 +17,13 @@ import pytest
 from store_helpers import (  # noqa: F401 - fixtures
     SHA_A,
     SHA_B,
+    TOY_SETTINGS,
     add_model,
     batch_values,
     db_url,
     fresh_database,
     metric,
     provenance,
-    TOY_SETTINGS,
     settings_fields,
     sqlite_url,
 )

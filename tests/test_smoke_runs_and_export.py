@@ -376,7 +376,8 @@ def test_each_versions_fields_are_required_from_that_version_and_refused_before(
     for field in ("model_dtype", "suite_settings", "suite_settings_hash"):
         missing = json.loads(json.dumps(doc))
         del missing["run"][field]
-        with pytest.raises(ValidationError, match=rf"^x.json: field 'run.{field}': Field required in format_version 3$"):
+        required = rf"^x.json: field 'run.{field}': Field required in format_version 3$"
+        with pytest.raises(ValidationError, match=required):
             parse_document(_resigned(missing), "x.json")
     for version, first_new in ((1, "suite_num_examples"), (2, "suite_settings_hash")):
         old = json.loads(json.dumps(doc))

@@ -24,7 +24,7 @@ On a batch of examples:
   Not raised together with ``randomized_outputs``, whose outputs change from call to call anyway.
 
 One flag is raised after the measurements, from their per-example values
-(:func:`invarbench.evaluation.measure.result_flags`):
+(``invarbench.measurements.min_norm.flags``):
 
 - ``gradient_attack_weaker_than_search``: the gradient-free boundary search found a smaller
   adversarial distance than FMN on more than a set share of the correctly classified examples.

@@ -17,7 +17,6 @@ from invarbench.cli.common import DbOption, console, user_errors
 from invarbench.errors import ValidationError
 from invarbench.store import Store
 from invarbench.store.db import CUSTOM_DATA, SMOKE, Standing
-from invarbench.store.provenance import PROVENANCE_FIELDS
 from invarbench.store.export import (
     LEFT_OUT_REASONS,
     csv_text,
@@ -27,6 +26,7 @@ from invarbench.store.export import (
     picked_runs,
     write_json_tree,
 )
+from invarbench.store.provenance import PROVENANCE_FIELDS
 
 app = typer.Typer(help="Inspect, compare, export and import stored evaluation runs.", no_args_is_help=True,
                   rich_markup_mode="markdown")
@@ -221,11 +221,10 @@ def compare_command(run_a: RunArgument, run_b: RunArgument, db: DbOption = None)
         table.add_row(name, _num(x.value) if x else "–", _ci(x) if x else "–", _num(y.value) if y else "–",
                       _ci(y) if y else "–", diff, overlap)
     console.print(table)
+    provenance = [(label, text, text_b) for (label, text), (_, text_b) in zip(_provenance_rows(a), _provenance_rows(b))]
     rows = [
         ("model card", a.model.card_id, b.model.card_id), ("card sha256", a.model.card_sha256, b.model.card_sha256),
-        ("model file sha256", a.model.file_sha256, b.model.file_sha256),
-        *((label, text, text_b) for (label, text), (_, text_b) in zip(_provenance_rows(a), _provenance_rows(b))),
-        ("status", a.status, b.status),
+        ("model file sha256", a.model.file_sha256, b.model.file_sha256), *provenance, ("status", a.status, b.status),
     ]
     differ = [row for row in rows if row[1] != row[2]]
     if differ:
@@ -238,7 +237,8 @@ def compare_command(run_a: RunArgument, run_b: RunArgument, db: DbOption = None)
         for line in _settings_differ(a, b):
             console.print(escape(line), highlight=False)
     else:
-        console.print(f"Same model snapshot, status and provenance ({', '.join(label for label, _, _ in rows[3:-1])}).")
+        labels = ", ".join(label for label, _, _ in provenance)
+        console.print(f"Same model snapshot, status and provenance ({labels}).")
 
 
 _LEFT_OUT_WORDS = {

@@ -21,7 +21,8 @@ from invarbench.metrics.stats import MetricValue
 from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.progress import ProgressFactory, no_progress
-from invarbench.store.db import ResumedRun, RunProvenance, Store
+from invarbench.store import Provenance
+from invarbench.store.db import ResumedRun, Store
 from invarbench.suites.schema import Suite, load_suite
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -145,7 +146,8 @@ def evaluate(
     Runs the checks of 'invarbench cards validate' first, then loads the model (its file's checksum
     verified before anything reads it). Every batch's measurements are committed in one transaction
     as soon as they are computed. With ``options.resume`` the newest unfinished run with the same
-    model snapshot, suite version, seed, examples, batch size, device and code versions is continued:
+    model snapshot, suite version and settings hash, seed, examples, batch size, device, dtype and code
+    versions is continued:
     its stored batches are read back instead of recomputed, so its metrics equal those of an
     uninterrupted run. A run that raises (Ctrl-C included) is marked failed with the error, and can be
     resumed. Raises :class:`InvarbenchError` subclasses with one-line messages naming the card.
@@ -185,13 +187,14 @@ def evaluate_loaded(
             f"'{record.dataset}' has images of size {list(data.x.shape[1:])}"
         )
     model_id = store.upsert_model(**dataclasses.asdict(record))
-    prov = RunProvenance(
+    prov = Provenance(
         suite_name=suite.name, suite_version=suite.version, dataset=record.dataset,
         invarbench_version=invarbench.__version__, git_commit=git_commit(), torch_version=torch.__version__,
         device=device_name(device), seed=seed, batch_size=options.batch_size,
         examples_requested=requested, examples_effective=len(data),
         data_source=data.source if options.data is not None else None,
         model_dtype=str(model.compute_dtype).removeprefix("torch."), suite_num_examples=suite.num_examples,
+        suite_settings=suite.settings(), suite_settings_hash=suite.settings_hash(),
     )
     resumed: ResumedRun | None = store.resume_run(model_id, prov) if options.resume else None
     if resumed is not None:
@@ -239,5 +242,5 @@ def evaluate_loaded(
         examples=len(data), duration_s=duration, device=prov.device, resumed=resumed is not None,
         batches_reused=len(stored), peak_memory_bytes=peak, per_example=result.per_example,
         model_dtype=prov.model_dtype, ranked=options.data is None and len(data) == suite.num_examples,
-        provenance=dataclasses.asdict(prov),
+        provenance=prov.values(),
     )

@@ -34,8 +34,11 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from invarbench.errors import InvarbenchError, NotFoundError, ValidationError
 from invarbench.store import migrate
-from invarbench.store.provenance import PROVENANCE_FIELDS, Provenance
-from invarbench.store.provenance import RunProvenance  # noqa: F401 - the old name, until its callers move
+from invarbench.store.provenance import (
+    PROVENANCE_FIELDS,
+    Provenance,
+    RunProvenance,  # noqa: F401 - the old name, until its callers move
+)
 from invarbench.store.schema import ArtifactRecord, ExampleRecord, MetricRecord, ModelRecord, RunRecord
 
 if TYPE_CHECKING:  # the store does not need torch, and importing it stays cheap
