@@ -8,7 +8,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install reference-models benchmarks clean
+.PHONY: demo test lint install reference-models benchmarks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,13 @@ demo: $(STAMP)
 	$(BIN)/invarbench results list
 	$(BIN)/invarbench site build --out leaderboard/_site
 
-# pytest exits 5 when it collects no test: not a failure of the code.
-test: $(STAMP)
+# Lint and format check (ruff), then the tests. pytest exits 5 when it collects no test: not a failure of the code.
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; [ $$status -eq 5 ] && exit 0; exit $$status
+
+lint: $(STAMP)
+	$(BIN)/ruff check invarbench tests benchmarks
+	$(BIN)/ruff format --check invarbench tests benchmarks
 
 # Retrain the bundled reference models (a few minutes on a CPU); update the cards' sha256 after.
 reference-models: $(STAMP)

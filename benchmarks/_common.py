@@ -41,8 +41,9 @@ def load_reference(name: str, device: torch.device) -> nn.Module:
         from invarbench.models.wrapper import ModelWrapper
 
         torch.manual_seed(0)
-        return ModelWrapper(build_architecture("resnet20", num_classes=10), num_classes=10,
-                            input_shape=(3, 32, 32)).to(device)
+        return ModelWrapper(build_architecture("resnet20", num_classes=10), num_classes=10, input_shape=(3, 32, 32)).to(
+            device
+        )
     from invarbench.cards import resolve_card
     from invarbench.models.loading import load_model
 
@@ -54,7 +55,9 @@ def load_inputs(model_name: str, n: int, device: torch.device) -> tuple[torch.Te
     larger, so that a batch really holds ``n`` examples); seeded uniform noise for resnet20."""
     if model_name == "resnet20":
         gen = torch.Generator().manual_seed(1)
-        return torch.rand((n, 3, 32, 32), generator=gen).to(device), torch.randint(0, 10, (n,), generator=gen).to(device)
+        return torch.rand((n, 3, 32, 32), generator=gen).to(device), torch.randint(0, 10, (n,), generator=gen).to(
+            device
+        )
     from invarbench.data import load_eval_data
 
     data = load_eval_data("mnist5k", limit=n)
@@ -63,8 +66,9 @@ def load_inputs(model_name: str, n: int, device: torch.device) -> tuple[torch.Te
     return x.to(device), y.to(device)
 
 
-def interleaved(variants: dict[str, Callable[[], object]], repeats: int, device: torch.device,
-                warmup: int = 1) -> dict[str, list[float]]:
+def interleaved(
+    variants: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 1
+) -> dict[str, list[float]]:
     """Wall times (seconds) of every variant over ``repeats`` rounds; the order rotates every round."""
     names = list(variants)
     for _ in range(warmup):
@@ -72,7 +76,7 @@ def interleaved(variants: dict[str, Callable[[], object]], repeats: int, device:
             variants[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             sync(device)
             t0 = time.perf_counter()

@@ -52,11 +52,18 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from _common import (  # noqa: I001 - the local helper module also puts the checkout on sys.path
+    device_from,
+    interleaved,
+    load_inputs,
+    load_reference,
+    median_ratio,
+    table,
+    trusted,
+    verdict,
+)
 from torch import nn
 
-from _common import (  # noqa: I001 - the local helper module also puts the checkout on sys.path
-    device_from, interleaved, load_inputs, load_reference, median_ratio, table, trusted, verdict,
-)
 from invarbench.attacks import NSPGDConfig, PathWidthConfig, PGDConfig, nspgd, path_widths, pgd_attack
 from invarbench.evaluation.runner import peak_rss_bytes
 
@@ -153,11 +160,15 @@ def bench_pgd(models: list[str], device: torch.device, quick: bool) -> None:
             pgd_attack(rec, x, y, fixed, generator=torch.Generator(device=device).manual_seed(0))
             inputs = rec.graph_inputs  # the iterates whose gradient the attack took
             assert sum(int(i.shape[0]) for i in inputs) == BATCH * steps
-            times = interleaved({
-                "fixed": lambda: run(fixed, "fixed"),
-                "early": lambda: run(early, "early"),
-                "fb": lambda: replay_ce(model, inputs, y),
-            }, repeats, device)
+            times = interleaved(
+                {
+                    "fixed": lambda: run(fixed, "fixed"),
+                    "early": lambda: run(early, "early"),
+                    "fb": lambda: replay_ce(model, inputs, y),
+                },
+                repeats,
+                device,
+            )
         rf, re = out["fixed"], out["early"]
         assert rf.forward_backward_passes == BATCH * steps
         same = bool(torch.equal(rf.robust, re.robust) and torch.equal(rf.broken_at, re.broken_at))
@@ -165,19 +176,40 @@ def bench_pgd(models: list[str], device: torch.device, quick: bool) -> None:
             raise SystemExit(f"{name}: early exit changed the PGD results; this is a bug")
         cost = median_ratio(times["fixed"], times["fb"], rf.forward_backward_passes, BATCH * steps)
         speedup = median_ratio(times["fixed"], times["early"])
-        rows_cost.append([name, f"{BATCH} x {steps}", f"{cost:.3f}",
-                          record(f"pgd cost/example-step {name}", cost <= 1.05)])
+        rows_cost.append(
+            [name, f"{BATCH} x {steps}", f"{cost:.3f}", record(f"pgd cost/example-step {name}", cost <= 1.05)]
+        )
         acc = float(rf.robust.float().mean())
         target = name == "lenet-standard"
-        rows_exit.append([name, f"{acc:.3f}", f"{float(re.robust.float().mean()):.3f}", "yes" if same else "NO",
-                          f"{re.forward_backward_passes}/{rf.forward_backward_passes}", f"{speedup:.2f}",
-                          record(f"pgd early exit {name}", speedup >= 3.0) if target else "(info)"])
+        rows_exit.append(
+            [
+                name,
+                f"{acc:.3f}",
+                f"{float(re.robust.float().mean()):.3f}",
+                "yes" if same else "NO",
+                f"{re.forward_backward_passes}/{rf.forward_backward_passes}",
+                f"{speedup:.2f}",
+                record(f"pgd early exit {name}", speedup >= 3.0) if target else "(info)",
+            ]
+        )
     print(f"\nPGD L-inf, {steps} steps, batch {BATCH}, {repeats} interleaved rounds (median of per-round ratios)")
     print("\n1. time per example-step / one forward+backward per example (target <= 1.05)")
     print(table(rows_cost, ["model", "batch x steps", "ratio", "result"]))
     print("\n2. early exit: fixed-step time / early-exit time (target >= 3 on lenet-standard, same results)")
-    print(table(rows_exit, ["model", "robust acc fixed", "robust acc early", "same robust+broken_at",
-                            "passes early/fixed", "speed-up", "result"]))
+    print(
+        table(
+            rows_exit,
+            [
+                "model",
+                "robust acc fixed",
+                "robust acc early",
+                "same robust+broken_at",
+                "passes early/fixed",
+                "speed-up",
+                "result",
+            ],
+        )
+    )
 
 
 # --- NSPGD ------------------------------------------------------------------------------------
@@ -196,8 +228,9 @@ def pairs_for(name: str, model: nn.Module, device: torch.device) -> tuple[torch.
     return x[src], y[src], x[tgt]
 
 
-def record_nspgd_inputs(model: nn.Module, x0: torch.Tensor, c: torch.Tensor, t: torch.Tensor, cfg: NSPGDConfig
-                        ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def record_nspgd_inputs(
+    model: nn.Module, x0: torch.Tensor, c: torch.Tensor, t: torch.Tensor, cfg: NSPGDConfig
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Run ``nspgd`` once and return copies of the (iterates, source classes) it differentiated."""
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     original = nspgd_module._source_confidence
@@ -262,34 +295,71 @@ def bench_nspgd(models: list[str], device: torch.device, quick: bool) -> None:
         with trusted(model):
             inputs = record_nspgd_inputs(model, x0, c, t, cfg)
             out: dict[str, object] = {}
-            times = interleaved({
-                "nspgd": lambda: out.__setitem__("lib", nspgd(model, x0, c, t, cfg)),
-                "replay": lambda: replay_pc(model, inputs),
-                "naive": lambda: out.__setitem__("naive", naive_nspgd(model, x0, c, t, cfg)),
-            }, repeats, device)
+            times = interleaved(
+                {
+                    "nspgd": lambda: out.__setitem__("lib", nspgd(model, x0, c, t, cfg)),
+                    "replay": lambda: replay_pc(model, inputs),
+                    "naive": lambda: out.__setitem__("naive", naive_nspgd(model, x0, c, t, cfg)),
+                },
+                repeats,
+                device,
+            )
         lib, ref = out["lib"], out["naive"]
         same_steps = int((lib.accepted_steps == ref["accepted_steps"]).sum())
         max_dc = float((lib.closure - ref["closure"]).abs().max())
         max_dx = float((lib.x_final - ref["x_final"]).abs().max())
         agree = same_steps == len(c) and max_dc < 1e-4 and max_dx < 1e-3
         if not agree:
-            raise SystemExit(f"{name}: the naive NSPGD disagrees with the library ({same_steps}/{len(c)} equal "
-                             f"accepted steps, max |closure diff| {max_dc:.2e}); this is a bug")
+            raise SystemExit(
+                f"{name}: the naive NSPGD disagrees with the library ({same_steps}/{len(c)} equal "
+                f"accepted steps, max |closure diff| {max_dc:.2e}); this is a bug"
+            )
         acc_steps = int(lib.accepted_steps.sum())
         cost = median_ratio(times["nspgd"], times["replay"])
         speed = median_ratio(times["naive"], times["nspgd"])
-        rows_cost.append([name, str(len(c)), f"{float(lib.closure.mean()):.3f}", str(acc_steps),
-                          str(lib.forward_backward_passes), f"{lib.forward_backward_passes / max(acc_steps, 1):.3f}",
-                          f"{cost:.3f}", record(f"nspgd cost/pair-step {name}", cost <= 1.1)])
-        rows_naive.append([name, f"{same_steps}/{len(c)}", f"{max_dc:.1e}", f"{max_dx:.1e}", f"{speed:.2f}",
-                           record(f"nspgd vs naive {name}", speed >= 1.3)])
+        rows_cost.append(
+            [
+                name,
+                str(len(c)),
+                f"{float(lib.closure.mean()):.3f}",
+                str(acc_steps),
+                str(lib.forward_backward_passes),
+                f"{lib.forward_backward_passes / max(acc_steps, 1):.3f}",
+                f"{cost:.3f}",
+                record(f"nspgd cost/pair-step {name}", cost <= 1.1),
+            ]
+        )
+        rows_naive.append(
+            [
+                name,
+                f"{same_steps}/{len(c)}",
+                f"{max_dc:.1e}",
+                f"{max_dx:.1e}",
+                f"{speed:.2f}",
+                record(f"nspgd vs naive {name}", speed >= 1.3),
+            ]
+        )
     print(f"\nNSPGD eta {cfg.eta}, delta {cfg.delta}, K {cfg.max_iter}, {repeats} interleaved rounds")
     print("\n3. nspgd time / replayed forward+backward passes of p_c on the same batch sizes (target <= 1.1)")
-    print(table(rows_cost, ["model", "pairs", "mean closure", "accepted steps", "fwd+bwd passes",
-                            "passes/accepted", "ratio", "result"]))
+    print(
+        table(
+            rows_cost,
+            [
+                "model",
+                "pairs",
+                "mean closure",
+                "accepted steps",
+                "fwd+bwd passes",
+                "passes/accepted",
+                "ratio",
+                "result",
+            ],
+        )
+    )
     print("\n4. straightforward NSPGD (separate check forward) time / nspgd time (target >= 1.3, same results)")
-    print(table(rows_naive, ["model", "equal accepted steps", "max |d closure|", "max |d x_final|",
-                             "speed-up", "result"]))
+    print(
+        table(rows_naive, ["model", "equal accepted steps", "max |d closure|", "max |d x_final|", "speed-up", "result"])
+    )
 
 
 # --- path widths -----------------------------------------------------------------------------
@@ -313,16 +383,29 @@ def bench_pathwidth(models: list[str], device: torch.device, quick: bool) -> Non
         def plain() -> None:
             with torch.inference_mode():
                 for s in range(0, total, cfg.max_batch_images):
-                    model(imgs[s:s + cfg.max_batch_images])
+                    model(imgs[s : s + cfg.max_batch_images])
 
         with trusted(model):
-            times = interleaved({
-                "pw": lambda: path_widths(model, x, dirs, y, cfg, generator=torch.Generator(device=device).manual_seed(0)),
-                "plain": plain,
-            }, repeats, device)
+            times = interleaved(
+                {
+                    "pw": lambda: path_widths(
+                        model, x, dirs, y, cfg, generator=torch.Generator(device=device).manual_seed(0)
+                    ),
+                    "plain": plain,
+                },
+                repeats,
+                device,
+            )
         thr = median_ratio(times["plain"], times["pw"])  # throughput ratio = plain time / path-width time
-        rows.append([name, f"{m} x {directions} x {len(radii)} = {total}", str(cfg.max_batch_images), f"{thr:.3f}",
-                     record(f"path widths throughput {name}", thr >= 0.9)])
+        rows.append(
+            [
+                name,
+                f"{m} x {directions} x {len(radii)} = {total}",
+                str(cfg.max_batch_images),
+                f"{thr:.3f}",
+                record(f"path widths throughput {name}", thr >= 0.9),
+            ]
+        )
     print(f"\nPath widths, {repeats} interleaved rounds")
     print("\n5. path_widths throughput / plain batched inference throughput, same images (target >= 0.9)")
     print(table(rows, ["model", "points x dirs x radii", "budget", "ratio", "result"]))
@@ -351,7 +434,9 @@ def _peak_child(what: str, budget: int, model_name: str, device: torch.device, p
                 imgs = (x[:1] + 0.0 * torch.rand((budget, *x.shape[1:]), device=device)).clamp_(0, 1)
                 model(imgs)
         elif what == "pathwidth":
-            path_widths(model, x[:points], dirs, y[:points], cfg, generator=torch.Generator(device=device).manual_seed(0))
+            path_widths(
+                model, x[:points], dirs, y[:points], cfg, generator=torch.Generator(device=device).manual_seed(0)
+            )
         elif what == "fwdbwd":
             fwd_bwd_ce(model, x[:budget], y[:budget], pgd_cfg.steps)
         elif what == "pgd":
@@ -365,8 +450,21 @@ def _peak_child(what: str, budget: int, model_name: str, device: torch.device, p
 
 
 def _measure_peak(what: str, budget: int, model: str, device: torch.device, points: int) -> float:
-    cmd = [sys.executable, __file__, "_peak", what, str(budget), "--model", model, "--points", str(points),
-           "--device", device.type, "--threads", str(torch.get_num_threads())]
+    cmd = [
+        sys.executable,
+        __file__,
+        "_peak",
+        what,
+        str(budget),
+        "--model",
+        model,
+        "--points",
+        str(points),
+        "--device",
+        device.type,
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     return json.loads(out)["extra_bytes"] / 2**20
 
@@ -384,21 +482,42 @@ def bench_memory(device: torch.device, quick: bool) -> None:
         grows = prev is None or worst > prev
         prev = worst
         ok = worst <= 1.25 * ref and grows
-        rows.append([str(b), f"{ref:.1f}", f"{pw_small:.1f}", f"{pw_big:.1f}", f"{worst / max(ref, 1e-9):.2f}",
-                     record(f"path widths memory B={b}", ok)])
-    print(f"\n6a. path_widths extra peak memory (MiB, {device.type}; one fresh process each) with "
-          "max_batch_images = B, 256 directions x 6 radii per point; 8 points = 12,288 images, 32 points = 49,152")
+        rows.append(
+            [
+                str(b),
+                f"{ref:.1f}",
+                f"{pw_small:.1f}",
+                f"{pw_big:.1f}",
+                f"{worst / max(ref, 1e-9):.2f}",
+                record(f"path widths memory B={b}", ok),
+            ]
+        )
+    print(
+        f"\n6a. path_widths extra peak memory (MiB, {device.type}; one fresh process each) with "
+        "max_batch_images = B, 256 directions x 6 radii per point; 8 points = 12,288 images, 32 points = 49,152"
+    )
     print("    target: at most 1.25x plain inference on one batch of B images, whatever the workload; grows with B")
-    print(table(rows, ["B (images)", "plain inference B", "path_widths 8 pts", "path_widths 32 pts",
-                       "worst / plain", "result"]))
+    print(
+        table(
+            rows,
+            ["B (images)", "plain inference B", "path_widths 8 pts", "path_widths 32 pts", "worst / plain", "result"],
+        )
+    )
     rows, prev = [], None
     for b in pgd_batches:
         ref = _measure_peak("fwdbwd", b, model, device, 1)
         pgd = _measure_peak("pgd", b, model, device, 1)
         grows = prev is None or pgd > prev
         prev = pgd
-        rows.append([str(b), f"{ref:.1f}", f"{pgd:.1f}", f"{pgd / max(ref, 1e-9):.2f}",
-                     record(f"pgd memory B={b}", pgd <= 1.25 * ref and grows)])
+        rows.append(
+            [
+                str(b),
+                f"{ref:.1f}",
+                f"{pgd:.1f}",
+                f"{pgd / max(ref, 1e-9):.2f}",
+                record(f"pgd memory B={b}", pgd <= 1.25 * ref and grows),
+            ]
+        )
     print("\n6b. pgd_attack extra peak memory (MiB) on a batch of B examples (5 steps, no early exit)")
     print("    target: at most 1.25x five plain forward+backward passes on the batch; grows with B")
     print(table(rows, ["B (examples)", "5 x fwd+bwd", "pgd_attack", "pgd / fwd+bwd", "result"]))
@@ -406,14 +525,20 @@ def bench_memory(device: torch.device, quick: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="all", choices=["pgd", "nspgd", "pathwidth", "memory", "all", "_peak"])
+    parser.add_argument(
+        "what", nargs="?", default="all", choices=["pgd", "nspgd", "pathwidth", "memory", "all", "_peak"]
+    )
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="fewer steps, points and rounds (a smoke run)")
     parser.add_argument("--resnet", action="store_true", help="also time a ResNet-20 on 3x32x32 inputs")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch (default 1: on a shared machine several threads per process "
-                             "oversubscribe the cores and make every timing erratic)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (default 1: on a shared machine several threads per process "
+        "oversubscribe the cores and make every timing erratic)",
+    )
     parser.add_argument("--model", default="lenet-standard", help=argparse.SUPPRESS)
     parser.add_argument("--points", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -423,8 +548,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_peak_child(args.args[0], int(args.args[1]), args.model, device, args.points)))
         return 0
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads"
-          + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
+    print(
+        f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads"
+        + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
+    )
     models = ["lenet-standard", "lenet-pgd-at"] + (["resnet20"] if args.resnet else [])
     if args.what in ("pgd", "all"):
         bench_pgd(models, device, args.quick)
@@ -435,7 +562,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.what in ("memory", "all"):
         bench_memory(device, args.quick)
     failed = [name for name, ok in RESULTS if not ok]
-    print(f"\n{len(RESULTS) - len(failed)}/{len(RESULTS)} targets met" + (f"; missed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{len(RESULTS) - len(failed)}/{len(RESULTS)} targets met"
+        + (f"; missed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -25,6 +25,7 @@ settings ran. ``--quick`` is a smoke run (small training set, few epochs, tiny s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -51,8 +52,10 @@ METRICS = tuple(spec.name for spec in metric_specs())  # every registered metric
 
 
 def mnist_available(folder: Path = DEFAULT_MNIST_DIR) -> bool:
-    return all((folder / f"t10k-{kind}-idx{n}-ubyte.gz").is_file() or (folder / f"t10k-{kind}-idx{n}-ubyte").is_file()
-               for kind, n in (("images", 3), ("labels", 1)))
+    return all(
+        (folder / f"t10k-{kind}-idx{n}-ubyte.gz").is_file() or (folder / f"t10k-{kind}-idx{n}-ubyte").is_file()
+        for kind, n in (("images", 3), ("labels", 1))
+    )
 
 
 def load_real_mnist(folder: Path) -> EvalData:
@@ -71,8 +74,13 @@ def train_configs(n_train: int, quick: bool) -> list[reference_train.TrainConfig
     for cfg in reference_train.CONFIGS:
         if quick:
             epochs, warmup, steps = (2, 0, cfg.attack_steps) if not cfg.adversarial else (3, 1, 3)
-            cfg = replace(cfg, epochs=epochs, eps_warmup_epochs=warmup if cfg.adversarial else 0, attack_steps=steps,
-                          attack_step_size=cfg.attack_step_size * cfg.attack_steps / steps)
+            cfg = replace(
+                cfg,
+                epochs=epochs,
+                eps_warmup_epochs=warmup if cfg.adversarial else 0,
+                attack_steps=steps,
+                attack_step_size=cfg.attack_step_size * cfg.attack_steps / steps,
+            )
         else:
             scale = REFERENCE_IMAGES / n_train
             epochs = max(1, round(cfg.epochs * scale))
@@ -82,8 +90,11 @@ def train_configs(n_train: int, quick: bool) -> list[reference_train.TrainConfig
     return configs
 
 
-def train_models(train: EvalData, configs: list[reference_train.TrainConfig], log=print  # noqa: ANN001
-                 ) -> dict[str, ModelWrapper]:
+def train_models(
+    train: EvalData,
+    configs: list[reference_train.TrainConfig],
+    log=print,  # noqa: ANN001
+) -> dict[str, ModelWrapper]:
     models = {}
     for cfg in configs:
         t0 = time.perf_counter()
@@ -93,25 +104,28 @@ def train_models(train: EvalData, configs: list[reference_train.TrainConfig], lo
     return models
 
 
-def suite_for(name: str, dataset: str, *, pairs: int | None = None, width_pairs: int | None = None,
-              widths_only: bool = False) -> Suite:
+def suite_for(
+    name: str, dataset: str, *, pairs: int | None = None, width_pairs: int | None = None, widths_only: bool = False
+) -> Suite:
     """Suite ``name/dataset``, with the NSPGD pairs and path-width pairs capped when asked."""
     suite = load_suite(name, dataset)
     m = suite.measurements
     nspgd, pw = m.nspgd, m.path_width
     if nspgd is not None and pairs is not None:
-        nspgd = nspgd.model_copy(update={"pairs": nspgd.pairs.model_copy(update={
-            "num_pairs": min(pairs, nspgd.pairs.num_pairs)})})
+        nspgd = dataclasses.replace(
+            nspgd, pairs=dataclasses.replace(nspgd.pairs, num_pairs=min(pairs, nspgd.pairs.num_pairs))
+        )
     if pw is not None and width_pairs is not None:
-        pw = pw.model_copy(update={"max_pairs": min(width_pairs, pw.max_pairs or width_pairs)})
+        pw = dataclasses.replace(pw, max_pairs=min(width_pairs, pw.max_pairs or width_pairs))
     update = {"nspgd": nspgd, "path_width": pw}
     if widths_only:
         update.update(pgd_linf=None, pgd_l2=None, min_norm=None)
-    return suite.model_copy(update={"measurements": m.model_copy(update=update)})
+    return suite.model_copy(update={"measurements": m.replace(**update)})
 
 
-def evaluate(model: torch.nn.Module, data: EvalData, suite: Suite, device: torch.device, batch_size: int = 250
-             ) -> dict[str, object]:
+def evaluate(
+    model: torch.nn.Module, data: EvalData, suite: Suite, device: torch.device, batch_size: int = 250
+) -> dict[str, object]:
     """The suite's metrics of ``model`` on ``data`` (batched and seeded as the runner does)."""
     model = model.to(device)
     per_example: dict[str, dict[str, list]] = {}
@@ -137,10 +151,15 @@ def fmt(metric) -> str:  # noqa: ANN001 - a MetricValue
 
 def print_table(results: dict[str, dict[str, object]], title: str) -> None:
     names = list(results)
-    rows = [[metric] + [fmt(results[n].get(metric)) for n in names] for metric in METRICS
-            if any(metric in results[n] for n in names)]
-    rows.append(["n (path-width pairs)"] + [str(results[n]["path_width"].n) if "path_width" in results[n] else "-"
-                                           for n in names])
+    rows = [
+        [metric] + [fmt(results[n].get(metric)) for n in names]
+        for metric in METRICS
+        if any(metric in results[n] for n in names)
+    ]
+    rows.append(
+        ["n (path-width pairs)"]
+        + [str(results[n]["path_width"].n) if "path_width" in results[n] else "-" for n in names]
+    )
     header = ["metric (95% interval)"] + names
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
@@ -155,11 +174,15 @@ def answer(results: dict[str, dict[str, object]], standard: str, robust: str) ->
     if a is None or b is None:
         return "no path widths measured"
     wider = b.value > a.value
-    separated = (b.ci_low is not None and a.ci_high is not None and
-                 (b.ci_low > a.ci_high if wider else b.ci_high < a.ci_low))
+    separated = (
+        b.ci_low is not None and a.ci_high is not None and (b.ci_low > a.ci_high if wider else b.ci_high < a.ci_low)
+    )
     verb = "WIDER" if wider else "NOT wider"
-    return (f"{robust} path width {b.value:.3f} vs {standard} {a.value:.3f}: the adversarially trained model's "
-            f"equi-confidence paths are {verb} ({'the 95% intervals do not overlap' if separated else 'the 95% intervals overlap'})")
+    return (
+        f"{robust} path width {b.value:.3f} vs {standard} {a.value:.3f}: the adversarially trained model's "
+        f"equi-confidence paths are {verb} "
+        f"({'the 95% intervals do not overlap' if separated else 'the 95% intervals overlap'})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,17 +213,23 @@ def main(argv: list[str] | None = None) -> int:
     train, held_out = part(data, 0, args.train), part(data, n - args.eval, n)
     torch.manual_seed(0)
     configs = train_configs(args.train, args.quick)
-    print(f"real MNIST: train on test images 0..{args.train - 1}, evaluate on {n - args.eval}..{n - 1}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}")
+    print(
+        f"real MNIST: train on test images 0..{args.train - 1}, evaluate on {n - args.eval}..{n - 1}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}"
+    )
     for cfg in configs:
-        print(f"  {cfg.name}: {cfg.epochs} epochs, adversarial={cfg.adversarial}, eps {cfg.eps}, "
-              f"{cfg.attack_steps} steps, warm-up {cfg.eps_warmup_epochs} epochs")
+        print(
+            f"  {cfg.name}: {cfg.epochs} epochs, adversarial={cfg.adversarial}, eps {cfg.eps}, "
+            f"{cfg.attack_steps} steps, warm-up {cfg.eps_warmup_epochs} epochs"
+        )
     models = train_models(train, configs, log=lambda s: print("  " + s, flush=True))
     suite = suite_for(args.suite, "mnist", pairs=args.pairs, width_pairs=args.width_pairs)
     m = suite.measurements
-    print(f"suite {suite.name}/mnist v{suite.version} on {len(held_out)} held-out images; NSPGD pairs "
-          f"{m.nspgd.pairs.num_pairs}, path widths on the first {m.path_width.max_pairs} pairs, "
-          f"{m.path_width.directions} directions, radii {list(m.path_width.radii)}")
+    print(
+        f"suite {suite.name}/mnist v{suite.version} on {len(held_out)} held-out images; NSPGD pairs "
+        f"{m.nspgd.pairs.num_pairs}, path widths on the first {m.path_width.max_pairs} pairs, "
+        f"{m.path_width.directions} directions, radii {list(m.path_width.radii)}"
+    )
     results = {}
     for name, model in models.items():
         t0 = time.perf_counter()
@@ -213,13 +242,19 @@ def main(argv: list[str] | None = None) -> int:
         from invarbench.cards import resolve_card
         from invarbench.models.loading import load_model
 
-        ref_suite = suite_for(args.suite, "mnist5k", widths_only=True,
-                              **({"pairs": args.pairs, "width_pairs": args.width_pairs} if args.quick else {}))
+        ref_suite = suite_for(
+            args.suite,
+            "mnist5k",
+            widths_only=True,
+            **({"pairs": args.pairs, "width_pairs": args.width_pairs} if args.quick else {}),
+        )
         rm = ref_suite.measurements
         ref_data = load_eval_data("mnist5k", limit=ref_suite.num_examples)
-        print(f"\nbundled reference models: {ref_suite.name}/mnist5k v{ref_suite.version} path-width measurement "
-              f"({rm.nspgd.pairs.num_pairs} NSPGD pairs, path widths on the first {rm.path_width.max_pairs}) "
-              f"on {len(ref_data)} mnist5k test images")
+        print(
+            f"\nbundled reference models: {ref_suite.name}/mnist5k v{ref_suite.version} path-width measurement "
+            f"({rm.nspgd.pairs.num_pairs} NSPGD pairs, path widths on the first {rm.path_width.max_pairs}) "
+            f"on {len(ref_data)} mnist5k test images"
+        )
         ref_results = {}
         for name in ("lenet-standard", "lenet-pgd-at"):
             t0 = time.perf_counter()

@@ -109,24 +109,42 @@ def evaluate_model(
     modes = {m: m.training for m in model.modules()}
     grads = {p: p.requires_grad for p in model.parameters()}
     try:
-        wrapper = ModelWrapper(model, num_classes=spec.num_classes, input_shape=spec.input_shape, mean=mean,
-                               std=std).to(dev)
+        wrapper = ModelWrapper(
+            model, num_classes=spec.num_classes, input_shape=spec.input_shape, mean=mean, std=std
+        ).to(dev)
         wrapper.check_output_shape(dev, where=where)
-        card = {"id": f"{dataset}/{name}", "name": name, "dataset": dataset, "num_classes": spec.num_classes,
-                "source": "a model in memory (invarbench.evaluate_model)", "class": type(model).__qualname__,
-                "preprocessing": {"input_size": list(spec.input_shape), "mean": list(mean) if mean else None,
-                                  "std": list(std) if std else None}}
+        card = {
+            "id": f"{dataset}/{name}",
+            "name": name,
+            "dataset": dataset,
+            "num_classes": spec.num_classes,
+            "source": "a model in memory (invarbench.evaluate_model)",
+            "class": type(model).__qualname__,
+            "preprocessing": {
+                "input_size": list(spec.input_shape),
+                "mean": list(mean) if mean else None,
+                "std": list(std) if std else None,
+            },
+        }
         card_yaml = yaml.safe_dump(card, sort_keys=False)
-        record = ModelRecord(card_id=f"{dataset}/{name}", name=name, dataset=dataset, card_yaml=card_yaml,
-                             card_sha256=hashlib.sha256(card_yaml.encode()).hexdigest(),
-                             file_sha256=_state_sha256(model), hub_repo=None, hub_revision=None,
-                             training_method="other")
+        record = ModelRecord(
+            card_id=f"{dataset}/{name}",
+            name=name,
+            dataset=dataset,
+            card_yaml=card_yaml,
+            card_sha256=hashlib.sha256(card_yaml.encode()).hexdigest(),
+            file_sha256=_state_sha256(model),
+            hub_repo=None,
+            hub_revision=None,
+            training_method="other",
+        )
         options = EvalOptions(suite=suite, limit=limit, batch_size=batch_size, seed=seed, device=device)
         with tempfile.TemporaryDirectory(prefix="invarbench-") as tmp:
             store = Store(db or f"sqlite:///{Path(tmp) / 'run.db'}")
             try:
-                outcome = evaluate_loaded(wrapper, record, resolved, store, options, dev, progress, where=where,
-                                          data_dir=data_dir)
+                outcome = evaluate_loaded(
+                    wrapper, record, resolved, store, options, dev, progress, where=where, data_dir=data_dir
+                )
                 provenance = outcome.provenance
             finally:
                 store.close()
@@ -136,6 +154,10 @@ def evaluate_model(
         for param, flag in grads.items():
             param.requires_grad_(flag)
     return EvaluationResult(
-        metrics={m.name: m for m in outcome.metrics}, flags=list(outcome.flags), per_example=outcome.per_example or {},
-        provenance=provenance, suite=resolved, run_id=outcome.run_id if db else None,
+        metrics={m.name: m for m in outcome.metrics},
+        flags=list(outcome.flags),
+        per_example=outcome.per_example or {},
+        provenance=provenance,
+        suite=resolved,
+        run_id=outcome.run_id if db else None,
     )

@@ -81,7 +81,9 @@ def check_model_file(ref: CardRef) -> str | None:
     if cached.is_file():
         verify_sha256(cached, hub.sha256, f"model card {ref.path}")
         return None
-    return f"{hub.file} of {hub.repo_id}@{hub.revision[:12]} is not in the local Hub cache: not checksummed (use --load)"
+    return (
+        f"{hub.file} of {hub.repo_id}@{hub.revision[:12]} is not in the local Hub cache: not checksummed (use --load)"
+    )
 
 
 def check_card(path: Path, *, cards_dir: Path | None = None, load: bool = False) -> CardCheck:

@@ -23,8 +23,9 @@ class LinearImageModel(nn.Module):
         super().__init__()
         self.shape = tuple(shape)
         self.weight = nn.Parameter(weight.clone(), requires_grad=False)
-        self.bias = nn.Parameter(bias.clone() if bias is not None else torch.zeros(weight.shape[0]),
-                                 requires_grad=False)
+        self.bias = nn.Parameter(
+            bias.clone() if bias is not None else torch.zeros(weight.shape[0]), requires_grad=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1) @ self.weight.T + self.bias
@@ -61,6 +62,7 @@ def linear_min_l2(model: LinearImageModel, x: torch.Tensor, y: torch.Tensor) -> 
 
 # --- a small CNN on a synthetic task ---------------------------------------------------------
 
+
 def bar_images(n: int, seed: int, size: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
     """Three classes: a bright vertical bar in the left, middle or right third, plus noise."""
     gen = torch.Generator().manual_seed(seed)
@@ -88,10 +90,10 @@ def _trained_state() -> dict[str, torch.Tensor]:
     model = TinyCNN()
     x, y = bar_images(600, seed=10)
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for epoch in range(6):
+    for _epoch in range(6):
         for s in range(0, 600, 50):
             opt.zero_grad()
-            F.cross_entropy(model(x[s:s + 50]), y[s:s + 50]).backward()
+            F.cross_entropy(model(x[s : s + 50]), y[s : s + 50]).backward()
             opt.step()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -105,6 +107,7 @@ def trained_tiny_cnn() -> TinyCNN:
 
 
 # --- models built to trip the reliability flags -------------------------------------------------
+
 
 class AlwaysDropout(nn.Module):
     """A randomised defence: dropout on the input even in eval mode."""

@@ -44,8 +44,9 @@ def safetensors_bytes(model: torch.nn.Module, prefix: str = "") -> bytes:
 def tiny_pt2_bytes(seed: int = 0) -> bytes:
     """The tiny model exported with a dynamic batch dimension (cached: export takes a second)."""
     model = tiny_model(seed)
-    program = torch.export.export(model, (torch.rand(2, *TINY_INPUT),),
-                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    program = torch.export.export(
+        model, (torch.rand(2, *TINY_INPUT),), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
+    )
     buf = io.BytesIO()
     torch.export.save(program, buf)
     return buf.getvalue()
@@ -175,7 +176,9 @@ def mnist_model(seed: int = 0) -> torch.nn.Module:
 def mnist_card_dict(name: str = "tiny", **overrides: object) -> dict:
     """A card for ``mnist5k/<name>`` that agrees with the data set (safetensors, local file ``<name>.safetensors``)."""
     data = card_dict(
-        id=f"mnist5k/{name}", num_classes=10, architecture={"name": "lenet", "kwargs": {}},
+        id=f"mnist5k/{name}",
+        num_classes=10,
+        architecture={"name": "lenet", "kwargs": {}},
         preprocessing={"input_size": list(MNIST_INPUT)},
         source={"path": f"{name}.safetensors", "sha256": "0" * 64},
     )
@@ -183,11 +186,15 @@ def mnist_card_dict(name: str = "tiny", **overrides: object) -> dict:
     return data
 
 
-def hub_card_dict(name: str, file: str, sha256: str, *, fmt: str = "torch-export", repo_id: str = REPO_ID,
-                  revision: str = REVISION) -> dict:
+def hub_card_dict(
+    name: str, file: str, sha256: str, *, fmt: str = "torch-export", repo_id: str = REPO_ID, revision: str = REVISION
+) -> dict:
     """A tiny-model card for ``mnist5k/<name>`` whose file is ``file`` of ``repo_id`` at ``revision``."""
-    data = card_dict(id=f"mnist5k/{name}", format=fmt,
-                     source={"hub": {"repo_id": repo_id, "revision": revision, "file": file, "sha256": sha256}})
+    data = card_dict(
+        id=f"mnist5k/{name}",
+        format=fmt,
+        source={"hub": {"repo_id": repo_id, "revision": revision, "file": file, "sha256": sha256}},
+    )
     if fmt == "torch-export":
         del data["architecture"]
     return data

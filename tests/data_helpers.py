@@ -68,14 +68,18 @@ class _Python2Pickler(pickle._Pickler):
     dispatch[bytes] = save_str
 
 
-def write_cifar_batch(path: Path, images_nchw: np.ndarray, labels: np.ndarray, label_key: str = "labels",
-                      *, python2: bool = True) -> Path:
+def write_cifar_batch(
+    path: Path, images_nchw: np.ndarray, labels: np.ndarray, label_key: str = "labels", *, python2: bool = True
+) -> Path:
     """A batch file in the official CIFAR "python version" format: a dict pickled by Python 2
     (numpy's old module path, byte strings as ``str``), or by this Python when ``python2=False``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    batch = {"batch_label": "testing batch 1 of 1", label_key: [int(v) for v in labels],
-             "data": np.ascontiguousarray(images_nchw, dtype=np.uint8).reshape(len(labels), -1),
-             "filenames": [f"img_{i}.png" for i in range(len(labels))]}
+    batch = {
+        "batch_label": "testing batch 1 of 1",
+        label_key: [int(v) for v in labels],
+        "data": np.ascontiguousarray(images_nchw, dtype=np.uint8).reshape(len(labels), -1),
+        "filenames": [f"img_{i}.png" for i in range(len(labels))],
+    }
     if python2:
         buffer = io.BytesIO()
         _Python2Pickler(buffer, protocol=2).dump(batch)

@@ -20,8 +20,11 @@ MODELS = ("mnist5k/lenet-standard", "mnist5k/lenet-pgd-at")
 
 def environment() -> dict[str, str]:
     """What bit-identical float results depend on besides the code: the torch build and the CPU kernels."""
-    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "machine": platform.machine()}
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+    }
 
 
 def compute() -> dict:

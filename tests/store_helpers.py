@@ -98,7 +98,8 @@ def first_schema_metadata() -> MetaData:
     """The tables exactly as invarbench 0.1.0's ``Base.metadata.create_all`` made them (before migrations)."""
     md = MetaData()
     Table(
-        "models", md,
+        "models",
+        md,
         Column("id", Integer, primary_key=True),
         Column("card_id", String(200), nullable=False, index=True),
         Column("name", String(300), nullable=False),
@@ -112,7 +113,8 @@ def first_schema_metadata() -> MetaData:
         UniqueConstraint("card_id", "card_sha256", "file_sha256", name="uq_models_snapshot"),
     )
     Table(
-        "runs", md,
+        "runs",
+        md,
         Column("id", Integer, primary_key=True),
         Column("model_id", ForeignKey("models.id"), nullable=False, index=True),
         Column("suite_name", String(100), nullable=False),
@@ -134,7 +136,8 @@ def first_schema_metadata() -> MetaData:
         Column("duration_s", Float),
     )
     Table(
-        "metrics", md,
+        "metrics",
+        md,
         Column("id", Integer, primary_key=True),
         Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
         Column("name", String(100), nullable=False),
@@ -146,7 +149,8 @@ def first_schema_metadata() -> MetaData:
         UniqueConstraint("run_id", "name", name="uq_metrics_run_name"),
     )
     Table(
-        "example_results", md,
+        "example_results",
+        md,
         Column("id", Integer, primary_key=True),
         Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
         Column("measurement", String(100), nullable=False),
@@ -164,8 +168,15 @@ SHA_B = "b" * 64
 
 def add_model(store: Store, card_id: str = "toy/model", card_sha256: str = SHA_A) -> int:
     return store.upsert_model(
-        card_id=card_id, name="A toy model", dataset="toy", card_yaml="id: toy/model\n", card_sha256=card_sha256,
-        file_sha256=SHA_B, hub_repo=None, hub_revision=None, training_method="standard",
+        card_id=card_id,
+        name="A toy model",
+        dataset="toy",
+        card_yaml="id: toy/model\n",
+        card_sha256=card_sha256,
+        file_sha256=SHA_B,
+        hub_repo=None,
+        hub_revision=None,
+        training_method="standard",
     )
 
 
@@ -173,17 +184,34 @@ def provenance(**changes) -> Provenance:
     """A toy run's provenance; the fields that format version 1 did not have are None unless given (as for a
     run stored before migrations 0004 and 0005)."""
     fields = dict(
-        suite_name="quick", suite_version=1, dataset="toy", invarbench_version="0.1.0", git_commit=None,
-        torch_version="2.0", device="cpu", seed=0, batch_size=2, examples_requested=6, examples_effective=6,
-        suite_num_examples=None, data_source=None, model_dtype=None, suite_settings=None, suite_settings_hash=None,
+        suite_name="quick",
+        suite_version=1,
+        dataset="toy",
+        invarbench_version="0.1.0",
+        git_commit=None,
+        torch_version="2.0",
+        device="cpu",
+        seed=0,
+        batch_size=2,
+        examples_requested=6,
+        examples_effective=6,
+        suite_num_examples=None,
+        data_source=None,
+        model_dtype=None,
+        suite_settings=None,
+        suite_settings_hash=None,
     )
     fields.update(changes)
     return Provenance(**fields)
 
 
 # Resolved settings of a made-up toy suite: nested, with floats that need all 17 digits and a subnormal.
-TOY_SETTINGS = {"dataset": "toy", "num_examples": 6, "seed": 0,
-                "measurements": {"pgd_linf": {"eps": 0.1 + 0.2, "steps": 10, "radii": [2.5, 5e-324], "alpha": None}}}
+TOY_SETTINGS = {
+    "dataset": "toy",
+    "num_examples": 6,
+    "seed": 0,
+    "measurements": {"pgd_linf": {"eps": 0.1 + 0.2, "steps": 10, "radii": [2.5, 5e-324], "alpha": None}},
+}
 
 
 def settings_fields(settings: dict | None = None) -> dict:

@@ -30,8 +30,11 @@ def test_a_model_in_memory_gives_the_numbers_of_its_card(lenet, tmp_path):
         p.requires_grad_(True)
     result = invarbench.evaluate_model(lenet, "mnist5k", "quick", device="cpu", limit=LIMIT, batch_size=8)
     assert lenet.training and all(p.requires_grad for p in lenet.parameters())  # given back as it was
-    outcome = evaluate(resolve_card("mnist5k/lenet-standard"), Store(f"sqlite:///{tmp_path / 'r.db'}"),
-                       EvalOptions(suite="quick", device="cpu", limit=LIMIT, batch_size=8))
+    outcome = evaluate(
+        resolve_card("mnist5k/lenet-standard"),
+        Store(f"sqlite:///{tmp_path / 'r.db'}"),
+        EvalOptions(suite="quick", device="cpu", limit=LIMIT, batch_size=8),
+    )
     assert [m for m in result.metrics.values()] == outcome.metrics
     assert result.flags == outcome.flags and result.per_example == outcome.per_example
     assert result.provenance["examples_effective"] == LIMIT and result.provenance["model_dtype"] == "float32"

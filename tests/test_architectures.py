@@ -54,17 +54,24 @@ def test_wrn_70_16_forward_on_one_image():
     assert out.shape == (1, 10) and bool(torch.isfinite(out).all())
 
 
-@pytest.mark.parametrize(("name", "kwargs", "present", "absent"), [
-    ("preact_resnet18", {}, ["bn.weight", "layer2.0.shortcut.0.weight", "linear.weight"], []),
-    ("preact_resnet18", {"final_bn": False}, ["linear.weight"], ["bn.weight"]),
-    ("wide_resnet28_10", {}, ["block1.layer.0.convShortcut.weight", "bn1.weight", "fc.bias"],
-     ["sub_block1.layer.0.bn1.weight"]),
-    ("wide_resnet34_10", {"sub_block1": True, "bias_last": False}, ["sub_block1.layer.0.bn1.weight"], ["fc.bias"]),
-    ("resnet20", {}, ["layer1.0.conv1.weight", "linear.weight"], ["layer2.0.shortcut.0.weight"]),
-    ("resnet20", {"shortcut": "B"}, ["layer2.0.shortcut.0.weight", "layer2.0.shortcut.1.weight"], []),
-    ("resnet50", {}, ["layer1.0.conv3.weight", "layer1.0.shortcut.0.weight"], []),
-    ("smallcnn", {}, ["feature_extractor.conv4.weight", "classifier.fc3.weight"], []),
-])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "present", "absent"),
+    [
+        ("preact_resnet18", {}, ["bn.weight", "layer2.0.shortcut.0.weight", "linear.weight"], []),
+        ("preact_resnet18", {"final_bn": False}, ["linear.weight"], ["bn.weight"]),
+        (
+            "wide_resnet28_10",
+            {},
+            ["block1.layer.0.convShortcut.weight", "bn1.weight", "fc.bias"],
+            ["sub_block1.layer.0.bn1.weight"],
+        ),
+        ("wide_resnet34_10", {"sub_block1": True, "bias_last": False}, ["sub_block1.layer.0.bn1.weight"], ["fc.bias"]),
+        ("resnet20", {}, ["layer1.0.conv1.weight", "linear.weight"], ["layer2.0.shortcut.0.weight"]),
+        ("resnet20", {"shortcut": "B"}, ["layer2.0.shortcut.0.weight", "layer2.0.shortcut.1.weight"], []),
+        ("resnet50", {}, ["layer1.0.conv3.weight", "layer1.0.shortcut.0.weight"], []),
+        ("smallcnn", {}, ["feature_extractor.conv4.weight", "classifier.fc3.weight"], []),
+    ],
+)
 def test_checkpoint_names(name, kwargs, present, absent):
     with torch.device("meta"):
         keys = set(build_architecture(name, **kwargs).state_dict())
@@ -90,14 +97,28 @@ def test_unknown_architecture_suggests_the_near_miss():
     assert ", ".join(ARCHITECTURES.names()) in message
 
 
-@pytest.mark.parametrize(("name", "kwargs", "message"), [
-    ("lenet", {"depth": 3}, "architecture 'lenet' does not accept these arguments: got an unexpected keyword "
-                            "argument 'depth'"),
-    ("wide_resnet", {"depth": 27}, "architecture 'wide_resnet' does not accept these arguments: depth must be 6n+4 "
-                                   "(16, 22, 28, 34, 40, 70, ...), got 27"),
-    ("resnet20", {"shortcut": "C"}, "architecture 'resnet20' does not accept these arguments: shortcut must be 'A' "
-                                    "(zero padding) or 'B' (1x1 projection), got 'C'"),
-])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        (
+            "lenet",
+            {"depth": 3},
+            "architecture 'lenet' does not accept these arguments: got an unexpected keyword argument 'depth'",
+        ),
+        (
+            "wide_resnet",
+            {"depth": 27},
+            "architecture 'wide_resnet' does not accept these arguments: depth must be 6n+4 "
+            "(16, 22, 28, 34, 40, 70, ...), got 27",
+        ),
+        (
+            "resnet20",
+            {"shortcut": "C"},
+            "architecture 'resnet20' does not accept these arguments: shortcut must be 'A' "
+            "(zero padding) or 'B' (1x1 projection), got 'C'",
+        ),
+    ],
+)
 def test_bad_kwargs(name, kwargs, message):
     with pytest.raises(ValidationError) as info:
         build_architecture(name, **kwargs)
@@ -119,8 +140,9 @@ def test_torchvision_namespace():
     assert str(info.value).startswith("unknown architecture 'torchvision/resnet_18'. Did you mean 'resnet18'?")
     with pytest.raises(ValidationError) as info:
         build_architecture("torchvision/resnet18", weights="IMAGENET1K_V1")
-    assert str(info.value) == ("architecture 'torchvision/resnet18': remove weights from its kwargs: the weights come "
-                               "from the card's own file")
+    assert str(info.value) == (
+        "architecture 'torchvision/resnet18': remove weights from its kwargs: the weights come from the card's own file"
+    )
 
 
 def test_timm_namespace():
@@ -177,8 +199,11 @@ def test_many_missing_keys_are_summarised():
     with pytest.raises(ValidationError) as info:
         load_state_dict_checked(build_architecture("resnet20"), state, "W")
     message = str(info.value)
-    assert re.search(r"\(\d+ missing keys: conv1\.weight, bn1\.weight, bn1\.bias, bn1\.running_mean, "
-                     r"bn1\.running_var, layer1\.0\.conv1\.weight and \d+ more; 8 unexpected keys: ", message)
+    assert re.search(
+        r"\(\d+ missing keys: conv1\.weight, bn1\.weight, bn1\.bias, bn1\.running_mean, "
+        r"bn1\.running_var, layer1\.0\.conv1\.weight and \d+ more; 8 unexpected keys: ",
+        message,
+    )
 
 
 def test_shape_mismatch_names_both_shapes():
@@ -187,8 +212,10 @@ def test_shape_mismatch_names_both_shapes():
     state["linear.bias"] = torch.zeros(100)
     with pytest.raises(ValidationError) as info:
         load_state_dict_checked(build_architecture("resnet20"), state, "W")
-    assert "(2 keys of another shape: linear.weight (file (100, 64), architecture (10, 64)), linear.bias (file " \
-           "(100,), architecture (10,)))" in str(info.value)
+    assert (
+        "(2 keys of another shape: linear.weight (file (100, 64), architecture (10, 64)), linear.bias (file "
+        "(100,), architecture (10,)))" in str(info.value)
+    )
 
 
 def test_batch_norm_counters_are_optional():

@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
+from attack_helpers import LinearImageModel, linear_min_l2, mid_images, random_linear
 from torch import nn
 
-from attack_helpers import LinearImageModel, linear_min_l2, mid_images, random_linear
 from invarbench.attacks.checks import ReliabilityConfig, reliability_report
 from invarbench.attacks.minnorm import boundary_search_l2
 from invarbench.data.registry import EvalData
@@ -33,7 +33,7 @@ def test_bisection_lands_on_the_analytic_crossing_of_each_segment():
     y = model(x).argmax(dim=1)
     ends = torch.stack([mid_images(6, spread=0.3, seed=s).double() for s in (3, 4, 5)], dim=1)  # [6, 3, 1, 8, 8]
     res = boundary_search_l2(model, x, y, ends, refine_steps=30)
-    w = (model.weight[y] - model.weight[1 - y])  # margin f_y - f_other = w.x + b_y - b_other, linear along a segment
+    w = model.weight[y] - model.weight[1 - y]  # margin f_y - f_other = w.x + b_y - b_other, linear along a segment
     b = model.bias[y] - model.bias[1 - y]
     expected = torch.full((6,), math.inf, dtype=torch.float64)
     for i in range(6):
@@ -79,8 +79,9 @@ def _class_mean_data(n: int = 30, seed: int = 0) -> tuple[EvalData, LinearImageM
     except for the examples placed on purpose near another class."""
     gen = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 3
-    x = (0.2 + 0.3 * y.double()[:, None, None, None] + 0.05 * torch.randn(n, 1, 8, 8, generator=gen,
-                                                                         dtype=torch.float64)).clamp(0, 1)
+    x = (
+        0.2 + 0.3 * y.double()[:, None, None, None] + 0.05 * torch.randn(n, 1, 8, 8, generator=gen, dtype=torch.float64)
+    ).clamp(0, 1)
     weight = torch.stack([-(torch.ones(64)), torch.zeros(64), torch.ones(64)]).double() * 4
     bias = torch.tensor([4 * 64 * 0.35, 0.0, -4 * 64 * 0.65], dtype=torch.float64) / 1.0
     model = LinearImageModel(weight, bias).double()
@@ -101,7 +102,7 @@ def test_endpoints_are_the_nearest_images_of_other_classes_the_model_does_not_gi
         order = sorted(torch.nonzero(allowed).squeeze(1).tolist(), key=lambda j: (float(d[j]), j))
         assert got[r].tolist() == order[:3]
     # An example's endpoints do not depend on which other examples share its batch.
-    alone = torch.cat([nearest_other_class_endpoints(model, data, examples[i:i + 1], 3, CPU) for i in range(12)])
+    alone = torch.cat([nearest_other_class_endpoints(model, data, examples[i : i + 1], 3, CPU) for i in range(12)])
     assert torch.equal(alone, got)
 
 
@@ -190,8 +191,17 @@ def test_every_measurement_refuses_nan_logits_at_any_iterate():
         measure_batch(hostile, data, 0, 12, suite, torch.Generator().manual_seed(0))
     # Each measurement on its own: the first one to meet a NaN is named.
     for keep in ("pgd_l2", "min_norm", "nspgd"):
-        only = suite.model_copy(update={"measurements": suite.measurements.replace(**{
-            name: None for name in ("pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width", "ece") if name != keep})})
+        only = suite.model_copy(
+            update={
+                "measurements": suite.measurements.replace(
+                    **{
+                        name: None
+                        for name in ("pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width", "ece")
+                        if name != keep
+                    }
+                )
+            }
+        )
         hostile.reset_nonfinite()
         with pytest.raises(ModelOutputError, match=f"during {keep}"):
             measure_batch(hostile, data, 0, 12, only, torch.Generator().manual_seed(0))

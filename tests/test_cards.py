@@ -6,8 +6,6 @@ import re
 
 import pytest
 import yaml
-from typer.testing import CliRunner
-
 from cards_helpers import (
     REPO_ID,
     REVISION,
@@ -18,14 +16,17 @@ from cards_helpers import (
     sha256_bytes,
     write_card,
 )
+from typer.testing import CliRunner
+
 from invarbench.cards.catalog import MAX_CARD_BYTES, list_cards, load_card, resolve_card
 from invarbench.cli import app
 from invarbench.errors import NotFoundError, ValidationError
 
 runner = CliRunner()
 ZERO = "0" * 64
-PLAIN_NAMES = ("must be a relative path of plain names (letters, digits, '_', '-', '.', '+'; no '..', leading '/' "
-               "or hidden parts)")
+PLAIN_NAMES = (
+    "must be a relative path of plain names (letters, digits, '_', '-', '.', '+'; no '..', leading '/' or hidden parts)"
+)
 
 
 def invoke(*args: str):
@@ -82,8 +83,11 @@ SCHEMA_ERRORS = {
         f"source.path: path {PLAIN_NAMES}, got '.x.safetensors'",
     ),
     "hub file traversal": (
-        {"source": {"hub": {"repo_id": REPO_ID, "revision": REVISION, "file": "../../../x.safetensors",
-                            "sha256": ZERO}}},
+        {
+            "source": {
+                "hub": {"repo_id": REPO_ID, "revision": REVISION, "file": "../../../x.safetensors", "sha256": ZERO}
+            }
+        },
         f"source.hub.file: file {PLAIN_NAMES}, got '../../../x.safetensors'",
     ),
     "hub repo traversal": (
@@ -96,8 +100,12 @@ SCHEMA_ERRORS = {
         "(copy it from the repository's commit history on the Hub), got 'main'",
     ),
     "both sources": (
-        {"source": {"hub": {"repo_id": REPO_ID, "revision": REVISION, "file": "x.safetensors", "sha256": ZERO},
-                    "path": "x.safetensors"}},
+        {
+            "source": {
+                "hub": {"repo_id": REPO_ID, "revision": REVISION, "file": "x.safetensors", "sha256": ZERO},
+                "path": "x.safetensors",
+            }
+        },
         "source: give exactly one of 'hub' (a Hub repository) or 'path' (a file next to the card)",
     ),
     "path without checksum": (
@@ -270,8 +278,14 @@ def cards(tmp_path):
 
 def test_cards_list(cards):
     root, _ = cards
-    write_card(root, mnist_card_dict("robust", training={"method": "pgd-at", "norm": "linf", "eps": 0.3},
-                                     source={"path": "good.safetensors", "sha256": ZERO}))
+    write_card(
+        root,
+        mnist_card_dict(
+            "robust",
+            training={"method": "pgd-at", "norm": "linf", "eps": 0.3},
+            source={"path": "good.safetensors", "sha256": ZERO},
+        ),
+    )
     result = invoke("cards", "list", "--cards-dir", root)
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stdout.splitlines() if "mnist5k/" in line]
@@ -338,8 +352,7 @@ def test_cards_validate_wrong_checksum(cards):
 
 def test_cards_validate_checks_the_data_set(cards):
     root, _ = cards
-    bad = write_card(root, mnist_card_dict("five", num_classes=5, source={"path": "good.safetensors",
-                                                                          "sha256": ZERO}))
+    bad = write_card(root, mnist_card_dict("five", num_classes=5, source={"path": "good.safetensors", "sha256": ZERO}))
     result = invoke("cards", "validate", bad, "--cards-dir", root)
     assert result.exit_code == 1
     assert result.stderr == (
@@ -384,9 +397,31 @@ def test_cards_validate_notes_an_uncached_hub_file(cards):
 def test_cards_new_computes_the_checksum_and_validates(cards):
     root, _ = cards
     weights = root / "mnist5k" / "good.safetensors"
-    result = invoke("cards", "new", "--id", "mnist5k/fresh", "--name", "Fresh", "--file", weights,
-                    "--architecture", "lenet", "--training", "pgd-at", "--norm", "linf", "--eps", "3/10",
-                    "--license", "MIT", "--submitted-by", "me", "--no-input", "--cards-dir", root)
+    result = invoke(
+        "cards",
+        "new",
+        "--id",
+        "mnist5k/fresh",
+        "--name",
+        "Fresh",
+        "--file",
+        weights,
+        "--architecture",
+        "lenet",
+        "--training",
+        "pgd-at",
+        "--norm",
+        "linf",
+        "--eps",
+        "3/10",
+        "--license",
+        "MIT",
+        "--submitted-by",
+        "me",
+        "--no-input",
+        "--cards-dir",
+        root,
+    )
     assert result.exit_code == 0, result.output
     target = root / "mnist5k" / "fresh.yaml"
     assert result.stdout == f"Wrote {target}\nNext: invarbench cards validate {target} --load\n"
@@ -399,8 +434,23 @@ def test_cards_new_computes_the_checksum_and_validates(cards):
     check = invoke("cards", "validate", target, "--load", "--cards-dir", root)
     assert check.exit_code == 0, check.output
 
-    again = invoke("cards", "new", "--id", "mnist5k/fresh", "--file", weights, "--architecture", "lenet",
-                   "--license", "MIT", "--submitted-by", "me", "--no-input", "--cards-dir", root)
+    again = invoke(
+        "cards",
+        "new",
+        "--id",
+        "mnist5k/fresh",
+        "--file",
+        weights,
+        "--architecture",
+        "lenet",
+        "--license",
+        "MIT",
+        "--submitted-by",
+        "me",
+        "--no-input",
+        "--cards-dir",
+        root,
+    )
     assert again.exit_code == 1
     assert again.stderr == f"Error: {target} exists: pass --force to overwrite it\n"
 
@@ -408,24 +458,57 @@ def test_cards_new_computes_the_checksum_and_validates(cards):
 def test_cards_new_for_a_hub_file_prints_the_card(tmp_path):
     weights = tmp_path / "w.pt2"
     weights.write_bytes(b"stand-in bytes")
-    result = invoke("cards", "new", "--id", "cifar10/x", "--name", "X", "--file", weights, "--hub-repo", REPO_ID,
-                    "--hub-revision", REVISION, "--num-classes", "10", "--input-size", "3,32,32",
-                    "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25", "--license", "MIT", "--submitted-by", "me",
-                    "--no-input", "--out", "-", "--cards-dir", tmp_path)
+    result = invoke(
+        "cards",
+        "new",
+        "--id",
+        "cifar10/x",
+        "--name",
+        "X",
+        "--file",
+        weights,
+        "--hub-repo",
+        REPO_ID,
+        "--hub-revision",
+        REVISION,
+        "--num-classes",
+        "10",
+        "--input-size",
+        "3,32,32",
+        "--mean",
+        "0.5,0.5,0.5",
+        "--std",
+        "0.25,0.25,0.25",
+        "--license",
+        "MIT",
+        "--submitted-by",
+        "me",
+        "--no-input",
+        "--out",
+        "-",
+        "--cards-dir",
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     data = yaml.safe_load(result.stdout)
-    assert data["source"] == {"hub": {"repo_id": REPO_ID, "revision": REVISION, "file": "w.pt2",
-                                      "sha256": sha256_bytes(b"stand-in bytes")}}
+    assert data["source"] == {
+        "hub": {"repo_id": REPO_ID, "revision": REVISION, "file": "w.pt2", "sha256": sha256_bytes(b"stand-in bytes")}
+    }
     assert data["format"] == "torch-export" and "architecture" not in data
     assert data["preprocessing"] == {"mean": [0.5] * 3, "std": [0.25] * 3, "input_size": [3, 32, 32]}
     assert not (tmp_path / "cifar10").exists()
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ((), "Error: --license is required (or run without --no-input to be asked)\n"),
-    (("--license", "MIT", "--submitted-by", "me"),
-     "Error: give the model file with --file (a local file next to the card, or with --hub-repo)\n"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ((), "Error: --license is required (or run without --no-input to be asked)\n"),
+        (
+            ("--license", "MIT", "--submitted-by", "me"),
+            "Error: give the model file with --file (a local file next to the card, or with --hub-repo)\n",
+        ),
+    ],
+)
 def test_cards_new_without_prompts_names_the_missing_flag(tmp_path, extra, message):
     result = invoke("cards", "new", "--id", "mnist5k/x", "--no-input", "--cards-dir", tmp_path, *extra)
     assert result.exit_code == 1
@@ -436,8 +519,21 @@ def test_cards_new_refuses_a_pickled_checkpoint(tmp_path):
     ckpt = tmp_path / "mnist5k" / "model.pth"
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"x")
-    result = invoke("cards", "new", "--id", "mnist5k/x", "--file", ckpt, "--license", "MIT", "--submitted-by", "me",
-                    "--no-input", "--cards-dir", tmp_path)
+    result = invoke(
+        "cards",
+        "new",
+        "--id",
+        "mnist5k/x",
+        "--file",
+        ckpt,
+        "--license",
+        "MIT",
+        "--submitted-by",
+        "me",
+        "--no-input",
+        "--cards-dir",
+        tmp_path,
+    )
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: cannot tell the format of 'model.pth': give --format, and use a .safetensors or .pt2 file "

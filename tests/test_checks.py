@@ -86,7 +86,7 @@ class _ZeroGradientFor(torch.nn.Module):
         self.inner, self.k = inner, k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([x[: self.k].detach(), x[self.k:]])
+        x = torch.cat([x[: self.k].detach(), x[self.k :]])
         return self.inner(x)
 
 
@@ -132,5 +132,10 @@ def test_measure_batch_refuses_nan_logits():
 
 def test_flag_names_are_stable():
     # stored with runs and shown on the leaderboard: renaming one is a breaking change
-    assert FLAG_NAMES == ("randomized_outputs", "probability_outputs", "zero_gradients", "nan_gradients",
-                          "batch_dependent_outputs")
+    assert FLAG_NAMES == (
+        "randomized_outputs",
+        "probability_outputs",
+        "zero_gradients",
+        "nan_gradients",
+        "batch_dependent_outputs",
+    )

@@ -91,8 +91,9 @@ def undocumented(commands: dict[str, tuple[object, list[str]]], texts: dict[str,
             continue
         for option in options:
             if not any(_option(option).search(texts[f]) for f in naming):
-                missing.append(f"option '{name} {option}': absent from every file that names '{name}' "
-                               f"({', '.join(naming)})")
+                missing.append(
+                    f"option '{name} {option}': absent from every file that names '{name}' ({', '.join(naming)})"
+                )
     return missing
 
 
@@ -134,16 +135,26 @@ def readme_mismatches(commands: dict[str, tuple[object, list[str]]], readme: str
                 problems.append(f"'{name}': no entry in README.md's command-line code block")
             continue
         problems += [f"'{name} {o}': not in its README.md entry" for o in options if o not in listed[name]]
-        problems += [f"'{name} {o}': listed in README.md but not an option of the command"
-                     for o in sorted(listed[name] - set(options))]
+        problems += [
+            f"'{name} {o}': listed in README.md but not an option of the command"
+            for o in sorted(listed[name] - set(options))
+        ]
     return problems
 
 
 def test_the_walk_sees_the_whole_command_line():
     """Guard against a walk that finds nothing and so passes vacuously."""
     commands = _collect()
-    for name in ("invarbench", "invarbench eval", "invarbench pack", "invarbench results export",
-                 "invarbench cards new", "invarbench db upgrade", "invarbench site build", "invarbench suites show"):
+    for name in (
+        "invarbench",
+        "invarbench eval",
+        "invarbench pack",
+        "invarbench results export",
+        "invarbench cards new",
+        "invarbench db upgrade",
+        "invarbench site build",
+        "invarbench suites show",
+    ):
         assert name in commands
     assert "--batch-size" in commands["invarbench eval"][1]
     assert "--version" in commands["invarbench"][1]
@@ -184,12 +195,12 @@ def test_the_rule_catches_an_undocumented_option_and_command():
     assert any("'invarbench made-up-command'" in line for line in missing)
     # An option named only in a file that never names its command does not count.
     only_elsewhere = {"a.md": "invarbench results export --format", "b.md": "--out"}
-    expected = ("option 'invarbench results export --out': absent from every file that names "
-                "'invarbench results export' (a.md)")
+    expected = (
+        "option 'invarbench results export --out': absent from every file that names 'invarbench results export' (a.md)"
+    )
     assert undocumented({"invarbench results export": (cmd, ["--format", "--out"])}, only_elsewhere) == [expected]
     # Whole words only: '--out' is not found inside '--output', nor 'results export' inside 'results exporter'.
-    assert undocumented({"invarbench results export": (cmd, ["--out"])},
-                        {"a.md": "invarbench results export --output"})
+    assert undocumented({"invarbench results export": (cmd, ["--out"])}, {"a.md": "invarbench results export --output"})
     assert undocumented({"invarbench results export": (cmd, [])}, {"a.md": "invarbench results exporter"})
 
 

@@ -11,7 +11,6 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
-
 from data_helpers import (
     REAL_CIFAR10_NPZ,
     REAL_MNIST,
@@ -22,6 +21,7 @@ from data_helpers import (
     write_idx,
     write_mnist_test,
 )
+
 from invarbench.data import DATASETS, load_eval_data
 from invarbench.data.native import read_cifar_batch, read_idx
 from invarbench.errors import NotFoundError, ValidationError
@@ -226,18 +226,32 @@ def test_npz_replaces_the_images_of_the_data_set(tmp_path, layout):
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [
-        ({"x": np.zeros((2, 28, 28, 1), np.float32), "y": np.zeros(2, np.int64)},
-         "x must be uint8 images (0..255), got dtype float32"),
-        ({"x": np.zeros((2, 3, 32, 32), np.uint8), "y": np.zeros(2, np.int64)},
-         "x has shape [2, 3, 32, 32]; data set 'mnist5k' needs images [N, 1, 28, 28] (NCHW) or [N, 28, 28, 1] (NHWC)"),
+        (
+            {"x": np.zeros((2, 28, 28, 1), np.float32), "y": np.zeros(2, np.int64)},
+            "x must be uint8 images (0..255), got dtype float32",
+        ),
+        (
+            {"x": np.zeros((2, 3, 32, 32), np.uint8), "y": np.zeros(2, np.int64)},
+            "x has shape [2, 3, 32, 32]; data set 'mnist5k' needs images [N, 1, 28, 28] (NCHW) "
+            "or [N, 28, 28, 1] (NHWC)",
+        ),
         ({"x": np.zeros((2, 28, 28), np.uint8), "y": np.zeros(3, np.int64)}, "x holds 2 images but y holds 3 labels"),
-        ({"x": np.zeros((2, 28, 28), np.uint8), "y": np.array([0, 10])},
-         "labels must lie in 0..9 for data set 'mnist5k', got 0..10"),
-        ({"x": np.zeros((2, 28, 28), np.uint8), "y": np.array([0.0, 1.0])},
-         "y must be a 1-D array of integer labels, got float64 [2]"),
-        ({"images": np.zeros((2, 28, 28), np.uint8)}, "must hold arrays 'x' (images) and 'y' (labels); it holds: images"),
-        ({"x": np.zeros((2, 28, 28), np.uint8), "y": np.array([0, None], dtype=object)},
-         "holds arrays that need pickle to load"),
+        (
+            {"x": np.zeros((2, 28, 28), np.uint8), "y": np.array([0, 10])},
+            "labels must lie in 0..9 for data set 'mnist5k', got 0..10",
+        ),
+        (
+            {"x": np.zeros((2, 28, 28), np.uint8), "y": np.array([0.0, 1.0])},
+            "y must be a 1-D array of integer labels, got float64 [2]",
+        ),
+        (
+            {"images": np.zeros((2, 28, 28), np.uint8)},
+            "must hold arrays 'x' (images) and 'y' (labels); it holds: images",
+        ),
+        (
+            {"x": np.zeros((2, 28, 28), np.uint8), "y": np.array([0, None], dtype=object)},
+            "holds arrays that need pickle to load",
+        ),
     ],
 )
 def test_npz_errors(tmp_path, arrays, message):

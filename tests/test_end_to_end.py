@@ -21,8 +21,23 @@ def evaluated(tmp_path_factory):
     db = f"sqlite:///{root / 'results.db'}"
     outputs = {}
     for model in ("mnist5k/lenet-standard", "mnist5k/lenet-pgd-at"):
-        result = runner.invoke(app, ["eval", model, "--suite", "quick", "--limit", str(LIMIT), "--device", "cpu",
-                                     "--batch-size", "16", "--db", db])
+        result = runner.invoke(
+            app,
+            [
+                "eval",
+                model,
+                "--suite",
+                "quick",
+                "--limit",
+                str(LIMIT),
+                "--device",
+                "cpu",
+                "--batch-size",
+                "16",
+                "--db",
+                db,
+            ],
+        )
         assert result.exit_code == 0, result.output
         outputs[model] = result.stdout
     return root, db, outputs
@@ -31,10 +46,12 @@ def evaluated(tmp_path_factory):
 def _scores(db: str) -> dict[str, dict[str, float]]:
     engine = create_engine(db)
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT m.card_id, x.name, x.value FROM metrics x JOIN runs r ON r.id = x.run_id "
-            "JOIN models m ON m.id = r.model_id WHERE r.status = 'finished'"
-        )).all()
+        rows = conn.execute(
+            text(
+                "SELECT m.card_id, x.name, x.value FROM metrics x JOIN runs r ON r.id = x.run_id "
+                "JOIN models m ON m.id = r.model_id WHERE r.status = 'finished'"
+            )
+        ).all()
     scores: dict[str, dict[str, float]] = {}
     for card_id, name, value in rows:
         scores.setdefault(card_id, {})[name] = value
@@ -53,10 +70,12 @@ def test_scores_are_stored_with_provenance(evaluated):
     assert scores["mnist5k/lenet-standard"]["robust_accuracy_linf"] <= 0.1
     engine = create_engine(db)
     with engine.connect() as conn:
-        run = conn.execute(text(
-            "SELECT suite_name, suite_version, seed, batch_size, examples_effective, device, torch_version, "
-            "invarbench_version, status FROM runs ORDER BY id LIMIT 1"
-        )).one()
+        run = conn.execute(
+            text(
+                "SELECT suite_name, suite_version, seed, batch_size, examples_effective, device, torch_version, "
+                "invarbench_version, status FROM runs ORDER BY id LIMIT 1"
+            )
+        ).one()
         model = conn.execute(text("SELECT file_sha256, card_sha256, card_yaml FROM models ORDER BY id LIMIT 1")).one()
     assert run.suite_name == "quick" and run.suite_version >= 1
     assert (run.batch_size, run.examples_effective, run.device, run.status) == (16, LIMIT, "cpu", "finished")
@@ -90,10 +109,10 @@ def test_site_contains_the_scores(evaluated):
     scores = _scores(db)
     for model, metrics in scores.items():
         assert f'data-model="{model}"' in html
-        row = html[html.index(f'data-model="{model}"'):]
+        row = html[html.index(f'data-model="{model}"') :]
         row = row[: row.index("</tr>")]
         for name in ("clean_accuracy", "robust_accuracy_linf"):
-            cell = row[row.index(f'data-metric="{name}"'):]
+            cell = row[row.index(f'data-metric="{name}"') :]
             assert f"{100 * metrics[name]:.2f}%" in cell[: cell.index("</td>")]
     # Ranked by robust accuracy: the adversarially trained model comes first.
     assert html.index('data-model="mnist5k/lenet-pgd-at"') < html.index('data-model="mnist5k/lenet-standard"')

@@ -13,8 +13,16 @@ from invarbench.evaluation import EvalOptions, evaluate
 from invarbench.store import Store
 
 LIMIT = 12
-METRICS = ["clean_accuracy", "robust_accuracy_linf", "robust_accuracy_l2", "median_min_l2_distance",
-           "nspgd_closure", "nspgd_target_distance_l2", "path_width", "ece"]
+METRICS = [
+    "clean_accuracy",
+    "robust_accuracy_linf",
+    "robust_accuracy_l2",
+    "median_min_l2_distance",
+    "nspgd_closure",
+    "nspgd_target_distance_l2",
+    "path_width",
+    "ece",
+]
 runner = CliRunner()
 
 
@@ -45,14 +53,28 @@ def test_quick_suite_is_deterministic_and_npz_replaces_the_images(tmp_path, npz_
     assert source.startswith(f"npz:{npz_of_the_test_images.resolve()} sha256:")
     # Both are --limit runs of the quick suite: neither is ranked; the second is on custom data.
     assert store.latest_finished_runs() == []
-    assert {st.run.id: st.kind for st in store.unranked_runs()} == {first.run_id: "smoke",
-                                                                   custom.run_id: "custom_data"}
+    assert {st.run.id: st.kind for st in store.unranked_runs()} == {first.run_id: "smoke", custom.run_id: "custom_data"}
 
 
 def test_cli_eval_with_custom_data(tmp_path, npz_of_the_test_images):
     db = f"sqlite:///{tmp_path / 'r.db'}"
-    result = runner.invoke(app, ["eval", "mnist5k/lenet-standard", "--suite", "quick", "--limit", "6",
-                                 "--device", "cpu", "--db", db, "--data", f"npz:{npz_of_the_test_images}"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "mnist5k/lenet-standard",
+            "--suite",
+            "quick",
+            "--limit",
+            "6",
+            "--device",
+            "cpu",
+            "--db",
+            db,
+            "--data",
+            f"npz:{npz_of_the_test_images}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for name in METRICS:
         assert name in result.stdout
@@ -61,15 +83,30 @@ def test_cli_eval_with_custom_data(tmp_path, npz_of_the_test_images):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("{tmp}/nothing.npz", "Error: --data must look like npz:PATH (a .npz file with arrays x and y), got "
-                              "'{tmp}/nothing.npz'\n"),
+        (
+            "{tmp}/nothing.npz",
+            "Error: --data must look like npz:PATH (a .npz file with arrays x and y), got '{tmp}/nothing.npz'\n",
+        ),
         ("npz:{tmp}/nothing.npz", "Error: custom evaluation set {tmp}/nothing.npz does not exist\n"),
     ],
 )
 def test_cli_eval_data_errors(tmp_path, value, message):
     db = f"sqlite:///{tmp_path / 'r.db'}"
-    result = runner.invoke(app, ["eval", "mnist5k/lenet-standard", "--suite", "quick", "--device", "cpu",
-                                 "--db", db, "--data", value.format(tmp=tmp_path)])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "mnist5k/lenet-standard",
+            "--suite",
+            "quick",
+            "--device",
+            "cpu",
+            "--db",
+            db,
+            "--data",
+            value.format(tmp=tmp_path),
+        ],
+    )
     assert result.exit_code == 1
     assert result.stderr == message.format(tmp=tmp_path)
 
@@ -81,10 +118,14 @@ def test_peak_memory_is_the_evaluating_process_own_not_its_parents():
     from invarbench.evaluation.runner import peak_rss_bytes
 
     ballast = bytearray(512 * 2**20)  # this process now peaks above 512 MiB
-    ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touch every page, so it is resident
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page, so it is resident
     parent = peak_rss_bytes()
-    child = subprocess.run([sys.executable, "-c", "from invarbench.evaluation.runner import peak_rss_bytes as p; "
-                            "print(p())"], capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "from invarbench.evaluation.runner import peak_rss_bytes as p; print(p())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     del ballast
     assert parent > 512 * 2**20
     assert 0 < int(child.stdout) < parent - 256 * 2**20  # a fresh process, not the inherited peak

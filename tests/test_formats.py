@@ -10,7 +10,6 @@ import json
 
 import pytest
 import torch
-
 from cards_helpers import (
     TINY_INPUT,
     card_dict,
@@ -24,13 +23,18 @@ from cards_helpers import (
     torch_save_payload,
     write_card,
 )
+
 from invarbench.cards.catalog import load_card
 from invarbench.errors import ModelOutputError, NotFoundError, ValidationError
 from invarbench.models.loading import load_model
 
+INPUT_SIZE_HINT = "): check preprocessing.input_size in the card, or what the model's forward raises on such an input"
+
 WHERE = "model card CARD"
-REFUSED = "was refused as a torch.export program: {}. Nothing was loaded or run. Re-create it with 'invarbench pack' " \
-          "(see docs/model-cards.md)."
+REFUSED = (
+    "was refused as a torch.export program: {}. Nothing was loaded or run. Re-create it with 'invarbench pack' "
+    "(see docs/model-cards.md)."
+)
 
 
 def export_card(**overrides) -> dict:
@@ -45,7 +49,7 @@ def local_ref(tmp_path, data: dict, model_bytes: bytes):
 
 def error_of(ref, kind=ValidationError) -> str:
     with pytest.raises(kind) as info:
-        load_model(ref).wrapper
+        load_model(ref)
     return str(info.value).replace(f"model card {ref.path}", WHERE)
 
 
@@ -122,8 +126,9 @@ def test_unknown_architecture_on_load(tmp_path):
     ref = local_ref(tmp_path, data, safetensors_bytes(tiny_model()))
     message = error_of(ref, NotFoundError)
     assert message.startswith("unknown architecture 'wide_resnet28_1O'. Did you mean 'wide_resnet28_10'? Registered: ")
-    assert message.endswith("also 'torchvision/<model>' and 'timm/<model>' (run 'invarbench cards architectures' to "
-                            "list them all).")
+    assert message.endswith(
+        "also 'torchvision/<model>' and 'timm/<model>' (run 'invarbench cards architectures' to list them all)."
+    )
 
 
 def test_wrong_number_of_classes_is_caught_at_load(tmp_path):
@@ -137,8 +142,10 @@ def test_wrong_number_of_classes_is_caught_at_load(tmp_path):
 def test_wrong_input_size_is_caught_at_load(tmp_path):
     ref = local_ref(tmp_path, export_card(preprocessing={"input_size": [1, 16, 16]}), tiny_pt2_bytes())
     message = error_of(ref, ModelOutputError)
-    assert message.startswith(f"{WHERE}: the model fails on a batch of 2 inputs of size [1, 16, 16] (")
-    assert message.endswith("): check preprocessing.input_size in the card")
+    assert message.startswith(f"{WHERE}: the model fails on a batch of 2 mid-grey inputs of size [1, 16, 16] (")
+    assert message.endswith(
+        "): check preprocessing.input_size in the card, or what the model's forward raises on such an input"
+    )
 
 
 def test_pickle_named_safetensors(tmp_path, marker):
@@ -214,33 +221,56 @@ def _hostile_pt2(marker) -> dict[str, tuple[bytes, str]]:
     pt2 = tiny_pt2_bytes()
     command = f"__import__('os').system('touch {marker}')"
     return {
-        "torch.save checkpoint": (torch_save_payload(marker),
-                                  "it is a torch.save checkpoint (a pickle), not a torch.export program"),
-        "plain pickle": (pickle_payload(marker),
-                         "it is not a zip archive; a .pt2 file is written by torch.export.save"),
-        "extra pickle entry": (rewrite_pt2(pt2, _add("data/extra.pkl", pickle_payload(marker))),
-                               "it contains a pickled file (data/extra.pkl), which invarbench never unpickles"),
-        "pickled sample inputs": (rewrite_pt2(pt2, _add("data/sample_inputs/model.pt", torch_save_payload(marker))),
-                                  "its sample inputs are not plain tensors (they would be unpickled)"),
-        "pickled weights": (rewrite_pt2(pt2, edit_json("data/weights/model_weights_config.json", _pickled_weights)),
-                            "the tensor features.0.weight is stored as a pickle, which invarbench never unpickles"),
+        "torch.save checkpoint": (
+            torch_save_payload(marker),
+            "it is a torch.save checkpoint (a pickle), not a torch.export program",
+        ),
+        "plain pickle": (
+            pickle_payload(marker),
+            "it is not a zip archive; a .pt2 file is written by torch.export.save",
+        ),
+        "extra pickle entry": (
+            rewrite_pt2(pt2, _add("data/extra.pkl", pickle_payload(marker))),
+            "it contains a pickled file (data/extra.pkl), which invarbench never unpickles",
+        ),
+        "pickled sample inputs": (
+            rewrite_pt2(pt2, _add("data/sample_inputs/model.pt", torch_save_payload(marker))),
+            "its sample inputs are not plain tensors (they would be unpickled)",
+        ),
+        "pickled weights": (
+            rewrite_pt2(pt2, edit_json("data/weights/model_weights_config.json", _pickled_weights)),
+            "the tensor features.0.weight is stored as a pickle, which invarbench never unpickles",
+        ),
         "custom object payload": (
             rewrite_pt2(pt2, edit_json("data/weights/model_weights_config.json", _weight_payload_name("custom_obj_0"))),
             "the payload 'custom_obj_0' of features.0.weight is not a plain tensor (custom and opaque objects would "
-            "be unpickled)"),
-        "compiled code": (rewrite_pt2(pt2, _add("data/aotinductor/model/model.so", b"\x7fELF")),
-                          "it contains compiled code (data/aotinductor/model/model.so), which invarbench never loads"),
-        "custom operator": (rewrite_pt2(pt2, edit_program(_first_node_target("torch.ops.evil.run.default"))),
-                            "the program calls 'torch.ops.evil.run.default'; only aten/prims tensor operators and "
-                            "symbolic-shape helpers are allowed (no custom operators)"),
-        "file operator": (rewrite_pt2(pt2, edit_program(_first_node_target("torch.ops.aten.from_file.default"))),
-                          "the program calls torch.ops.aten.from_file.default, an operator with side effects"),
-        "code in a shape": (rewrite_pt2(pt2, edit_program(_replace_expr(command))),
-                            f"the symbolic shape expression {command[:80]!r} calls something other than sympy"),
-        "guard code": (rewrite_pt2(pt2, edit_program(lambda p: p.__setitem__("guards_code", ["import os"]))),
-                       "the program carries guard code, which would be compiled and run"),
-        "traversal entry": (rewrite_pt2(pt2, _add("../../evil.py", b"x")),
-                            "the archive entry 'x/../../evil.py' is not a plain file path"),
+            "be unpickled)",
+        ),
+        "compiled code": (
+            rewrite_pt2(pt2, _add("data/aotinductor/model/model.so", b"\x7fELF")),
+            "it contains compiled code (data/aotinductor/model/model.so), which invarbench never loads",
+        ),
+        "custom operator": (
+            rewrite_pt2(pt2, edit_program(_first_node_target("torch.ops.evil.run.default"))),
+            "the program calls 'torch.ops.evil.run.default'; only aten/prims tensor operators and "
+            "symbolic-shape helpers are allowed (no custom operators)",
+        ),
+        "file operator": (
+            rewrite_pt2(pt2, edit_program(_first_node_target("torch.ops.aten.from_file.default"))),
+            "the program calls torch.ops.aten.from_file.default, an operator with side effects",
+        ),
+        "code in a shape": (
+            rewrite_pt2(pt2, edit_program(_replace_expr(command))),
+            f"the symbolic shape expression {command[:80]!r} calls something other than sympy",
+        ),
+        "guard code": (
+            rewrite_pt2(pt2, edit_program(lambda p: p.__setitem__("guards_code", ["import os"]))),
+            "the program carries guard code, which would be compiled and run",
+        ),
+        "traversal entry": (
+            rewrite_pt2(pt2, _add("../../evil.py", b"x")),
+            "the archive entry 'x/../../evil.py' is not a plain file path",
+        ),
     }
 
 
@@ -254,8 +284,10 @@ def test_hostile_pt2_is_refused_and_nothing_runs(tmp_path, marker, case):
     message = error_of(ref)
     if case == "traversal entry":  # the archive's top folder name is torch's choice
         assert message.startswith(f"{WHERE}: model.pt2 was refused as a torch.export program: the archive entry '")
-        assert message.endswith("/../../evil.py' is not a plain file path. Nothing was loaded or run. Re-create it "
-                                "with 'invarbench pack' (see docs/model-cards.md).")
+        assert message.endswith(
+            "/../../evil.py' is not a plain file path. Nothing was loaded or run. Re-create it "
+            "with 'invarbench pack' (see docs/model-cards.md)."
+        )
     else:
         assert message == f"{WHERE}: model.pt2 {REFUSED.format(reason)}"
 
@@ -290,6 +322,6 @@ def test_node_metadata_never_reaches_the_loader(tmp_path, monkeypatch):
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(torch_export, "load", spy)
-    load_model(local_ref(tmp_path, export_card(), data)).wrapper
+    load_model(local_ref(tmp_path, export_card(), data))
     nodes = seen[0]["graph_module"]["graph"]["nodes"]
     assert nodes and all(node["metadata"] == {} for node in nodes)

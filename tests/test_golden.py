@@ -7,15 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from golden_helpers import GOLDEN, compute, environment
 
 
 def test_quick_suite_on_the_reference_models_is_bit_identical_to_the_golden_result():
     golden = json.loads(GOLDEN.read_text())
     if golden["environment"] != environment():
-        pytest.skip(f"golden result recorded with {golden['environment']}, this is {environment()}: float kernels "
-                    "may differ; record it anew on this machine before refactoring")
+        pytest.skip(
+            f"golden result recorded with {golden['environment']}, this is {environment()}: float kernels "
+            "may differ; record it anew on this machine before refactoring"
+        )
     now = json.loads(json.dumps(compute(), sort_keys=True))
     for card_id, expected in golden["models"].items():
         got = now["models"][card_id]

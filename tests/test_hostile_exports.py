@@ -15,9 +15,6 @@ import textwrap
 
 import pytest
 import torch
-from torch import nn
-from typer.testing import CliRunner
-
 from cards_helpers import (
     MNIST_INPUT,
     TINY_INPUT,
@@ -27,6 +24,9 @@ from cards_helpers import (
     sha256_bytes,
     write_card,
 )
+from torch import nn
+from typer.testing import CliRunner
+
 from invarbench.cards.catalog import load_card
 from invarbench.cli import app
 from invarbench.errors import ModelOutputError, ValidationError
@@ -34,12 +34,18 @@ from invarbench.models.loading import load_model
 from invarbench.models.safe_export import ExportedModule, load_exported_module
 from invarbench.models.wrapper import ModelWrapper
 
+INPUT_SIZE_HINT = "): check preprocessing.input_size in the card, or what the model's forward raises on such an input"
+
 runner = CliRunner()
 WHERE = "model card CARD"
-REFUSED = ("model.pt2 was refused as a torch.export program: {}. Nothing was loaded or run. Re-create it with "
-           "'invarbench pack' (see docs/model-cards.md).")
-DYNAMIC_FIX = ("re-export it with a dynamic batch dimension: torch.export.export(model, (x,), "
-               "dynamic_shapes=({0: torch.export.Dim('batch')},))")
+REFUSED = (
+    "model.pt2 was refused as a torch.export program: {}. Nothing was loaded or run. Re-create it with "
+    "'invarbench pack' (see docs/model-cards.md)."
+)
+DYNAMIC_FIX = (
+    "re-export it with a dynamic batch dimension: torch.export.export(model, (x,), "
+    "dynamic_shapes=({0: torch.export.Dim('batch')},))"
+)
 EVAL_FIX = "call model.eval() before torch.export.export ('invarbench pack' does)"
 
 
@@ -69,7 +75,7 @@ def export_card(**overrides) -> dict:
 def load_error(tmp_path, model_bytes: bytes, kind=ValidationError, **card) -> str:
     ref = load_card(write_card(tmp_path, export_card(**card), model_bytes))
     with pytest.raises(kind) as info:
-        load_model(ref).wrapper
+        load_model(ref)
     message = str(info.value)
     assert "\n" not in message
     return message.replace(f"model card {ref.path}", WHERE)
@@ -122,8 +128,15 @@ def test_a_bounded_batch_dimension_is_refused_at_load(tmp_path, bounds, span):
     )
 
 
-@pytest.mark.parametrize("dims", [{0: torch.export.Dim("batch")}, {0: torch.export.Dim("batch", min=2)},
-                                  {0: torch.export.Dim.AUTO}, {0: torch.export.Dim.DYNAMIC}])
+@pytest.mark.parametrize(
+    "dims",
+    [
+        {0: torch.export.Dim("batch")},
+        {0: torch.export.Dim("batch", min=2)},
+        {0: torch.export.Dim.AUTO},
+        {0: torch.export.Dim.DYNAMIC},
+    ],
+)
 def test_every_unbounded_batch_dimension_loads(tmp_path, dims):
     wrapper = load_ok(tmp_path, export_bytes(ConvNet().eval(), tiny_batch(2), (dims,)))
     x = tiny_batch(7)
@@ -218,21 +231,38 @@ def test_a_model_that_fails_at_every_size_still_points_at_the_input_size():
     wrapper = ModelWrapper(Squeezed(), num_classes=3, input_shape=[1, 4, 4])
     with pytest.raises(ModelOutputError) as info:
         wrapper.check_output_shape(where="W")
-    assert str(info.value).startswith("W: the model fails on a batch of 2 inputs of size [1, 4, 4] (RuntimeError: ")
-    assert str(info.value).endswith("): check preprocessing.input_size in the card")
+    assert str(info.value).startswith(
+        "W: the model fails on a batch of 2 mid-grey inputs of size [1, 4, 4] (RuntimeError: "
+    )
+    assert str(info.value).endswith(
+        "): check preprocessing.input_size in the card, or what the model's forward raises on such an input"
+    )
 
 
 MALFORMED = "is not of the form torch.export.save writes ({} while checking it)"
 
 
-@pytest.mark.parametrize(("edit", "expected"), [
-    (lambda program: program["graph_module"].__setitem__("graph", 1),
-     f"was refused as a torch.export program: its program (models/model.json) {MALFORMED.format('AttributeError')}"),
-    (lambda program: program["graph_module"]["module_call_graph"].__setitem__(0, "x"),
-     "was refused as a torch.export program: the program has no root module signature"),
-    (lambda program: program["graph_module"]["signature"]["input_specs"][-1]["user_input"].__setitem__(
-        "arg", ["as_tensor"]), "could not be loaded as a torch.export program (AssertionError: "),
-], ids=["graph", "module-call-graph", "user-input"])
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda program: program["graph_module"].__setitem__("graph", 1),
+            "was refused as a torch.export program: its program (models/model.json) "
+            f"{MALFORMED.format('AttributeError')}",
+        ),
+        (
+            lambda program: program["graph_module"]["module_call_graph"].__setitem__(0, "x"),
+            "was refused as a torch.export program: the program has no root module signature",
+        ),
+        (
+            lambda program: program["graph_module"]["signature"]["input_specs"][-1]["user_input"].__setitem__(
+                "arg", ["as_tensor"]
+            ),
+            "could not be loaded as a torch.export program (AssertionError: ",
+        ),
+    ],
+    ids=["graph", "module-call-graph", "user-input"],
+)
 def test_a_malformed_program_is_one_line_not_a_traceback(tmp_path, edit, expected):
     from cards_helpers import edit_program, rewrite_pt2, tiny_pt2_bytes
 
@@ -255,22 +285,38 @@ def rrelu() -> nn.Module:
 
 def instance_norm() -> nn.Module:
     """Batch statistics by design, in eval mode too: not a training-mode export."""
-    return nn.Sequential(nn.InstanceNorm2d(1), nn.BatchNorm2d(1, track_running_stats=False), nn.Flatten(),
-                         nn.Linear(64, 3))
+    return nn.Sequential(
+        nn.InstanceNorm2d(1), nn.BatchNorm2d(1, track_running_stats=False), nn.Flatten(), nn.Linear(64, 3)
+    )
 
 
-@pytest.mark.parametrize(("build", "decompose", "reason"), [
-    (lambda: ConvNet(dropout=0.0), False, f"{BATCH_NORM} (torch.ops.aten.batch_norm.default)"),
-    (lambda: ConvNet(dropout=0.0), True,
-     f"{BATCH_NORM} (torch.ops.aten._native_batch_norm_legit_functional.default)"),
-    (lambda: ConvNet(), False, f"{BATCH_NORM} (torch.ops.aten.batch_norm.default)"),
-    (lambda: ConvNet(batch_norm=False), False, "dropout is active (torch.ops.aten.dropout.default)"),
-    (lambda: ConvNet(batch_norm=False), True, "dropout is active (torch.ops.aten.native_dropout.default)"),
-    (dropout2d, False, "dropout is active (torch.ops.aten.feature_dropout.default)"),
-    (dropout2d, True, "dropout draws random masks (torch.ops.aten.bernoulli.p)"),
-    (rrelu, False, "RReLU draws random slopes (torch.ops.aten.rrelu.default)"),
-], ids=["batchnorm", "batchnorm-decomposed", "batchnorm+dropout", "dropout", "dropout-decomposed", "dropout2d",
-        "dropout2d-decomposed", "rrelu"])
+@pytest.mark.parametrize(
+    ("build", "decompose", "reason"),
+    [
+        (lambda: ConvNet(dropout=0.0), False, f"{BATCH_NORM} (torch.ops.aten.batch_norm.default)"),
+        (
+            lambda: ConvNet(dropout=0.0),
+            True,
+            f"{BATCH_NORM} (torch.ops.aten._native_batch_norm_legit_functional.default)",
+        ),
+        (lambda: ConvNet(), False, f"{BATCH_NORM} (torch.ops.aten.batch_norm.default)"),
+        (lambda: ConvNet(batch_norm=False), False, "dropout is active (torch.ops.aten.dropout.default)"),
+        (lambda: ConvNet(batch_norm=False), True, "dropout is active (torch.ops.aten.native_dropout.default)"),
+        (dropout2d, False, "dropout is active (torch.ops.aten.feature_dropout.default)"),
+        (dropout2d, True, "dropout draws random masks (torch.ops.aten.bernoulli.p)"),
+        (rrelu, False, "RReLU draws random slopes (torch.ops.aten.rrelu.default)"),
+    ],
+    ids=[
+        "batchnorm",
+        "batchnorm-decomposed",
+        "batchnorm+dropout",
+        "dropout",
+        "dropout-decomposed",
+        "dropout2d",
+        "dropout2d-decomposed",
+        "rrelu",
+    ],
+)
 def test_a_program_exported_in_training_mode_is_refused_at_load(tmp_path, build, decompose, reason):
     data = export_bytes(build().train(), tiny_batch(), dynamic(min=1), decompose=decompose)
     assert load_error(tmp_path, data) == f"{WHERE}: " + REFUSED.format(
@@ -279,9 +325,18 @@ def test_a_program_exported_in_training_mode_is_refused_at_load(tmp_path, build,
 
 
 @pytest.mark.parametrize("decompose", [False, True])
-@pytest.mark.parametrize("build", [
-    ConvNet, lambda: ConvNet(batch_norm=False), lambda: ConvNet(dropout=0.0), dropout2d, rrelu, instance_norm,
-], ids=["batchnorm+dropout", "dropout", "batchnorm", "dropout2d", "rrelu", "instancenorm"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        ConvNet,
+        lambda: ConvNet(batch_norm=False),
+        lambda: ConvNet(dropout=0.0),
+        dropout2d,
+        rrelu,
+        instance_norm,
+    ],
+    ids=["batchnorm+dropout", "dropout", "batchnorm", "dropout2d", "rrelu", "instancenorm"],
+)
 def test_the_same_models_exported_in_eval_mode_load(tmp_path, build, decompose):
     model = build().eval()
     wrapper = load_ok(tmp_path, export_bytes(model, tiny_batch(), dynamic(min=1), decompose=decompose))
@@ -431,18 +486,36 @@ def assert_one_line_failure(result, out) -> str:
     return result.stderr
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("hostile_net:boom",
-     ("Error: the model of 'hostile_net:boom' fails on a batch of 3 random float32 images of size [1, 8, 8] "
-      "(RuntimeError: boom): check --input-size, and that the forward takes one image batch and returns one logits "
-      "tensor\n")),
-    ("hostile_net:broken_factory",
-     "Error: 'hostile_net:broken_factory' failed to build the model (ValueError: no such depth): fix the factory\n"),
-    ("raises_on_import:build", "Error: importing 'raises_on_import' failed (ZeroDivisionError: division by zero)\n"),
-    ("exits_on_import:build",
-     ("Error: importing 'exits_on_import' called sys.exit(2): put its script code under "
-      "'if __name__ == \"__main__\":'\n")),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "hostile_net:boom",
+            (
+                "Error: the model of 'hostile_net:boom' fails on a batch of 3 random float32 images of size [1, 8, 8] "
+                "(RuntimeError: boom): check --input-size, and that the forward takes one image batch "
+                "and returns one logits "
+                "tensor\n"
+            ),
+        ),
+        (
+            "hostile_net:broken_factory",
+            "Error: 'hostile_net:broken_factory' failed to build the model (ValueError: no such depth): "
+            "fix the factory\n",
+        ),
+        (
+            "raises_on_import:build",
+            "Error: importing 'raises_on_import' failed (ZeroDivisionError: division by zero)\n",
+        ),
+        (
+            "exits_on_import:build",
+            (
+                "Error: importing 'exits_on_import' called sys.exit(2): put its script code under "
+                "'if __name__ == \"__main__\":'\n"
+            ),
+        ),
+    ],
+)
 def test_pack_reports_the_submitters_own_errors_in_one_line(hostile_net, tmp_path, spec, message):
     out = tmp_path / "m.pt2"
     assert assert_one_line_failure(pack(spec, out), out) == message
@@ -451,8 +524,10 @@ def test_pack_reports_the_submitters_own_errors_in_one_line(hostile_net, tmp_pat
 def test_pack_reports_a_shape_bug_in_the_forward(hostile_net, tmp_path):
     out = tmp_path / "m.pt2"
     message = assert_one_line_failure(pack("hostile_net:shape_bug", out), out)
-    assert message.startswith("Error: the model of 'hostile_net:shape_bug' fails on a batch of 3 random float32 "
-                              "images of size [1, 8, 8] (RuntimeError: mat1 and mat2 shapes cannot be multiplied")
+    assert message.startswith(
+        "Error: the model of 'hostile_net:shape_bug' fails on a batch of 3 random float32 "
+        "images of size [1, 8, 8] (RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+    )
 
 
 def test_pack_shortens_a_long_error(hostile_net, tmp_path):
@@ -464,8 +539,10 @@ def test_pack_shortens_a_long_error(hostile_net, tmp_path):
 def test_pack_names_the_kwargs_when_the_factory_rejects_them(hostile_net, tmp_path):
     out = tmp_path / "m.pt2"
     message = assert_one_line_failure(pack("hostile_net:build", out, "--kwargs", "{clases: 3}"), out)
-    assert message == ("Error: 'hostile_net:build' failed to build the model (TypeError: build() got an unexpected "
-                       "keyword argument 'clases'): fix the factory or its --kwargs\n")
+    assert message == (
+        "Error: 'hostile_net:build' failed to build the model (TypeError: build() got an unexpected "
+        "keyword argument 'clases'): fix the factory or its --kwargs\n"
+    )
 
 
 def test_pack_exports_a_module_returned_in_training_mode_in_eval_mode(hostile_net, tmp_path):
@@ -480,9 +557,15 @@ def test_pack_exports_a_module_returned_in_training_mode_in_eval_mode(hostile_ne
         assert torch.allclose(wrapper(x), namespace["build"]().eval()(x), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(("factory", "dtype"), [
-    ("bfloat16", torch.bfloat16), ("half", torch.float16), ("half_mlp", torch.float16), ("double", torch.float64),
-])
+@pytest.mark.parametrize(
+    ("factory", "dtype"),
+    [
+        ("bfloat16", torch.bfloat16),
+        ("half", torch.float16),
+        ("half_mlp", torch.float16),
+        ("double", torch.float64),
+    ],
+)
 def test_pack_exports_a_model_in_its_own_dtype(hostile_net, tmp_path, factory, dtype):
     out = tmp_path / "cards" / "mnist5k" / "model.pt2"
     result = pack(f"hostile_net:{factory}", out)

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from cards_helpers import sha256_bytes
 from sqlalchemy import create_engine, text
 from torch import nn
 from typer.testing import CliRunner
 
-from cards_helpers import sha256_bytes
 from invarbench.cards import resolve_card
 from invarbench.cli.app import app
 from invarbench.data import load_eval_data
@@ -38,8 +38,7 @@ def lenet() -> nn.Module:
 
 def _export(module: nn.Module, dtype: torch.dtype = torch.float32) -> bytes:
     example = torch.rand(2, 1, 28, 28).to(dtype)
-    program = torch.export.export(module.eval(), (example,),
-                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    program = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
     buf = io.BytesIO()
     torch.export.save(program, buf)
     return buf.getvalue()
@@ -47,9 +46,16 @@ def _export(module: nn.Module, dtype: torch.dtype = torch.float32) -> bytes:
 
 def _card(root, name: str, pt2: bytes, **overrides) -> str:
     data = {
-        "schema_version": 1, "id": f"mnist5k/{name}", "name": name, "dataset": "mnist5k", "num_classes": 10,
-        "source": {"path": f"{name}.pt2", "sha256": sha256_bytes(pt2)}, "format": "torch-export",
-        "preprocessing": {"input_size": [1, 28, 28]}, "training": {"method": "standard"}, "license": "MIT",
+        "schema_version": 1,
+        "id": f"mnist5k/{name}",
+        "name": name,
+        "dataset": "mnist5k",
+        "num_classes": 10,
+        "source": {"path": f"{name}.pt2", "sha256": sha256_bytes(pt2)},
+        "format": "torch-export",
+        "preprocessing": {"input_size": [1, 28, 28]},
+        "training": {"method": "standard"},
+        "license": "MIT",
         "submitted_by": "tests",
     }
     data.update(overrides)
@@ -61,8 +67,22 @@ def _card(root, name: str, pt2: bytes, **overrides) -> str:
 
 
 def _eval(root, card_id: str, *args: str):
-    return runner.invoke(app, ["eval", card_id, "--cards-dir", str(root / "cards"), "--suite", "quick",
-                               "--device", "cpu", "--db", f"sqlite:///{root / 'results.db'}", *args])
+    return runner.invoke(
+        app,
+        [
+            "eval",
+            card_id,
+            "--cards-dir",
+            str(root / "cards"),
+            "--suite",
+            "quick",
+            "--device",
+            "cpu",
+            "--db",
+            f"sqlite:///{root / 'results.db'}",
+            *args,
+        ],
+    )
 
 
 def _one_line_error(result, *needles: str) -> str:
@@ -107,15 +127,16 @@ def test_pairs_refused_together_give_numbers_and_equal_pairs_give_equal_values(t
     path = tmp_path / "twins.npz"
     np.savez(path, x=images, y=labels)
     db = f"sqlite:///{tmp_path / 'results.db'}"
-    result = runner.invoke(app, ["eval", REFERENCE, "--suite", "quick", "--device", "cpu", "--db", db,
-                                 "--data", f"npz:{path}"])
+    result = runner.invoke(
+        app, ["eval", REFERENCE, "--suite", "quick", "--device", "cpu", "--db", db, "--data", f"npz:{path}"]
+    )
     assert result.exit_code == 0, result.output
     engine = create_engine(db)
     with engine.connect() as conn:
         (payload,) = conn.execute(text("SELECT \"values\" FROM example_results WHERE measurement = 'nspgd'")).one()
     pairs = json.loads(payload) if isinstance(payload, str) else payload
     assert pairs["source_label"] == [0] * 8 + [1] * 8
-    for group in (range(0, 8), range(8, 16)):
+    for group in (range(8), range(8, 16)):
         for key in ("remaining_l2", "closure", "accepted_steps", "p_source_final", "still_source"):
             got = [pairs[key][i] for i in group]
             assert all(v is not None for v in got) and len(set(got)) == 1, (key, got)
@@ -150,8 +171,8 @@ def test_batch_statistics_raise_batch_dependent_outputs(tmp_path, lenet):
 
 # --- 3. NaN logits away from the clean images --------------------------------------------------------
 class _NaNOffGrid(nn.Module):
-    """Finite logits on images whose pixels are multiples of 1/255 (every clean test image); NaN for
-    every other input, such as a PGD iterate."""
+    """Finite logits on images whose pixels are multiples of 1/255 (every clean test image) and on the
+    load check's all-0.5 probe; NaN for every other input, such as a PGD iterate."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -159,7 +180,7 @@ class _NaNOffGrid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scaled = x * 255
-        on_grid = ((scaled - torch.round(scaled)).abs() < 1e-3).flatten(1).all(dim=1)
+        on_grid = ((scaled - torch.round(scaled)).abs() < 1e-3).flatten(1).all(dim=1) | (x == 0.5).flatten(1).all(1)
         logits = self.net(x)
         return torch.where(on_grid[:, None], logits, torch.full_like(logits, math.nan))
 
@@ -271,16 +292,22 @@ class _RaisesOffGrid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scaled = x * 255
-        torch._assert_async(((scaled - torch.round(scaled)).abs() < 1e-3).all() | (x == 0.5).all(),
-                            "input not on the 1/255 grid")
+        torch._assert_async(
+            ((scaled - torch.round(scaled)).abs() < 1e-3).all() | (x == 0.5).all(), "input not on the 1/255 grid"
+        )
         return self.net(x)
 
 
 def test_a_forward_that_raises_under_attack_stops_the_run_in_one_line(tmp_path, lenet):
     card = _card(tmp_path, "raises-off-grid", _export(_RaisesOffGrid(lenet)))
     result = _eval(tmp_path, card, "--limit", "8")
-    _one_line_error(result, "model card mnist5k/raises-off-grid", "the model's forward raised RuntimeError",
-                    "input not on the 1/255 grid", "during pgd_linf (examples 0-7)")
+    _one_line_error(
+        result,
+        "model card mnist5k/raises-off-grid",
+        "the model's forward raised RuntimeError",
+        "input not on the 1/255 grid",
+        "during pgd_linf (examples 0-7)",
+    )
     (run,) = _runs(tmp_path)
     assert run["status"] == "failed" and "during pgd_linf" in run["error"]
 
@@ -292,8 +319,9 @@ class _NaNEverywhere(nn.Module):
 
 def test_cards_validate_load_refuses_nan_logits_on_the_probe(tmp_path):
     card = _card(tmp_path, "nan-everywhere", _export(_NaNEverywhere()))
-    result = runner.invoke(app, ["cards", "validate", "--load", str(tmp_path / "cards" / "mnist5k" /
-                                                                    "nan-everywhere.yaml")])
+    result = runner.invoke(
+        app, ["cards", "validate", "--load", str(tmp_path / "cards" / "mnist5k" / "nan-everywhere.yaml")]
+    )
     assert result.exit_code == 1
     assert "returns NaN or Inf logits for a batch of 2 mid-grey inputs" in result.stderr
     assert "Traceback" not in result.stderr and card
@@ -303,10 +331,35 @@ def test_cards_new_never_writes_a_card_that_validate_refuses(tmp_path):
     weights = tmp_path / "cards" / "mnist5k" / "nc20.safetensors"
     weights.parent.mkdir(parents=True)
     weights.write_bytes((resolve_card(REFERENCE).path.parent / "lenet-standard.safetensors").read_bytes())
-    result = runner.invoke(app, [
-        "cards", "new", "--id", "mnist5k/nc20", "--name", "LeNet", "--num-classes", "20", "--input-size", "1,28,28",
-        "--file", str(weights), "--architecture", "lenet", "--arch-kwargs", "{num_classes: 20}",
-        "--training", "standard", "--license", "MIT", "--submitted-by", "tests", "--no-input",
-        "--cards-dir", str(tmp_path / "cards")])
+    result = runner.invoke(
+        app,
+        [
+            "cards",
+            "new",
+            "--id",
+            "mnist5k/nc20",
+            "--name",
+            "LeNet",
+            "--num-classes",
+            "20",
+            "--input-size",
+            "1,28,28",
+            "--file",
+            str(weights),
+            "--architecture",
+            "lenet",
+            "--arch-kwargs",
+            "{num_classes: 20}",
+            "--training",
+            "standard",
+            "--license",
+            "MIT",
+            "--submitted-by",
+            "tests",
+            "--no-input",
+            "--cards-dir",
+            str(tmp_path / "cards"),
+        ],
+    )
     _one_line_error(result, "num_classes is 20, but data set 'mnist5k' has 10 classes")
     assert not (tmp_path / "cards" / "mnist5k" / "nc20.yaml").exists()

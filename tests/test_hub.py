@@ -13,8 +13,6 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
-from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
 from cards_helpers import (
     REPO_ID,
     REVISION,
@@ -27,6 +25,8 @@ from cards_helpers import (
     tiny_pt2_bytes,
     write_card,
 )
+from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
 from invarbench.cards.catalog import load_card
 from invarbench.cards.schema import HubSource
 from invarbench.errors import NotFoundError, ValidationError
@@ -48,7 +48,7 @@ def hub_ref(tmp_path, name: str, file: str, sha256: str, **kwargs):
 
 def error_of(ref) -> str:
     with pytest.raises((NotFoundError, ValidationError)) as info:
-        load_model(ref).wrapper
+        load_model(ref)
     return str(info.value).replace(f"model card {ref.path}", WHERE)
 
 
@@ -156,13 +156,21 @@ def _http_error(cls):
     return cls("404 from the Hub", response=response)
 
 
-@pytest.mark.parametrize(("error", "message"), [
-    (RevisionNotFoundError, f"revision {'e' * 40} not found in '{REPO_ID}': check source.hub.revision against the "
-                            "repository's commit history"),
-    (RemoteEntryNotFoundError, f"file 'model.pt2' not found in {REPO_ID} at revision {'e' * 12}: "
-                               "check source.hub.file"),
-    (RepositoryNotFoundError, f"Hub repository '{REPO_ID}' not found (or private: log in with 'hf auth login')"),
-])
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (
+            RevisionNotFoundError,
+            f"revision {'e' * 40} not found in '{REPO_ID}': check source.hub.revision against the "
+            "repository's commit history",
+        ),
+        (
+            RemoteEntryNotFoundError,
+            f"file 'model.pt2' not found in {REPO_ID} at revision {'e' * 12}: check source.hub.file",
+        ),
+        (RepositoryNotFoundError, f"Hub repository '{REPO_ID}' not found (or private: log in with 'hf auth login')"),
+    ],
+)
 def test_online_errors_are_named(monkeypatch, error, message):
     monkeypatch.delenv("HF_HUB_OFFLINE")
 

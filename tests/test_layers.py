@@ -95,9 +95,7 @@ def test_the_walk_sees_every_import():
 
 
 def test_pure_computation_imports_only_itself_and_errors():
-    offenders = [
-        where for source, target, where in _imports() if source in PURE and target not in PURE_MAY_IMPORT
-    ]
+    offenders = [where for source, target, where in _imports() if source in PURE and target not in PURE_MAY_IMPORT]
     assert not offenders, (
         "attacks/ and metrics/ are pure computation: they may import only each other and invarbench.errors. "
         "Move what they need down into them instead:\n  " + "\n  ".join(offenders)

@@ -79,8 +79,7 @@ def test_published_minimal_distances_are_finite_and_never_above_fmn(path, tmp_pa
             values.setdefault(key, []).extend(vals)
     if "fmn_distance" not in values:
         pytest.skip("made before the boundary search")
-    for d, f, s, method in zip(values["distance"], values["fmn_distance"], values["search_distance"],
-                               values["method"]):
+    for d, f, s, method in zip(values["distance"], values["fmn_distance"], values["search_distance"], values["method"]):
         if method == "misclassified":
             assert d == 0
         else:

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from data_helpers import class_mean_model
+
 from invarbench.data import load_eval_data
 from invarbench.evaluation.measure import aggregate, measure_batch, reliability_flags
 from invarbench.measurements.nspgd import PairRule, pair_plan
@@ -17,8 +17,16 @@ from invarbench.models.wrapper import ModelWrapper
 from invarbench.store.codec import decode_floats, encode_floats
 from invarbench.suites.schema import Suite
 
-METRICS = ["clean_accuracy", "robust_accuracy_linf", "robust_accuracy_l2", "median_min_l2_distance",
-           "nspgd_closure", "nspgd_target_distance_l2", "path_width", "ece"]
+METRICS = [
+    "clean_accuracy",
+    "robust_accuracy_linf",
+    "robust_accuracy_l2",
+    "median_min_l2_distance",
+    "nspgd_closure",
+    "nspgd_target_distance_l2",
+    "path_width",
+    "ece",
+]
 
 
 def make_suite(**measurements) -> Suite:
@@ -31,11 +39,19 @@ def make_suite(**measurements) -> Suite:
         "ece": {"bins": 10},
     }
     base.update(measurements)
-    return Suite.model_validate({
-        "name": "test", "version": 1, "dataset": "mnist5k", "description": "unit test", "changelog": ["1: x"],
-        "num_examples": 40, "seed": 3, "checks": {"examples": 20},
-        "measurements": {k: v for k, v in base.items() if v is not None},
-    })
+    return Suite.model_validate(
+        {
+            "name": "test",
+            "version": 1,
+            "dataset": "mnist5k",
+            "description": "unit test",
+            "changelog": ["1: x"],
+            "num_examples": 40,
+            "seed": 3,
+            "checks": {"examples": 20},
+            "measurements": {k: v for k, v in base.items() if v is not None},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +257,9 @@ def test_measure_batch_says_what_it_is_doing_and_that_changes_nothing(model, dat
     suite = make_suite()
     notes: list[str] = []
     told = measure_batch(model, data, 0, 20, suite, gen(7), note=notes.append)
-    assert json.dumps(encode_floats(told)) == json.dumps(encode_floats(measure_batch(model, data, 0, 20, suite, gen(7))))
+    assert json.dumps(encode_floats(told)) == json.dumps(
+        encode_floats(measure_batch(model, data, 0, 20, suite, gen(7)))
+    )
     for prefix in ("pgd_linf step ", "pgd_l2 step ", "min_norm step ", "nspgd iteration ", "path_width point "):
         assert any(n.startswith(prefix) for n in notes), prefix
     assert "min_norm step 10/10 (" in " ".join(notes)  # every FMN step, out of the suite's 10

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import math
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -29,31 +28,72 @@ def _insert_first_version_data(conn) -> None:  # noqa: ANN001 - a Connection
     """One model, a finished run with two metrics and per-example values, in the first schema's columns."""
     md = first_schema_metadata()
     models, runs, metrics, examples = (md.tables[n] for n in ("models", "runs", "metrics", "example_results"))
-    conn.execute(models.insert().values(  # no explicit ids: PostgreSQL's sequences must count them
-        card_id="toy/model", name="Toy", dataset="toy", card_yaml="id: toy/model\n", card_sha256="a" * 64,
-        file_sha256="b" * 64, hub_repo=None, hub_revision=None, training_method="standard"))
-    conn.execute(runs.insert().values(
-        model_id=1, suite_name="quick", suite_version=1, dataset="toy", invarbench_version="0.1.0",
-        git_commit="c" * 40, torch_version="2.2", device="cpu", seed=0, batch_size=2, examples_requested=2,
-        examples_effective=2, status="finished", error=None, flags=["slow"], started_at=T0, finished_at=T0,
-        duration_s=1.25))
-    conn.execute(metrics.insert(), [
-        dict(run_id=1, name="clean_accuracy", value=0.1 + 0.2, stderr=0.5, ci_low=0.0, ci_high=1.0, n=2),
-        dict(run_id=1, name="robust_accuracy_linf", value=0.0, stderr=0.0, ci_low=0.0, ci_high=0.8, n=2),
-    ])
-    conn.execute(examples.insert().values(run_id=1, measurement="clean", batch_start=0,
-                                          values={"correct": [True, False], "margin": [1 / 3, -2.5]}))
+    conn.execute(
+        models.insert().values(  # no explicit ids: PostgreSQL's sequences must count them
+            card_id="toy/model",
+            name="Toy",
+            dataset="toy",
+            card_yaml="id: toy/model\n",
+            card_sha256="a" * 64,
+            file_sha256="b" * 64,
+            hub_repo=None,
+            hub_revision=None,
+            training_method="standard",
+        )
+    )
+    conn.execute(
+        runs.insert().values(
+            model_id=1,
+            suite_name="quick",
+            suite_version=1,
+            dataset="toy",
+            invarbench_version="0.1.0",
+            git_commit="c" * 40,
+            torch_version="2.2",
+            device="cpu",
+            seed=0,
+            batch_size=2,
+            examples_requested=2,
+            examples_effective=2,
+            status="finished",
+            error=None,
+            flags=["slow"],
+            started_at=T0,
+            finished_at=T0,
+            duration_s=1.25,
+        )
+    )
+    conn.execute(
+        metrics.insert(),
+        [
+            dict(run_id=1, name="clean_accuracy", value=0.1 + 0.2, stderr=0.5, ci_low=0.0, ci_high=1.0, n=2),
+            dict(run_id=1, name="robust_accuracy_linf", value=0.0, stderr=0.0, ci_low=0.0, ci_high=0.8, n=2),
+        ],
+    )
+    conn.execute(
+        examples.insert().values(
+            run_id=1, measurement="clean", batch_start=0, values={"correct": [True, False], "margin": [1 / 3, -2.5]}
+        )
+    )
 
 
 def _assert_first_version_data_kept(store: Store) -> None:
     run = store.get_run(1)
     assert (run.model.card_id, run.status, run.flags, run.git_commit, run.duration_s) == (
-        "toy/model", "finished", ["slow"], "c" * 40, 1.25)
+        "toy/model",
+        "finished",
+        ["slow"],
+        "c" * 40,
+        1.25,
+    )
     assert run.started_at.replace(tzinfo=timezone.utc) == T0 if run.started_at.tzinfo is None else run.started_at == T0
     assert [(m.name, m.value, m.stderr, m.ci_high) for m in run.metrics] == [
-        ("clean_accuracy", 0.1 + 0.2, 0.5, 1.0), ("robust_accuracy_linf", 0.0, 0.0, 0.8)]
+        ("clean_accuracy", 0.1 + 0.2, 0.5, 1.0),
+        ("robust_accuracy_linf", 0.0, 0.0, 0.8),
+    ]
     assert [(e.measurement, e.batch_start, e.values) for e in run.examples] == [
-        ("clean", 0, {"correct": [True, False], "margin": [1 / 3, -2.5]})]
+        ("clean", 0, {"correct": [True, False], "margin": [1 / 3, -2.5]})
+    ]
     assert len(run.uid) == 36 and run.attempts == 1 and run.peak_memory_bytes is None and run.artifacts == []
 
 
@@ -101,7 +141,10 @@ def test_a_database_at_the_first_migration_is_upgraded_with_its_data(db_url):
     assert math.isnan(store.get_run(second).metrics[0].value)
     # runs stored before 0003 evaluated their data set's own test split; before 0004 no dtype was recorded
     assert (store.get_run(1).data_source, store.get_run(1).model_dtype, store.get_run(1).suite_num_examples) == (
-        None, None, None)
+        None,
+        None,
+        None,
+    )
     custom = store.start_run(1, replace(_prov(), data_source="npz:/data/mine.npz sha256:" + "0" * 64))
     assert store.get_run(custom).data_source.startswith("npz:/data/mine.npz")
 
@@ -120,9 +163,19 @@ def test_a_database_at_0003_gets_the_model_dtype_and_the_suite_size_and_keeps_it
         runs = Table("runs", MetaData(), autoload_with=conn)
         assert "model_dtype" not in runs.c and "suite_num_examples" not in runs.c
         old = _prov()
-        conn.execute(runs.insert().values(
-            uid="0" * 36, model_id=1, status="failed", error="boom", flags=[], started_at=T0, finished_at=T0,
-            attempts=1, **{k: v for k, v in old.values().items() if k in runs.c}))
+        conn.execute(
+            runs.insert().values(
+                uid="0" * 36,
+                model_id=1,
+                status="failed",
+                error="boom",
+                flags=[],
+                started_at=T0,
+                finished_at=T0,
+                attempts=1,
+                **{k: v for k, v in old.values().items() if k in runs.c},
+            )
+        )
     engine.dispose()
     assert Store(db_url, migrate_schema=False).schema_status().current == "0003"
 
@@ -133,7 +186,9 @@ def test_a_database_at_0003_gets_the_model_dtype_and_the_suite_size_and_keeps_it
         columns = {c["name"]: c for c in inspect(conn).get_columns("runs")}
     assert columns["model_dtype"]["nullable"] and columns["suite_num_examples"]["nullable"]
     assert [(r.id, r.model_dtype, r.suite_num_examples, r.status) for r in store.list_runs()] == [
-        (1, None, None, "finished"), (2, None, None, "failed")]
+        (1, None, None, "finished"),
+        (2, None, None, "failed"),
+    ]
     # the old failed run resumes only with what it recorded: no dtype
     assert store.resume_run(1, replace(_prov(), model_dtype="float32")) is None
     resumed = store.resume_run(1, _prov())
@@ -156,9 +211,19 @@ def test_a_database_at_0004_gets_the_suite_settings_and_keeps_its_runs(db_url):
         runs = Table("runs", MetaData(), autoload_with=conn)
         assert "suite_settings" not in runs.c and "suite_settings_hash" not in runs.c
         old = replace(_prov(), model_dtype="float32", suite_num_examples=6)
-        conn.execute(runs.insert().values(
-            uid="0" * 36, model_id=1, status="failed", error="boom", flags=[], started_at=T0, finished_at=T0,
-            attempts=1, **{k: v for k, v in old.values().items() if k in runs.c}))
+        conn.execute(
+            runs.insert().values(
+                uid="0" * 36,
+                model_id=1,
+                status="failed",
+                error="boom",
+                flags=[],
+                started_at=T0,
+                finished_at=T0,
+                attempts=1,
+                **{k: v for k, v in old.values().items() if k in runs.c},
+            )
+        )
     engine.dispose()
 
     store = Store(db_url)  # opening upgrades to 0005
@@ -168,15 +233,19 @@ def test_a_database_at_0004_gets_the_suite_settings_and_keeps_its_runs(db_url):
         columns = {c["name"]: c for c in inspect(conn).get_columns("runs")}
     assert columns["suite_settings"]["nullable"] and columns["suite_settings_hash"]["nullable"]
     assert [(r.id, r.suite_settings, r.suite_settings_hash, r.model_dtype) for r in store.list_runs()] == [
-        (1, None, None, None), (2, None, None, "float32")]
+        (1, None, None, None),
+        (2, None, None, "float32"),
+    ]
     # the old failed run recorded no suite settings: a run that records them does not continue it
     settings = {"suite_settings": {"seed": 0, "eps": 0.3}, "suite_settings_hash": "e" * 64}
     assert store.resume_run(1, replace(old, **settings)) is None
     resumed = store.resume_run(1, old)
     assert resumed is not None and resumed.run_id == 2
     new = store.start_run(1, replace(old, **settings))
-    assert (store.get_run(new).suite_settings, store.get_run(new).suite_settings_hash) == ({"seed": 0, "eps": 0.3},
-                                                                                           "e" * 64)
+    assert (store.get_run(new).suite_settings, store.get_run(new).suite_settings_hash) == (
+        {"seed": 0, "eps": 0.3},
+        "e" * 64,
+    )
 
 
 def test_a_database_made_before_migrations_existed_is_adopted_and_upgraded(sqlite_url):
@@ -191,12 +260,18 @@ def test_a_database_made_before_migrations_existed_is_adopted_and_upgraded(sqlit
     result = runner.invoke(app, ["db", "upgrade", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
-        f"Upgraded {sqlite_url} to schema revision 0005 (applied 0001, 0002, 0003, 0004, 0005).")
+        f"Upgraded {sqlite_url} to schema revision 0005 (applied 0001, 0002, 0003, 0004, 0005)."
+    )
     store = Store(sqlite_url)
     _assert_first_version_data_kept(store)
     status = store.schema_status()
     assert [(m.revision, m.applied, m.applied_at is not None) for m in status.migrations] == [
-        ("0001", True, True), ("0002", True, True), ("0003", True, True), ("0004", True, True), ("0005", True, True)]
+        ("0001", True, True),
+        ("0002", True, True),
+        ("0003", True, True),
+        ("0004", True, True),
+        ("0005", True, True),
+    ]
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
 
@@ -211,7 +286,8 @@ def test_db_status_shows_pending_migrations_and_changes_nothing(sqlite_url):
     assert Store(sqlite_url, migrate_schema=False).schema_status().current == "0001"
 
     assert runner.invoke(app, ["db", "upgrade", "--db", sqlite_url]).output.strip() == (
-        f"Upgraded {sqlite_url} to schema revision 0005 (applied 0002, 0003, 0004, 0005).")
+        f"Upgraded {sqlite_url} to schema revision 0005 (applied 0002, 0003, 0004, 0005)."
+    )
     again = runner.invoke(app, ["db", "upgrade", "--db", sqlite_url])
     assert again.output.strip() == f"{sqlite_url} is already at the newest schema revision 0005."
     assert "Up to date." in runner.invoke(app, ["db", "status", "--db", sqlite_url]).output

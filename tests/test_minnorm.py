@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from attack_helpers import bar_images, linear_min_l2, mid_images, random_linear, trained_tiny_cnn
 from torch import nn
 
-from attack_helpers import bar_images, linear_min_l2, mid_images, random_linear, trained_tiny_cnn
 from invarbench.attacks.minnorm import MinNormConfig, min_l2_distance
 from invarbench.attacks.pgd import PGDConfig, pgd_attack
 

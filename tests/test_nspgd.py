@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from attack_helpers import bar_images, mid_images, random_linear, trained_tiny_cnn
 from torch import nn
 
-from attack_helpers import bar_images, mid_images, random_linear, trained_tiny_cnn
 from invarbench.attacks.nspgd import NSPGDConfig, nspgd
 
 
@@ -21,7 +21,7 @@ def _linear_pairs(sign: float, n: int = 8):
     model = random_linear(2, scale=0.2, seed=3).double()
     x0 = mid_images(n, spread=0.04, seed=4).double()
     c = model(x0).argmax(dim=1)
-    w = (model.weight[c] - model.weight[1 - c])  # [n, D]: grad p_c is a positive multiple of w
+    w = model.weight[c] - model.weight[1 - c]  # [n, D]: grad p_c is a positive multiple of w
     t = mid_images(n, spread=0.04, seed=5).double()
     # Shift each target along w so that w.(t - x0) has the wanted sign and a moderate size.
     s = ((t - x0).flatten(1) * w).sum(1) / (w * w).sum(1)
@@ -65,7 +65,7 @@ def _reference_nspgd(model, x0, c, t, cfg):
     """docs/measurements.md §2 literally, one pair at a time, with a separate forward pass for the check."""
     finals, steps, points, valid = [], [], [], []
     for k in range(x0.shape[0]):
-        x, ck, tk = x0[k:k + 1], c[k:k + 1], t[k:k + 1]
+        x, ck, tk = x0[k : k + 1], c[k : k + 1], t[k : k + 1]
         p0 = _p(model, x, ck)
         n_ok, pts, ok_at = 0, [], []
         for it in range(cfg.max_iter):

@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 import torch
+from cards_helpers import TINY_ARCH, TINY_INPUT, card_dict, save_safetensors, sha256_bytes, tiny_model, write_card
 from typer.testing import CliRunner
 
-from cards_helpers import TINY_ARCH, TINY_INPUT, card_dict, save_safetensors, sha256_bytes, tiny_model, write_card
 from invarbench.cards.catalog import load_card
 from invarbench.cli import app
 from invarbench.models.loading import load_model
@@ -66,13 +66,28 @@ def _reference(**kwargs) -> torch.nn.Module:
 
 def test_pack_end_to_end(factory_module, tmp_path, monkeypatch):
     out = tmp_path / "cards" / "mnist5k" / "packed.pt2"
-    result = invoke("pack", "submitted_net:build", "--out", out, "--input-size", 1, 8, 8, "--kwargs", "{scale: 2.0}",
-                    "--num-classes", 3)
+    result = invoke(
+        "pack",
+        "submitted_net:build",
+        "--out",
+        out,
+        "--input-size",
+        1,
+        8,
+        8,
+        "--kwargs",
+        "{scale: 2.0}",
+        "--num-classes",
+        3,
+    )
     assert result.exit_code == 0, result.output
     digest = sha256_bytes(out.read_bytes())
     lines = result.stdout.splitlines()
-    assert re.fullmatch(rf"Wrote {re.escape(str(out))} \([0-9,]+ bytes\): 3 logits for float32 inputs \[1, 8, 8\], "
-                        r"max \|difference\| to your module \S+", lines[0])
+    assert re.fullmatch(
+        rf"Wrote {re.escape(str(out))} \([0-9,]+ bytes\): 3 logits for float32 inputs \[1, 8, 8\], "
+        r"max \|difference\| to your module \S+",
+        lines[0],
+    )
     assert lines[1] == f"sha256 {digest}"
     assert lines[2:] == [
         "Card fields (see docs/model-cards.md):",
@@ -104,8 +119,11 @@ def test_pack_loads_weights_with_prefixes(factory_module, tmp_path):
     out = tmp_path / "packed.pt2"
     result = invoke("pack", "submitted_net:build", "--weights", weights, "--out", out, "--input-size", 1, 8, 8)
     assert result.exit_code == 0, result.output
-    data = card_dict(id="mnist5k/packed", format="torch-export",
-                     source={"path": "packed.pt2", "sha256": sha256_bytes(out.read_bytes())})
+    data = card_dict(
+        id="mnist5k/packed",
+        format="torch-export",
+        source={"path": "packed.pt2", "sha256": sha256_bytes(out.read_bytes())},
+    )
     del data["architecture"]
     card_dir = tmp_path / "cards" / "mnist5k"
     card_dir.mkdir(parents=True)
@@ -119,8 +137,10 @@ def test_pack_loads_weights_with_prefixes(factory_module, tmp_path):
 def test_pack_a_file_path_factory_with_safetensors_weights(tmp_path):
     # A registered architecture as the submitter's code, given as path/to/file.py:factory.
     source = tmp_path / "mine.py"
-    source.write_text("from invarbench.models.architectures import build_architecture\n\n"
-                      f"def make():\n    return build_architecture('lenet', **{TINY_ARCH!r})\n")
+    source.write_text(
+        "from invarbench.models.architectures import build_architecture\n\n"
+        f"def make():\n    return build_architecture('lenet', **{TINY_ARCH!r})\n"
+    )
     weights = tmp_path / "w.safetensors"
     save_safetensors(tiny_model(), weights)
     out = tmp_path / "m.pt2"
@@ -135,26 +155,37 @@ def test_pack_refuses_a_pickle_it_cannot_read_safely(factory_module, tmp_path):
     marker = tmp_path / "unpickled"
     weights = tmp_path / "evil.pt"
     weights.write_bytes(torch_save_payload(marker))
-    result = invoke("pack", "submitted_net:build", "--weights", weights, "--out", tmp_path / "m.pt2",
-                    "--input-size", 1, 8, 8)
+    result = invoke(
+        "pack", "submitted_net:build", "--weights", weights, "--out", tmp_path / "m.pt2", "--input-size", 1, 8, 8
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {weights} cannot be read with torch.load(weights_only=True) (")
-    assert result.stderr.endswith("): save a plain state dict (torch.save(model.state_dict(), FILE)) or a "
-                                  "safetensors file\n")
+    assert result.stderr.endswith(
+        "): save a plain state dict (torch.save(model.state_dict(), FILE)) or a safetensors file\n"
+    )
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("submitted_net:build", "--num-classes", "10"),
-     "Error: the model returns 3 logits per image, not --num-classes 10\n"),
-    (("submitted_net:nothing",), "Error: 'submitted_net' has no attribute 'nothing'\n"),
-    (("submitted_net:not_a_model",), "Error: 'submitted_net:not_a_model' returned int, not a torch.nn.Module\n"),
-    (("no_such_module_xyz:build",),
-     "Error: cannot import module 'no_such_module_xyz': No module named 'no_such_module_xyz'\n"),
-    (("submitted_net",), "Error: expected MODULE:FACTORY such as 'mynet:build_model', got 'submitted_net'\n"),
-    (("submitted_net:build", "--kwargs", "[1, 2]"),
-     "Error: --kwargs must be a mapping such as '{depth: 28}', got '[1, 2]'\n"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("submitted_net:build", "--num-classes", "10"),
+            "Error: the model returns 3 logits per image, not --num-classes 10\n",
+        ),
+        (("submitted_net:nothing",), "Error: 'submitted_net' has no attribute 'nothing'\n"),
+        (("submitted_net:not_a_model",), "Error: 'submitted_net:not_a_model' returned int, not a torch.nn.Module\n"),
+        (
+            ("no_such_module_xyz:build",),
+            "Error: cannot import module 'no_such_module_xyz': No module named 'no_such_module_xyz'\n",
+        ),
+        (("submitted_net",), "Error: expected MODULE:FACTORY such as 'mynet:build_model', got 'submitted_net'\n"),
+        (
+            ("submitted_net:build", "--kwargs", "[1, 2]"),
+            "Error: --kwargs must be a mapping such as '{depth: 28}', got '[1, 2]'\n",
+        ),
+    ],
+)
 def test_pack_errors(factory_module, tmp_path, args, message):
     result = invoke("pack", *args, "--out", tmp_path / "m.pt2", "--input-size", 1, 8, 8)
     assert result.exit_code == 1
@@ -175,8 +206,9 @@ def test_pack_reports_missing_and_unexpected_keys(factory_module, tmp_path):
     from safetensors.torch import save_file
 
     save_file(state, str(weights))
-    result = invoke("pack", "submitted_net:build", "--weights", weights, "--out", tmp_path / "m.pt2",
-                    "--input-size", 1, 8, 8)
+    result = invoke(
+        "pack", "submitted_net:build", "--weights", weights, "--out", tmp_path / "m.pt2", "--input-size", 1, 8, 8
+    )
     assert result.exit_code == 1
     assert result.stderr == (
         f"Error: {weights}: the weights do not match the architecture (1 missing keys: fc.bias; 1 unexpected keys: "

@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
+from attack_helpers import mid_images, random_linear
 from torch import nn
 
-from attack_helpers import mid_images, random_linear
 from invarbench.attacks.pathwidth import PathWidthConfig, path_widths, width_from_tube
 
 SHAPE = (1, 8, 8)
@@ -47,13 +47,15 @@ def _gen(seed: int = 0) -> torch.Generator:
 def test_width_definition_edge_cases():
     p0 = torch.tensor([0.8, 0.8, 0.8, 0.8, 0.8])
     radii = torch.tensor([1.0, 2.0, 3.0])
-    q_lo = torch.tensor([
-        [0.7, 0.5, 0.2],  # crosses 0.4 between r=2 and r=3, a third of the way
-        [0.2, 0.1, 0.0],  # already below at r=1: interpolate from (0, p0)
-        [0.7, 0.6, 0.5],  # never below: censored at the largest radius
-        [0.3, 0.7, 0.7],  # the first crossing counts, not a later recovery
-        [0.4, 0.4, 0.39],  # exactly at the threshold passes: it leaves at r=2, not r=0
-    ])
+    q_lo = torch.tensor(
+        [
+            [0.7, 0.5, 0.2],  # crosses 0.4 between r=2 and r=3, a third of the way
+            [0.2, 0.1, 0.0],  # already below at r=1: interpolate from (0, p0)
+            [0.7, 0.6, 0.5],  # never below: censored at the largest radius
+            [0.3, 0.7, 0.7],  # the first crossing counts, not a later recovery
+            [0.4, 0.4, 0.39],  # exactly at the threshold passes: it leaves at r=2, not r=0
+        ]
+    )
     width, censored = width_from_tube(p0, q_lo, radii, 0.5)
     expected = [2 + 1 / 3, 2 / 3, 3.0, 0.8, 2.0]
     assert torch.allclose(width, torch.tensor(expected), atol=1e-6), width
@@ -66,8 +68,14 @@ def test_tube_of_a_radial_model_is_the_analytic_confidence_at_each_radius():
     radii = (0.1, 0.2, 0.3, 0.4, 0.5)  # <= 0.5 from the centre: no clipping
     points = a.expand(3, *SHAPE).clone()
     dirs = torch.randn((3, *SHAPE), generator=_gen(1))
-    res = path_widths(model, points, dirs, torch.zeros(3, dtype=torch.long),
-                      PathWidthConfig(directions=32, radii=radii), generator=_gen(2))
+    res = path_widths(
+        model,
+        points,
+        dirs,
+        torch.zeros(3, dtype=torch.long),
+        PathWidthConfig(directions=32, radii=radii),
+        generator=_gen(2),
+    )
     r = torch.tensor(radii)
     exact = torch.sigmoid(3.0 - 25.0 * r**2)
     assert torch.allclose(res.q_lo, exact.expand(3, -1), atol=1e-5)
@@ -86,15 +94,27 @@ def test_directions_are_normal_to_the_step_so_a_model_varying_only_along_it_has_
     model = AlongOnly(w)
     points = torch.full((4, *SHAPE), 0.5)
     steps = w.view(1, *SHAPE).expand(4, *SHAPE) * torch.tensor([1.0, -2.0, 0.5, 3.0]).view(4, 1, 1, 1)
-    res = path_widths(model, points, steps, torch.zeros(4, dtype=torch.long),
-                      PathWidthConfig(directions=64, radii=(0.1, 0.3, 0.5)), generator=_gen(4))
+    res = path_widths(
+        model,
+        points,
+        steps,
+        torch.zeros(4, dtype=torch.long),
+        PathWidthConfig(directions=64, radii=(0.1, 0.3, 0.5)),
+        generator=_gen(4),
+    )
     assert torch.allclose(res.q_lo, res.p0[:, None].expand(-1, 3), atol=1e-5)
     assert torch.allclose(res.q_hi, res.p0[:, None].expand(-1, 3), atol=1e-5)
     assert bool(res.censored.all()) and res.width.tolist() == [0.5] * 4
     # The same model with directions *not* normal to w (step along another axis) varies.
     other = torch.randn((4, *SHAPE), generator=_gen(5))
-    res2 = path_widths(model, points, other, torch.zeros(4, dtype=torch.long),
-                       PathWidthConfig(directions=64, radii=(0.1, 0.3, 0.5)), generator=_gen(4))
+    res2 = path_widths(
+        model,
+        points,
+        other,
+        torch.zeros(4, dtype=torch.long),
+        PathWidthConfig(directions=64, radii=(0.1, 0.3, 0.5)),
+        generator=_gen(4),
+    )
     assert float((res2.q_hi - res2.q_lo).min()) > 1e-3
 
 

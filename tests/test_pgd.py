@@ -37,7 +37,7 @@ def test_pgd_breaks_just_above_and_not_just_below_the_minimal_distance(norm):
     for i in range(x.shape[0]):
         xi, yi = x[i : i + 1], y[i : i + 1]
 
-        def attack(eps: float):
+        def attack(eps: float, xi=xi, yi=yi):
             # A random start leaves an L2 iterate at an angle to the optimal direction that only
             # decays with the total distance travelled, so take enough of it (20 eps).
             cfg = PGDConfig(norm=norm, eps=eps, steps=200, step_size=eps / 10)
@@ -83,8 +83,13 @@ def test_robust_accuracy_is_monotone_in_eps_and_below_clean_accuracy():
     y = torch.randint(0, 3, (64,), generator=torch.Generator().manual_seed(5))
     clean = float((model(x).argmax(1) == y).float().mean())
     accs = [
-        float(pgd_attack(model, x, y, PGDConfig(norm="linf", eps=eps, steps=20),
-                         generator=torch.Generator().manual_seed(6)).robust.float().mean())
+        float(
+            pgd_attack(
+                model, x, y, PGDConfig(norm="linf", eps=eps, steps=20), generator=torch.Generator().manual_seed(6)
+            )
+            .robust.float()
+            .mean()
+        )
         for eps in (0.0001, 0.01, 0.03, 0.1)
     ]
     assert accs[0] <= clean

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from attack_helpers import SqrtInput, bar_images, mid_images, random_linear, trained_tiny_cnn
+
 from invarbench.attacks.pgd import PGDConfig, pgd_attack
 
 
@@ -49,8 +49,10 @@ def test_robust_accuracy_on_a_trained_cnn_is_monotone_in_eps_and_below_clean_acc
     x, y = bar_images(128, seed=13)
     clean = float((model(x).argmax(1) == y).float().mean())
     for norm, budgets in (("linf", (0.03, 0.08, 0.12, 0.2)), ("l2", (0.3, 0.8, 1.5, 3.0))):
-        accs = [float(pgd_attack(model, x, y, PGDConfig(norm, e, 20), generator=_gen(1)).robust.float().mean())
-                for e in budgets]
+        accs = [
+            float(pgd_attack(model, x, y, PGDConfig(norm, e, 20), generator=_gen(1)).robust.float().mean())
+            for e in budgets
+        ]
         assert accs[0] <= clean
         assert all(a >= b for a, b in zip(accs, accs[1:])), (norm, accs)
         assert accs[-1] < clean  # the budgets are large enough to matter

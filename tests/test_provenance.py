@@ -38,12 +38,28 @@ runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 # The runs table's own columns: what a run is and how it went, not what produced its numbers. A new column
 # belongs either here or (far more likely) in Provenance.
-RUN_OWN_COLUMNS = {"id", "uid", "model_id", "status", "error", "flags", "started_at", "finished_at", "duration_s",
-                   "peak_memory_bytes", "attempts", "owner", "updated_at"}
+RUN_OWN_COLUMNS = {
+    "id",
+    "uid",
+    "model_id",
+    "status",
+    "error",
+    "flags",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "peak_memory_bytes",
+    "attempts",
+    "owner",
+    "updated_at",
+}
 # A provenance in which every field has a value (none is None).
 FULL = provenance(
-    suite_num_examples=6, git_commit="c" * 40, data_source="npz:/data/mine.npz sha256:" + "0" * 64,
-    model_dtype="bfloat16", **settings_fields(),
+    suite_num_examples=6,
+    git_commit="c" * 40,
+    data_source="npz:/data/mine.npz sha256:" + "0" * 64,
+    model_dtype="bfloat16",
+    **settings_fields(),
 )
 
 
@@ -105,9 +121,19 @@ def test_the_fields_metadata_is_consistent():
 
 
 def test_the_old_name_still_builds_a_provenance_without_suite_settings():
-    old = RunProvenance(suite_name="quick", suite_version=1, dataset="toy", invarbench_version="0.1.0",
-                        git_commit=None, torch_version="2.0", device="cpu", seed=0, batch_size=2,
-                        examples_requested=6, examples_effective=6)
+    old = RunProvenance(
+        suite_name="quick",
+        suite_version=1,
+        dataset="toy",
+        invarbench_version="0.1.0",
+        git_commit=None,
+        torch_version="2.0",
+        device="cpu",
+        seed=0,
+        batch_size=2,
+        examples_requested=6,
+        examples_effective=6,
+    )
     assert old == provenance() and isinstance(old, Provenance)
     with pytest.raises(TypeError):  # every field of Provenance itself must be given
         Provenance(**{k: v for k, v in FULL.values().items() if k != "suite_settings_hash"})
@@ -134,8 +160,7 @@ def test_every_field_survives_the_store_the_json_export_and_the_import(db_url, t
         target = Store(target_url)
         [copy] = target.list_runs()
         assert Provenance.of(copy) == FULL
-        again = invoke("results", "export", "--run", str(copy.id), "--out", str(tmp_path / "again"),
-                       "--db", target_url)
+        again = invoke("results", "export", "--run", str(copy.id), "--out", str(tmp_path / "again"), "--db", target_url)
         assert again.exit_code == 0, again.output
         assert (tmp_path / "again" / file.relative_to(tmp_path / "out")).read_bytes() == file.read_bytes()
 
@@ -153,9 +178,14 @@ def test_every_field_with_a_csv_column_is_in_the_csv(sqlite_url):
     assert "suite_settings_hash" in row and "suite_settings" not in row
 
 
-@pytest.mark.parametrize("path", [REPO / "tests" / "data" / "lenet-standard__standard-v2.json",
-                                  *sorted((REPO / "leaderboard" / "results").rglob("*.json"))],
-                         ids=lambda p: p.relative_to(REPO).as_posix())
+@pytest.mark.parametrize(
+    "path",
+    [
+        REPO / "tests" / "data" / "lenet-standard__standard-v2.json",
+        *sorted((REPO / "leaderboard" / "results").rglob("*.json")),
+    ],
+    ids=lambda p: p.relative_to(REPO).as_posix(),
+)
 def test_published_files_of_older_format_versions_reimport_and_reexport_to_the_same_bytes(path, tmp_path):
     if any(part.endswith(".artifacts") for part in path.parts):
         pytest.skip("an artifact, not a results file")
@@ -204,9 +234,13 @@ def test_show_lists_every_listed_field(sqlite_url):
     # NULLs are written in words
     null_run = finished(store, add_model(store), provenance())
     null_out = invoke("results", "show", str(null_run), "--db", sqlite_url).stdout
-    for label, text in (("git commit", "unknown"), ("examples in the suite", "not recorded"),
-                        ("data", "the toy test split"), ("model dtype", "not recorded"),
-                        ("suite settings hash", "not recorded")):
+    for label, text in (
+        ("git commit", "unknown"),
+        ("examples in the suite", "not recorded"),
+        ("data", "the toy test split"),
+        ("model dtype", "not recorded"),
+        ("suite settings hash", "not recorded"),
+    ):
         assert re.search(rf"^│ {label}\s+│ {text}\s+│$", null_out, flags=re.M), label
 
 
@@ -234,15 +268,19 @@ def test_compare_names_the_suite_settings_that_differ(sqlite_url):
     store = Store(sqlite_url)
     model_id = add_model(store)
     settings = FULL.suite_settings
-    steps = {**settings, "measurements": {"pgd_linf": {**settings["measurements"]["pgd_linf"], "steps": 20}},
-             "extra": [1, 2]}
+    steps = {
+        **settings,
+        "measurements": {"pgd_linf": {**settings["measurements"]["pgd_linf"], "steps": 20}},
+        "extra": [1, 2],
+    }
     a = finished(store, model_id, FULL)
     b = finished(store, model_id, replace(FULL, **settings_fields(steps)))
     result = invoke("results", "compare", str(a), str(b), "--db", sqlite_url)
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(
         f"Suite settings differ: run {a} and run {b} were measured with different suite settings (their hashes "
-        "differ).\n  measurements.pgd_linf.steps: A 10, B 20\n  extra: A absent, B [1, 2]\n")
+        "differ).\n  measurements.pgd_linf.steps: A 10, B 20\n  extra: A absent, B [1, 2]\n"
+    )
 
 
 def test_the_site_shows_every_site_field_the_run_recorded(sqlite_url, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -48,15 +49,20 @@ def test_real_mnist_pipeline() -> None:
 
     suite = rm.suite_for("quick", "mnist", pairs=6, width_pairs=2)
     m = suite.measurements
-    suite = suite.model_copy(update={"measurements": m.model_copy(update={
-        "pgd_linf": m.pgd_linf.model_copy(update={"steps": 5}),
-        "pgd_l2": m.pgd_l2.model_copy(update={"steps": 5}),
-        "min_norm": m.min_norm.model_copy(update={"steps": 5, "refine_steps": 5}),
-        "nspgd": m.nspgd.model_copy(update={"max_iter": 30}),
-        "path_width": m.path_width.model_copy(update={"directions": 8, "points": [0, 10, 20]}),
-    })})
-    results = {name: rm.evaluate(model, held_out, suite, torch.device("cpu"), batch_size=50)
-               for name, model in models.items()}
+    suite = suite.model_copy(
+        update={
+            "measurements": m.replace(
+                pgd_linf=replace(m.pgd_linf, steps=5),
+                pgd_l2=replace(m.pgd_l2, steps=5),
+                min_norm=replace(m.min_norm, steps=5, refine_steps=5),
+                nspgd=replace(m.nspgd, max_iter=30),
+                path_width=replace(m.path_width, directions=8, points=(0, 10, 20)),
+            )
+        }
+    )
+    results = {
+        name: rm.evaluate(model, held_out, suite, torch.device("cpu"), batch_size=50) for name, model in models.items()
+    }
     standard = results["lenet-standard"]
     # A standard LeNet trained on 1,000 real digits for two epochs is far better than chance.
     assert standard["clean_accuracy"].value > 0.5
@@ -73,4 +79,5 @@ def test_real_mnist_pipeline() -> None:
         width = metrics["path_width"].value
         assert math.isnan(width) or 0.0 <= width <= max(suite.measurements.path_width.radii)
     assert "WIDER" in rm.answer(results, "lenet-standard", "lenet-pgd-at") or "NOT wider" in rm.answer(
-        results, "lenet-standard", "lenet-pgd-at")
+        results, "lenet-standard", "lenet-pgd-at"
+    )

@@ -59,19 +59,32 @@ def populate(store: Store) -> dict[str, int]:
     """Two models, two suite versions, a superseded, a failed and a running run; returns their ids."""
     model = add_model(store)
     store_hub = store.upsert_model(
-        card_id="toy/other", name="Other \u2013 \u00fcnicode", dataset="toy", card_yaml="id: toy/other\n# \u00e9\n",
-        card_sha256="c" * 64, file_sha256="d" * 64, hub_repo="org/other", hub_revision="e" * 40,
+        card_id="toy/other",
+        name="Other \u2013 \u00fcnicode",
+        dataset="toy",
+        card_yaml="id: toy/other\n# \u00e9\n",
+        card_sha256="c" * 64,
+        file_sha256="d" * 64,
+        hub_repo="org/other",
+        hub_revision="e" * 40,
         training_method="pgd_at",
     )
     ids = {}
     ids["old"] = _finished(store, model, provenance(), 0.25)
     # the main run records a model dtype and suite settings (a format version 3 document), the other run a model
     # dtype (version 2), the v2 run none of them (version 1)
-    ids["main"] = _finished(store, model, provenance(seed=7, model_dtype="float32", **settings_fields()), 2 / 3,
-                            examples=True, artifact=True)
+    ids["main"] = _finished(
+        store,
+        model,
+        provenance(seed=7, model_dtype="float32", **settings_fields()),
+        2 / 3,
+        examples=True,
+        artifact=True,
+    )
     ids["v2"] = _finished(store, model, provenance(suite_version=2), 0.5)
-    ids["other"] = _finished(store, store_hub, provenance(git_commit="f" * 40, model_dtype="float16"), 1 / 7,
-                             examples=True)
+    ids["other"] = _finished(
+        store, store_hub, provenance(git_commit="f" * 40, model_dtype="float16"), 1 / 7, examples=True
+    )
     ids["failed"] = store.start_run(model, provenance(seed=9))
     store.add_examples(ids["failed"], 0, batch_values(0))
     store.fail_run(ids["failed"], "RuntimeError: boom")
@@ -95,8 +108,9 @@ def _finished(store: Store, model_id: int, prov, accuracy: float, *, examples=Fa
         metric("median_min_l2_distance", float("inf"), None, None),
         metric("ece", float("nan"), float("nan"), None, n=0),
     ]
-    store.finish_run(run_id, metrics, ["few_examples", "gradient_masking_suspected"], duration_s=1 / 3,
-                     peak_memory_bytes=123456789)
+    store.finish_run(
+        run_id, metrics, ["few_examples", "gradient_masking_suspected"], duration_s=1 / 3, peak_memory_bytes=123456789
+    )
     return run_id
 
 
@@ -104,17 +118,38 @@ def numbers(store: Store, run_id: int) -> dict:
     """Everything a run is, as exact text: provenance, metrics, per-example values, artifacts."""
     run = store.get_run(run_id)
     model = run.model
-    fields = ("uid", "status", "error", "flags", "duration_s", "peak_memory_bytes", "attempts",
-              *(f.name for f in PROVENANCE_FIELDS))
+    fields = (
+        "uid",
+        "status",
+        "error",
+        "flags",
+        "duration_s",
+        "peak_memory_bytes",
+        "attempts",
+        *(f.name for f in PROVENANCE_FIELDS),
+    )
     return {
-        "model": [getattr(model, f) for f in ("card_id", "name", "dataset", "card_yaml", "card_sha256",
-                                               "file_sha256", "hub_repo", "hub_revision", "training_method")],
+        "model": [
+            getattr(model, f)
+            for f in (
+                "card_id",
+                "name",
+                "dataset",
+                "card_yaml",
+                "card_sha256",
+                "file_sha256",
+                "hub_repo",
+                "hub_revision",
+                "training_method",
+            )
+        ],
         "run": [repr(getattr(run, f)) for f in fields],
         "times": [_utc_text(run.started_at), _utc_text(run.finished_at)],
         "metrics": [(m.name, repr(m.value), repr(m.stderr), repr(m.ci_low), repr(m.ci_high), m.n) for m in run.metrics],
         "examples": json.dumps(encode_floats(store.stored_batches(run_id)), sort_keys=True),
-        "artifacts": [(a.name, a.media_type, a.sha256, a.size_bytes, a.data, _utc_text(a.created_at))
-                      for a in run.artifacts],
+        "artifacts": [
+            (a.name, a.media_type, a.sha256, a.size_bytes, a.data, _utc_text(a.created_at)) for a in run.artifacts
+        ],
     }
 
 
@@ -203,23 +238,41 @@ def test_the_leaderboard_layout_is_one_stable_file_per_model_and_suite_version(s
         "toy/other__quick-v1.json",
     ]
     assert result.stderr.splitlines() == [
-        f"Wrote {out / 'toy/model__quick-v1.json'}", f"Wrote {out / 'toy/model__quick-v2.json'}",
-        f"Wrote {out / 'toy/other__quick-v1.json'}", f"Exported 3 run(s) to {out}",
+        f"Wrote {out / 'toy/model__quick-v1.json'}",
+        f"Wrote {out / 'toy/model__quick-v2.json'}",
+        f"Wrote {out / 'toy/other__quick-v1.json'}",
+        f"Exported 3 run(s) to {out}",
         "Left out 3 run(s): 1 superseded by a newer full run, 2 not finished; export one with --run ID",
     ]
     text = (out / "toy" / "model__quick-v1.json").read_text(encoding="utf-8")
     doc = json.loads(text)
     # the newest finished run of each (model, suite, version): not the superseded, failed or running ones
     assert doc["run"]["uid"] == store.get_run(ids["main"]).uid and doc["run"]["seed"] == 7
-    assert list(doc) == ["format", "format_version", "content_sha256", "model", "run", "metrics", "examples",
-                         "artifacts"]
+    assert list(doc) == [
+        "format",
+        "format_version",
+        "content_sha256",
+        "model",
+        "run",
+        "metrics",
+        "examples",
+        "artifacts",
+    ]
     assert (doc["format"], doc["format_version"]) == ("invarbench-results", FORMAT_VERSION)
     assert (doc["run"]["model_dtype"], doc["run"]["data_source"], doc["run"]["suite_num_examples"]) == (
-        "float32", None, None)
+        "float32",
+        None,
+        None,
+    )
     # the version 3 fields come last, the settings exact; a run that recorded none of them is written as version 2,
     # one that recorded none of the version 2 fields either as version 1, without them
-    assert list(doc["run"])[-5:] == ["suite_num_examples", "data_source", "model_dtype", "suite_settings_hash",
-                                     "suite_settings"]
+    assert list(doc["run"])[-5:] == [
+        "suite_num_examples",
+        "data_source",
+        "model_dtype",
+        "suite_settings_hash",
+        "suite_settings",
+    ]
     assert doc["run"]["suite_settings"] == encode_floats(TOY_SETTINGS)
     assert doc["run"]["suite_settings_hash"] == settings_fields()["suite_settings_hash"]
     other_doc = json.loads((out / "toy" / "other__quick-v1.json").read_text(encoding="utf-8"))
@@ -231,8 +284,10 @@ def test_the_leaderboard_layout_is_one_stable_file_per_model_and_suite_version(s
     # reviewable text: indented, one line per list of plain values, exact numbers, non-finite as strings
     assert text == dumps(doc) and text.endswith("}\n") and "\r" not in text
     assert '"value": 0.6666666666666666,' in text and '"value": "Infinity",' in text and '"value": "NaN",' in text
-    assert '"x": [0.30000000000000004, 0.3333333333333333, 5e-324, -0.0, 1e+308, "NaN", "Infinity", "-Infinity", ' \
-           '9007199254740993]' in text
+    assert (
+        '"x": [0.30000000000000004, 0.3333333333333333, 5e-324, -0.0, 1e+308, "NaN", "Infinity", "-Infinity", '
+        "9007199254740993]" in text
+    )
     assert '"flags": ["few_examples", "gradient_masking_suspected"],' in text
     assert '"eps": 0.30000000000000004,' in text and '"radii": [2.5, 5e-324],' in text
     assert "Other \u2013 \u00fcnicode" in (out / "toy" / "other__quick-v1.json").read_text(encoding="utf-8")
@@ -288,15 +343,28 @@ def test_show_prints_provenance_metrics_stored_values_and_artifacts(sqlite_url):
     result = invoke("results", "show", str(ids["main"]), "--db", sqlite_url)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    for expected in (f"run {ids['main']} · toy/model · quick v1", SHA_A, SHA_B, run.uid,
-                     "few_examples, gradient_masking_suspected", "1048576.0 MiB",
-                     f"artifact strip.png (image/png, {len(PNG)} bytes, sha256 "):
+    for expected in (
+        f"run {ids['main']} · toy/model · quick v1",
+        SHA_A,
+        SHA_B,
+        run.uid,
+        "few_examples, gradient_masking_suspected",
+        "1048576.0 MiB",
+        f"artifact strip.png (image/png, {len(PNG)} bytes, sha256 ",
+    ):
         assert expected in out, expected
     # one row per provenance field, in the provenance type's order, NULLs in words
-    for label, text in (("seed", "7"), ("batch size", "2"), ("examples requested", "6"), ("examples evaluated", "6"),
-                        ("git commit", "unknown"), ("examples in the suite", "not recorded"),
-                        ("data", "the toy test split"), ("model dtype", "float32"),
-                        ("suite settings hash", run.suite_settings_hash)):
+    for label, text in (
+        ("seed", "7"),
+        ("batch size", "2"),
+        ("examples requested", "6"),
+        ("examples evaluated", "6"),
+        ("git commit", "unknown"),
+        ("examples in the suite", "not recorded"),
+        ("data", "the toy test split"),
+        ("model dtype", "float32"),
+        ("suite settings hash", run.suite_settings_hash),
+    ):
         assert re.search(rf"^│ {label}\s+│ {re.escape(text)}\s+│$", out, flags=re.M), label
     assert "suite settings " not in out.replace("suite settings hash", "")  # the settings: in the export only
     assert re.search(r"clean_accuracy\s+│\s+0\.6667\s+│\s+0\.1925\s+│\s+\[0\.2000, 0\.9032\]\s+│\s+6", out)
@@ -329,14 +397,17 @@ def test_compare_shows_differences_and_where_provenance_differs(sqlite_url):
     assert re.search(r"│ model dtype\s+│ not recorded\s+│ float32\s+│", out)
     assert re.search(rf"│ suite settings hash\s+│ not recorded\s+│ {settings_fields()['suite_settings_hash']}\s+│", out)
     assert len(re.findall(r"^│ [a-z]", out.split("provenance that")[1], flags=re.M)) == 3  # only these three differ
-    assert out.endswith(f"Suite settings differ: run {ids['old']} and run {ids['main']} were measured with different "
-                        f"suite settings (their hashes differ).\nRun {ids['old']} recorded no suite settings.\n")
+    assert out.endswith(
+        f"Suite settings differ: run {ids['old']} and run {ids['main']} were measured with different "
+        f"suite settings (their hashes differ).\nRun {ids['old']} recorded no suite settings.\n"
+    )
     same = invoke("results", "compare", str(ids["main"]), str(ids["main"]), "--db", sqlite_url)
     assert same.exit_code == 0
     assert _flat(same.stdout).endswith(
         "Same model snapshot, status and provenance (suite, suite version, dataset, seed, batch size, examples "
         "requested, examples evaluated, device, invarbench, git commit, torch, examples in the suite, data, model "
-        "dtype, suite settings hash).")
+        "dtype, suite settings hash)."
+    )
 
 
 # --- errors: one line on stderr, exit code 1, nothing half done ---------------------------------
@@ -355,7 +426,8 @@ def _error(result) -> str:  # noqa: ANN001
 def test_an_unknown_run_id_is_one_clear_error(sqlite_url, command):
     populate(Store(sqlite_url))
     assert _error(invoke("results", *command, "--db", sqlite_url)) == (
-        f"Error: run 42 not found in {sqlite_url}: see 'invarbench results list'")
+        f"Error: run 42 not found in {sqlite_url}: see 'invarbench results list'"
+    )
 
 
 def test_a_run_id_must_be_a_number(sqlite_url):
@@ -384,17 +456,20 @@ def _nothing_imported(url: str) -> None:
 
 def test_import_refuses_a_missing_path_and_an_empty_folder(target, tmp_path):
     assert _error(invoke("results", "import", str(tmp_path / "nope.json"), "--db", target)) == (
-        f"Error: {tmp_path / 'nope.json'} does not exist")
+        f"Error: {tmp_path / 'nope.json'} does not exist"
+    )
     (tmp_path / "empty").mkdir()
     assert _error(invoke("results", "import", str(tmp_path / "empty"), "--db", target)) == (
-        f"Error: no .json results files under {tmp_path / 'empty'}")
+        f"Error: no .json results files under {tmp_path / 'empty'}"
+    )
 
 
 def test_import_refuses_a_file_that_is_not_json(target, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "invarbench-results",')
     assert _error(invoke("results", "import", str(bad), "--db", target)).startswith(
-        f"Error: {bad} is not valid JSON: Expecting property name enclosed in double quotes")
+        f"Error: {bad} is not valid JSON: Expecting property name enclosed in double quotes"
+    )
     _nothing_imported(target)
 
 
@@ -404,14 +479,16 @@ def test_import_refuses_bare_nan_which_strict_json_has_not(exported, target):
     exported.write_text(text)
     assert _error(invoke("results", "import", str(exported), "--db", target)) == (
         f"Error: {exported} is not valid JSON: NaN is not JSON (write non-finite numbers as the strings "
-        '"NaN", "Infinity", "-Infinity")')
+        '"NaN", "Infinity", "-Infinity")'
+    )
 
 
 def test_import_refuses_json_that_is_not_a_results_file(target, tmp_path):
     other = tmp_path / "package.json"
     other.write_text('{"name": "x"}')
     assert _error(invoke("results", "import", str(other), "--db", target)) == (
-        f'Error: {other} is not an invarbench results file (no "format": "invarbench-results")')
+        f'Error: {other} is not an invarbench results file (no "format": "invarbench-results")'
+    )
 
 
 def test_import_refuses_a_newer_format_version(exported, target):
@@ -421,11 +498,13 @@ def test_import_refuses_a_newer_format_version(exported, target):
     exported.write_text(json.dumps(doc))
     assert _error(invoke("results", "import", str(exported), "--db", target)) == (
         f"Error: {exported} has format_version {FORMAT_VERSION + 1}; this invarbench reads up to "
-        f"{FORMAT_VERSION}: upgrade invarbench")
+        f"{FORMAT_VERSION}: upgrade invarbench"
+    )
     doc["format_version"] = "1"
     exported.write_text(json.dumps(doc))
     assert _error(invoke("results", "import", str(exported), "--db", target)) == (
-        f"Error: {exported}: field 'format_version' must be a whole number from 1, got '1'")
+        f"Error: {exported}: field 'format_version' must be a whole number from 1, got '1'"
+    )
     _nothing_imported(target)
 
 
@@ -446,7 +525,8 @@ def test_import_refuses_a_tampered_number(exported, target, old, new):
     exported.write_text(text.replace(old, new, 1))
     assert _error(invoke("results", "import", str(exported), "--db", target)) == (
         f"Error: {exported}: its content does not match its content_sha256: it was changed after it was exported. "
-        "Results files are written by 'invarbench results export', never edited by hand")
+        "Results files are written by 'invarbench results export', never edited by hand"
+    )
     _nothing_imported(target)
 
 
@@ -459,8 +539,12 @@ def test_reformatting_a_results_file_is_not_tampering(exported, target):
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        (("metrics", 0, "value"), "high", "field 'metrics.0.value': Value error, value must be a number, null, "
-                                          "'NaN', 'Infinity' or '-Infinity', got 'high'"),
+        (
+            ("metrics", 0, "value"),
+            "high",
+            "field 'metrics.0.value': Value error, value must be a number, null, "
+            "'NaN', 'Infinity' or '-Infinity', got 'high'",
+        ),
         (("metrics", 0, "stderr"), True, "field 'metrics.0.stderr': Value error, stderr must be a number, got True"),
         (("run", "status"), "done", "field 'run.status': Value error, must be one of running, finished, failed"),
         (("model", "card_sha256"), "xyz", "field 'model.card_sha256': String should match pattern '^[0-9a-f]{64}$'"),
@@ -483,10 +567,12 @@ def test_import_refuses_a_missing_or_altered_artifact(exported, target):
     artifact = exported.parent / "model__quick-v1.artifacts" / "strip.png"
     artifact.write_bytes(PNG + b"!")
     assert _error(invoke("results", "import", str(exported), "--db", target)) == (
-        f"Error: {exported}: artifact 'strip.png' does not match its sha256 and size")
+        f"Error: {exported}: artifact 'strip.png' does not match its sha256 and size"
+    )
     artifact.unlink()
     assert _error(invoke("results", "import", str(exported), "--db", target)) == (
-        f"Error: {exported}: artifact file {artifact} is missing")
+        f"Error: {exported}: artifact file {artifact} is missing"
+    )
     _nothing_imported(target)
 
 
@@ -508,7 +594,8 @@ def test_importing_a_run_that_is_stored_with_other_content_is_refused(exported, 
     run_id = Store(sqlite_url).run_id_for_uid(doc["run"]["uid"])
     assert _error(invoke("results", "import", str(exported), "--db", sqlite_url)) == (
         f"Error: {exported}: run {doc['run']['uid']} is already in the database as run {run_id}, with different "
-        "content: nothing was imported")
+        "content: nothing was imported"
+    )
     assert Store(sqlite_url).get_run(run_id).metrics[0].value == 2 / 3
 
 
@@ -517,9 +604,11 @@ def test_export_refuses_an_out_path_of_the_wrong_kind(sqlite_url, tmp_path):
     file = tmp_path / "a-file"
     file.write_text("x")
     assert _error(invoke("results", "export", "--out", str(file), "--db", sqlite_url)) == (
-        f"Error: {file} is a file: the JSON export writes a folder of files")
+        f"Error: {file} is a file: the JSON export writes a folder of files"
+    )
     assert _error(invoke("results", "export", "--format", "csv", "--out", str(tmp_path), "--db", sqlite_url)) == (
-        f"Error: {tmp_path} is a folder: the CSV export writes one file")
+        f"Error: {tmp_path} is a folder: the CSV export writes one file"
+    )
     bad_format = invoke("results", "export", "--format", "xml", "--db", sqlite_url)
     assert bad_format.exit_code == 2 and "'xml' is not one of 'json', 'csv'" in _flat(bad_format.output)
 

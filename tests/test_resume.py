@@ -16,8 +16,7 @@ import pytest
 from store_helpers import db_url  # noqa: F401 - fixture
 
 from invarbench.cards import resolve_card
-from invarbench.evaluation import EvalOptions, evaluate
-from invarbench.evaluation import runner
+from invarbench.evaluation import EvalOptions, evaluate, runner
 from invarbench.store import Store
 from invarbench.store.codec import encode_floats
 
@@ -27,8 +26,13 @@ OPTIONS = EvalOptions(suite="quick", limit=LIMIT, batch_size=BATCH, device="cpu"
 # The code version is part of what a resumed run must match. Commits can land in this checkout
 # while the tests run, so every evaluation here reports one fixed commit.
 COMMIT = "0" * 40
-CLI = [sys.executable, "-c", "import invarbench.evaluation.runner as r; r.git_commit = lambda: " + repr(COMMIT)
-       + "; from invarbench.cli import main; main()"]
+CLI = [
+    sys.executable,
+    "-c",
+    "import invarbench.evaluation.runner as r; r.git_commit = lambda: "
+    + repr(COMMIT)
+    + "; from invarbench.cli import main; main()",
+]
 WAIT = 600  # seconds: a safety net for a stuck process on a loaded machine, not a timing assertion
 EVAL_ARGS = ["eval", MODEL, "--suite", "quick", "--limit", str(LIMIT), "--batch-size", str(BATCH), "--device", "cpu"]
 
@@ -109,8 +113,10 @@ def test_ctrl_c_marks_the_run_failed_with_how_to_resume(tmp_path):
         evaluate(resolve_card(MODEL), store, OPTIONS, progress=_stopping_after(2, KeyboardInterrupt))
     [run] = store.list_runs()
     assert run.status == "failed"
-    assert run.error == ("interrupted (KeyboardInterrupt): the completed batches are stored; continue with "
-                         "'invarbench eval mnist5k/lenet-standard --resume' and the same options")
+    assert run.error == (
+        "interrupted (KeyboardInterrupt): the completed batches are stored; continue with "
+        "'invarbench eval mnist5k/lenet-standard --resume' and the same options"
+    )
 
 
 def test_without_resume_a_new_run_starts_and_resume_needs_matching_options(tmp_path):
@@ -167,8 +173,10 @@ def test_a_killed_evaluation_resumes_to_exactly_the_numbers_of_an_uninterrupted_
     lock.execute("ROLLBACK")
     _, err = second.communicate(timeout=WAIT)
     assert second.returncode == 130, err
-    assert ("Interrupted: the completed batches are stored; continue with 'invarbench eval "
-            "mnist5k/lenet-standard --resume' and the same options.") in err
+    assert (
+        "Interrupted: the completed batches are stored; continue with 'invarbench eval "
+        "mnist5k/lenet-standard --resume' and the same options."
+    ) in err
     interrupted = store.get_run(killed.id)
     assert interrupted.status == "failed" and interrupted.error.startswith("interrupted (KeyboardInterrupt)")
     assert len(store.stored_batches(killed.id)) > len(kept)
@@ -187,8 +195,10 @@ def test_two_evaluations_writing_to_one_sqlite_file_both_finish(tmp_path, refere
     Store(url).close()
     lock = sqlite3.connect(db_file, timeout=30, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")  # both start, then wait for the lock, then write at the same time
-    procs = [subprocess.Popen([*CLI, *EVAL_ARGS, "--db", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen([*CLI, *EVAL_ARGS, "--db", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     time.sleep(2)
     lock.execute("ROLLBACK")
     outs = [p.communicate(timeout=WAIT) for p in procs]

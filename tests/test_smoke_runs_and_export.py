@@ -52,8 +52,14 @@ def _flat(text: str) -> str:
 def mnist_model(store: Store, name: str = "lenet-standard", training: str = "standard") -> int:
     card_id = f"mnist5k/{name}"
     return store.upsert_model(
-        card_id=card_id, name=f"LeNet {name}", dataset="mnist5k", card_yaml=f"id: {card_id}\n",
-        card_sha256=(name.encode().hex() * 64)[:64], file_sha256="b" * 64, hub_repo=None, hub_revision=None,
+        card_id=card_id,
+        name=f"LeNet {name}",
+        dataset="mnist5k",
+        card_yaml=f"id: {card_id}\n",
+        card_sha256=(name.encode().hex() * 64)[:64],
+        file_sha256="b" * 64,
+        hub_repo=None,
+        hub_revision=None,
         training_method=training,
     )
 
@@ -61,9 +67,16 @@ def mnist_model(store: Store, name: str = "lenet-standard", training: str = "sta
 def mnist_prov(examples: int, *, record: bool = True, **changes):
     """A quick/mnist5k run over ``examples`` examples: ``--limit examples`` when fewer than the suite's. Without
     ``record``, the run recorded neither the suite's number of examples nor its settings (as before 0004)."""
-    fields = dict(suite_name="quick", suite_version=QUICK.version, dataset="mnist5k", examples_requested=examples,
-                  examples_effective=examples, model_dtype="float32",
-                  suite_num_examples=QUICK.num_examples if record else None, **(settings_of(QUICK) if record else {}))
+    fields = dict(
+        suite_name="quick",
+        suite_version=QUICK.version,
+        dataset="mnist5k",
+        examples_requested=examples,
+        examples_effective=examples,
+        model_dtype="float32",
+        suite_num_examples=QUICK.num_examples if record else None,
+        **(settings_of(QUICK) if record else {}),
+    )
     fields.update(changes)
     return provenance(**fields)
 
@@ -71,8 +84,9 @@ def mnist_prov(examples: int, *, record: bool = True, **changes):
 def finished(store: Store, model_id: int, prov, clean: float, robust: float) -> int:
     run_id = store.start_run(model_id, prov)
     n = prov.examples_effective
-    store.finish_run(run_id, [metric("clean_accuracy", clean, n=n), metric("robust_accuracy_linf", robust, n=n)],
-                     [], duration_s=1.0)
+    store.finish_run(
+        run_id, [metric("clean_accuracy", clean, n=n), metric("robust_accuracy_linf", robust, n=n)], [], duration_s=1.0
+    )
     return run_id
 
 
@@ -105,9 +119,10 @@ def test_a_lone_smoke_run_is_not_ranked_but_listed_apart(db_url, tmp_path, recor
     assert board.rows == [] and [r.run_id for r in board.unranked] == [smoke]
     html, ranked, apart = html_parts(tmp_path, store)
     assert ranked == ""  # no ranked table at all
-    assert ('class="no-ranked" data-dataset="mnist5k">No full run on the mnist5k test split yet: nothing is '
-            'ranked.') in html
-    assert f"<h3 id=\"unranked-mnist5k\">{UNRANKED_TITLE}</h3>" in html
+    assert (
+        'class="no-ranked" data-dataset="mnist5k">No full run on the mnist5k test split yet: nothing is ranked.'
+    ) in html
+    assert f'<h3 id="unranked-mnist5k">{UNRANKED_TITLE}</h3>' in html
     assert UNRANKED_TITLE == "Smoke runs and runs on custom data — not ranked"
     row = row_of(apart, smoke)
     assert f'<td class="num" data-field="examples">4 of {QUICK.num_examples}</td>' in row
@@ -165,8 +180,9 @@ def test_without_a_recorded_size_an_old_suite_version_is_judged_by_the_most_exam
     kinds = {st.run.id: (st.kind, st.full_examples) for st in store.standings()}
     assert kinds == {full: (FULL, 6), smoke: (SMOKE, 6), short: (SMOKE, 6)}
     # a recorded size wins over that guess
-    recorded = finished(store, model_id, provenance(examples_requested=6, examples_effective=6, suite_num_examples=10,
-                                                    seed=1), 0.5, 0.5)
+    recorded = finished(
+        store, model_id, provenance(examples_requested=6, examples_effective=6, suite_num_examples=10, seed=1), 0.5, 0.5
+    )
     assert store.standing_of([store.get_run(recorded)])[0].kind == SMOKE
     assert [r.id for r in store.leaderboard_runs()] == [full]
 
@@ -193,17 +209,19 @@ def test_the_export_says_what_it_left_out_and_why(sqlite_url, smoke_and_custom, 
     assert json.loads(result.stdout) == []
     assert result.stderr.splitlines() == [
         "Left out 4 run(s): 2 smoke run(s) (--limit), 1 on custom data (--data), 1 not finished; "
-        "export one with --run ID"]
+        "export one with --run ID"
+    ]
     out = tmp_path / "results"
     to_folder = invoke("results", "export", "--out", str(out), "--db", sqlite_url)
     assert to_folder.exit_code == 0, to_folder.output
     assert to_folder.stderr.splitlines() == [
         f"Exported 0 run(s) to {out}",
         "Left out 4 run(s): 2 smoke run(s) (--limit), 1 on custom data (--data), 1 not finished; "
-        "export one with --run ID"]
+        "export one with --run ID",
+    ]
     # a full run is exported; the others are still counted; --model restricts the count too
     store = Store(sqlite_url)
-    full = finished(store, store.get_run(smoke_and_custom["smoke"]).model_id, mnist_prov(QUICK.num_examples), .9, .1)
+    full = finished(store, store.get_run(smoke_and_custom["smoke"]).model_id, mnist_prov(QUICK.num_examples), 0.9, 0.1)
     again = invoke("results", "export", "--db", sqlite_url)
     assert [d["run"]["uid"] for d in json.loads(again.stdout)] == [store.get_run(full).uid]
     assert again.stderr.splitlines()[-1].startswith("Left out 4 run(s): 2 smoke run(s) (--limit), 1 on custom data")
@@ -246,25 +264,42 @@ def test_the_export_takes_the_newest_full_run_of_each_suite_version(sqlite_url):
     result = invoke("results", "export", "--db", sqlite_url)
     exported = [d["run"]["uid"] for d in json.loads(result.stdout)]
     assert exported == [store.get_run(i).uid for i in (newest, older_version)]
-    assert result.stderr.strip() == ("Left out 2 run(s): 1 smoke run(s) (--limit), 1 superseded by a newer full run; "
-                                     "export one with --run ID")
+    assert result.stderr.strip() == (
+        "Left out 2 run(s): 1 smoke run(s) (--limit), 1 superseded by a newer full run; export one with --run ID"
+    )
 
 
 def test_run_exports_exactly_that_run_and_an_import_keeps_its_data_and_counts(sqlite_url, smoke_and_custom, tmp_path):
     source = Store(sqlite_url)
-    result = invoke("results", "export", "--run", str(smoke_and_custom["custom"]), "--run",
-                    str(smoke_and_custom["smoke"]), "--db", sqlite_url)
+    result = invoke(
+        "results",
+        "export",
+        "--run",
+        str(smoke_and_custom["custom"]),
+        "--run",
+        str(smoke_and_custom["smoke"]),
+        "--db",
+        sqlite_url,
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
     docs = json.loads(result.stdout)
     custom, smoke = source.get_run(smoke_and_custom["custom"]), source.get_run(smoke_and_custom["smoke"])
     assert [d["run"]["uid"] for d in docs] == [custom.uid, smoke.uid]  # in the order asked
     assert [d["format_version"] for d in docs] == [FORMAT_VERSION, FORMAT_VERSION] == [3, 3]
-    fields = ("examples_requested", "examples_effective", "suite_num_examples", "data_source", "model_dtype",
-              "suite_settings_hash", "suite_settings")
+    fields = (
+        "examples_requested",
+        "examples_effective",
+        "suite_num_examples",
+        "data_source",
+        "model_dtype",
+        "suite_settings_hash",
+        "suite_settings",
+    )
     assert [tuple(d["run"][f] for f in fields) for d in docs] == [
         (12, 12, QUICK.num_examples, CUSTOM, "float32", QUICK.settings_hash(), QUICK.settings()),
-        (4, 4, QUICK.num_examples, None, "float32", QUICK.settings_hash(), QUICK.settings())]
+        (4, 4, QUICK.num_examples, None, "float32", QUICK.settings_hash(), QUICK.settings()),
+    ]
 
     file = tmp_path / "picked.json"
     file.write_text(result.stdout)
@@ -280,8 +315,9 @@ def test_run_exports_exactly_that_run_and_an_import_keeps_its_data_and_counts(sq
     assert target.leaderboard_runs() == []
     assert {st.run.uid: st.kind for st in target.unranked_runs()} == {custom.uid: CUSTOM_DATA, smoke.uid: SMOKE}
     # and they export again to the very same documents
-    back = invoke("results", "export", "--run", str(by_uid[custom.uid].id), "--run", str(by_uid[smoke.uid].id),
-                  "--db", target_url)
+    back = invoke(
+        "results", "export", "--run", str(by_uid[custom.uid].id), "--run", str(by_uid[smoke.uid].id), "--db", target_url
+    )
     assert back.stdout == result.stdout
 
 
@@ -289,37 +325,55 @@ def test_run_into_a_folder_never_takes_a_full_runs_file_name(sqlite_url, smoke_a
     store = Store(sqlite_url)
     smoke, custom = store.get_run(smoke_and_custom["smoke"]), store.get_run(smoke_and_custom["custom"])
     out = tmp_path / "results"
-    result = invoke("results", "export", "--run", str(smoke.id), "--run", str(custom.id), "--out", str(out),
-                    "--db", sqlite_url)
+    result = invoke(
+        "results", "export", "--run", str(smoke.id), "--run", str(custom.id), "--out", str(out), "--db", sqlite_url
+    )
     assert result.exit_code == 0, result.output
     stem = f"lenet-standard__quick-v{QUICK.version}"
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json")) == sorted([
-        f"mnist5k/{stem}__smoke-4ex-{smoke.uid[:8]}.json", f"mnist5k/{stem}__custom-data-{custom.uid[:8]}.json"])
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json")) == sorted(
+        [f"mnist5k/{stem}__smoke-4ex-{smoke.uid[:8]}.json", f"mnist5k/{stem}__custom-data-{custom.uid[:8]}.json"]
+    )
     assert result.stderr.splitlines()[-1] == f"Exported 2 run(s) to {out}"
     # two full runs of one model and suite version would share a file: refused before anything is written
     model_id = smoke.model_id
     a = finished(store, model_id, mnist_prov(QUICK.num_examples), 0.9, 0.1)
     b = finished(store, model_id, mnist_prov(QUICK.num_examples, seed=4), 0.9, 0.1)
     clash = tmp_path / "clash"
-    assert _error(invoke("results", "export", "--run", str(a), "--run", str(b), "--out", str(clash),
-                         "--db", sqlite_url)) == (
+    assert _error(
+        invoke("results", "export", "--run", str(a), "--run", str(b), "--out", str(clash), "--db", sqlite_url)
+    ) == (
         f"Error: runs {a} and {b} would both be written to {clash / 'mnist5k' / (stem + '.json')}: export them one "
-        "at a time, into different folders")
+        "at a time, into different folders"
+    )
     assert not clash.exists()
 
 
 def test_run_refuses_an_unknown_or_unfinished_run_and_filters(sqlite_url, smoke_and_custom):
     assert _error(invoke("results", "export", "--run", "42", "--db", sqlite_url)) == (
-        f"Error: run 42 not found in {sqlite_url}: see 'invarbench results list'")
+        f"Error: run 42 not found in {sqlite_url}: see 'invarbench results list'"
+    )
     failed = smoke_and_custom["failed"]
     for fmt in ("json", "csv"):
-        assert _error(invoke("results", "export", "--format", fmt, "--run", str(smoke_and_custom["smoke"]), "--run",
-                             str(failed), "--db", sqlite_url)) == (
+        assert _error(
+            invoke(
+                "results",
+                "export",
+                "--format",
+                fmt,
+                "--run",
+                str(smoke_and_custom["smoke"]),
+                "--run",
+                str(failed),
+                "--db",
+                sqlite_url,
+            )
+        ) == (
             f"Error: run {failed} is failed, not finished: only finished runs are exported (continue it with "
-            "'invarbench eval mnist5k/lenet-standard --resume' and the options it was started with)")
-    assert _error(invoke("results", "export", "--run", "1", "--model", "mnist5k/lenet-standard",
-                         "--db", sqlite_url)) == (
-        "Error: --run exports exactly the runs it names: leave out --dataset and --model")
+            "'invarbench eval mnist5k/lenet-standard --resume' and the options it was started with)"
+        )
+    assert _error(
+        invoke("results", "export", "--run", "1", "--model", "mnist5k/lenet-standard", "--db", sqlite_url)
+    ) == ("Error: --run exports exactly the runs it names: leave out --dataset and --model")
 
 
 def test_csv_and_json_exports_carry_the_data_source_dtype_and_counts(sqlite_url, smoke_and_custom):
@@ -329,14 +383,20 @@ def test_csv_and_json_exports_carry_the_data_source_dtype_and_counts(sqlite_url,
     rows = list(csv.DictReader(io.StringIO(every.stdout)))
     by_run = {(r["run_id"], r["metric"]): r for r in rows}
     custom = by_run[(str(smoke_and_custom["custom"]), "clean_accuracy")]
-    assert (custom["data_source"], custom["examples_requested"], custom["examples_effective"],
-            custom["suite_num_examples"], custom["model_dtype"], custom["suite_settings_hash"]) == (
-        CUSTOM, "12", "12", str(QUICK.num_examples), "float32", QUICK.settings_hash())
+    assert (
+        custom["data_source"],
+        custom["examples_requested"],
+        custom["examples_effective"],
+        custom["suite_num_examples"],
+        custom["model_dtype"],
+        custom["suite_settings_hash"],
+    ) == (CUSTOM, "12", "12", str(QUICK.num_examples), "float32", QUICK.settings_hash())
     assert "suite_settings" not in custom  # the settings are in the JSON export; the CSV has their hash
     smoke8 = by_run[(str(smoke_and_custom["smoke8"]), "clean_accuracy")]
     assert (smoke8["data_source"], smoke8["examples_effective"], smoke8["model_dtype"]) == ("", "8", "bfloat16")
-    picked = invoke("results", "export", "--format", "csv", "--run", str(smoke_and_custom["custom"]),
-                    "--db", sqlite_url)
+    picked = invoke(
+        "results", "export", "--format", "csv", "--run", str(smoke_and_custom["custom"]), "--db", sqlite_url
+    )
     assert {r["run_id"] for r in csv.DictReader(io.StringIO(picked.stdout))} == {str(smoke_and_custom["custom"])}
     picked_json = invoke("results", "export", "--run", str(smoke_and_custom["smoke8"]), "--db", sqlite_url)
     doc = json.loads(picked_json.stdout)[0]
@@ -382,8 +442,11 @@ def test_each_versions_fields_are_required_from_that_version_and_refused_before(
     for version, first_new in ((1, "suite_num_examples"), (2, "suite_settings_hash")):
         old = json.loads(json.dumps(doc))
         old["format_version"] = version
-        with pytest.raises(ValidationError, match=rf"field 'run.{first_new}' is new in format_version {version + 1}, "
-                                                  rf"but the document says {version}"):
+        with pytest.raises(
+            ValidationError,
+            match=rf"field 'run.{first_new}' is new in format_version {version + 1}, "
+            rf"but the document says {version}",
+        ):
             parse_document(_resigned(old), "x.json")
 
 
@@ -408,10 +471,14 @@ def test_show_and_compare_give_the_dtype_and_the_data(sqlite_url, smoke_and_cust
     assert re.search(r"│ examples requested\s+│ 8\s+│\n│ examples evaluated\s+│ 8\s+│", shown.stdout)
     assert re.search(rf"│ examples in the suite\s+│ {QUICK.num_examples}\s+│", shown.stdout)
     assert re.search(rf"│ suite settings hash\s+│ {QUICK.settings_hash()}\s+│", shown.stdout)
-    assert re.search(rf"│ leaderboard\s+│ not ranked: a smoke run over 8 of the suite's {QUICK.num_examples} examples "
-                     r"\(--limit\)\s+│", shown.stdout)
-    assert re.search(rf"│ data\s+│ {re.escape(CUSTOM)}\s+│",
-                     invoke("results", "show", str(custom), "--db", sqlite_url).stdout)
+    assert re.search(
+        rf"│ leaderboard\s+│ not ranked: a smoke run over 8 of the suite's {QUICK.num_examples} examples "
+        r"\(--limit\)\s+│",
+        shown.stdout,
+    )
+    assert re.search(
+        rf"│ data\s+│ {re.escape(CUSTOM)}\s+│", invoke("results", "show", str(custom), "--db", sqlite_url).stdout
+    )
 
     dtype = invoke("results", "compare", str(smoke), str(smoke8), "--db", sqlite_url)
     assert dtype.exit_code == 0, dtype.output

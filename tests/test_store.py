@@ -41,8 +41,11 @@ def test_a_run_round_trips_every_number_exactly(db_url):
     stored[4]["pgd_linf"]["distance"][0] = float("nan")
     for start, values in stored.items():
         store.add_examples(run_id, start, values, duration_s=1.5, peak_memory_bytes=2**33)
-    metrics = [metric("clean_accuracy", 2 / 3, 0.19245008972987526, (0.2999, 0.9032)),
-               metric("median_min_l2_distance", float("inf")), metric("ece", float("nan"), float("nan"))]
+    metrics = [
+        metric("clean_accuracy", 2 / 3, 0.19245008972987526, (0.2999, 0.9032)),
+        metric("median_min_l2_distance", float("inf")),
+        metric("ece", float("nan"), float("nan")),
+    ]
     store.finish_run(run_id, metrics, ["flag_a"], duration_s=3.25, peak_memory_bytes=2**32)
 
     fresh = Store(db_url)  # read back through a new engine: nothing comes from a cache
@@ -63,11 +66,14 @@ def test_a_batch_is_stored_whole_or_not_at_all(db_url):
     store.add_examples(run_id, 0, batch_values(0))
     with pytest.raises(InvarbenchError, match="batch at example 0 of run 1 is already stored"):
         store.add_examples(run_id, 0, {"new_measurement": {"x": [1, 2]}, "clean": {"label": [0, 1]}})
-    with pytest.raises(Exception):  # a value JSON cannot hold fails the whole batch
+    with pytest.raises(Exception):  # noqa: B017 - a value JSON cannot hold fails the whole batch (a driver error)
         store.add_examples(run_id, 2, {"clean": {"label": [1, 2]}, "pgd_linf": {"x": [object()]}})
     with store.session() as s:
-        rows = s.execute(select(ExampleRecord.batch_start, ExampleRecord.measurement)
-                         .order_by(ExampleRecord.batch_start, ExampleRecord.measurement)).all()
+        rows = s.execute(
+            select(ExampleRecord.batch_start, ExampleRecord.measurement).order_by(
+                ExampleRecord.batch_start, ExampleRecord.measurement
+            )
+        ).all()
     assert rows == [(0, "clean"), (0, "pgd_linf")]
 
 
@@ -113,8 +119,10 @@ def test_a_run_stores_its_suite_settings_exactly_and_resumes_only_with_the_same_
     assert run.suite_settings["measurements"]["pgd_linf"]["eps"] == 0.1 + 0.2
     assert run.suite_settings_hash == settings_fields()["suite_settings_hash"]
 
-    more_steps = {**TOY_SETTINGS, "measurements": {"pgd_linf": {**TOY_SETTINGS["measurements"]["pgd_linf"],
-                                                                 "steps": 20}}}
+    more_steps = {
+        **TOY_SETTINGS,
+        "measurements": {"pgd_linf": {**TOY_SETTINGS["measurements"]["pgd_linf"], "steps": 20}},
+    }
     assert store.resume_run(model_id, provenance(**settings_fields(more_steps))) is None
     assert store.resume_run(model_id, provenance()) is None  # a run that records no settings
     # the hash is what is matched: the settings themselves are not compared (PostgreSQL's json has no equality)
@@ -191,7 +199,11 @@ def test_artifacts_are_stored_replaced_and_validated(db_url):
     store.add_artifact(run_id, "strip.png", b"\x89PNG two")
     [artifact] = store.get_run(run_id).artifacts
     assert (artifact.name, artifact.media_type, artifact.data, artifact.size_bytes) == (
-        "strip.png", "image/png", b"\x89PNG two", 8)
+        "strip.png",
+        "image/png",
+        b"\x89PNG two",
+        8,
+    )
     with pytest.raises(ValidationError, match="artifact name '../x.png' must be a plain file name"):
         store.add_artifact(run_id, "../x.png", b"")
     with pytest.raises(NotFoundError, match="run 99 not found"):
@@ -246,8 +258,12 @@ print(run_id)
 def test_two_processes_writing_at_once_both_keep_everything(db_url, tmp_path):
     batches = 60
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, db_url, str(tag), str(batches), str(tmp_path)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, db_url, str(tag), str(batches), str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for tag in (1, 2)
     ]
     deadline = time.monotonic() + 60

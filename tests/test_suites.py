@@ -39,8 +39,10 @@ def test_suite_settings_are_recorded_per_version():
         if str(s.version) not in versions:
             problems.append(f'{s.key} v{s.version} is not recorded: add "{s.version}": "{digest}" under "{s.key}"')
         elif versions[str(s.version)] != digest:
-            problems.append(f"{s.key} v{s.version} changed its settings without a new version "
-                            f"(now {digest}): bump version, add a changelog line, record the new hash")
+            problems.append(
+                f"{s.key} v{s.version} changed its settings without a new version "
+                f"(now {digest}): bump version, add a changelog line, record the new hash"
+            )
         # An older version's settings can never come back under a newer number silently.
         for old, old_digest in versions.items():
             if int(old) != s.version and old_digest == digest:
@@ -65,8 +67,7 @@ def test_budgets(name):
 def test_quick_runs_every_measurement_with_less_work(dataset):
     std, quick = load_suite("standard", dataset), load_suite("quick", dataset)
     s, q = std.measurements, quick.measurements
-    assert set(q) == set(s) == {
-        "pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width", "ece"}
+    assert set(q) == set(s) == {"pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width", "ece"}
     assert quick.num_examples < std.num_examples
     assert q.pgd_linf.steps < s.pgd_linf.steps and q.pgd_l2.steps < s.pgd_l2.steps
     assert q.pgd_linf.eps == s.pgd_linf.eps and q.pgd_l2.eps == s.pgd_l2.eps
@@ -86,7 +87,9 @@ def test_standard_defaults_follow_the_seed():
 
 def test_cifar100_is_the_cifar10_protocol():
     assert load_suite("standard", "cifar100").settings() == {
-        **load_suite("standard", "cifar10").settings(), "dataset": "cifar100"}
+        **load_suite("standard", "cifar10").settings(),
+        "dataset": "cifar100",
+    }
 
 
 # --- the include mechanism and validation, on suite files in a temporary folder -------------------
@@ -117,7 +120,10 @@ measurements:
 
 def test_include_merges_mappings_and_replaces_the_rest(suite_root):
     suite_root("base", "toy", BASE)
-    suite_root("child", "toy", """
+    suite_root(
+        "child",
+        "toy",
+        """
 name: child
 version: 3
 dataset: toy
@@ -127,7 +133,8 @@ include: base/toy
 measurements:
   nspgd: {pairs: {num_pairs: 4}}
   path_width: {points: [0]}
-""")
+""",
+    )
     child = load_suite("child", "toy")
     assert child.version == 3 and child.description == "a child" and child.num_examples == 100
     assert child.measurements.pgd_linf.eps == pytest.approx(8 / 255)
@@ -142,7 +149,10 @@ measurements:
 
 def test_null_removes_an_inherited_measurement(suite_root):
     suite_root("base", "toy", BASE)
-    suite_root("lean", "toy", """
+    suite_root(
+        "lean",
+        "toy",
+        """
 name: lean
 version: 1
 dataset: toy
@@ -150,7 +160,8 @@ description: no invariance
 changelog: ["1: first"]
 include: base/toy
 measurements: {nspgd: null, path_width: null}
-""")
+""",
+    )
     m = load_suite("lean", "toy").measurements
     assert m.nspgd is None and m.path_width is None and m.pgd_linf is not None
 
@@ -164,8 +175,10 @@ measurements: {nspgd: null, path_width: null}
         (BASE.replace("points: [0, 5]", "points: [0, 25]"), "path_width points [25] are not below nspgd max_iter 20"),
         (BASE.replace("points: [0, 5]", "points: [5, 0]"), "path_width needs points: increasing iteration numbers"),
         (BASE.replace("radii: [1, 2]", "radii: [2, 1]"), "radii must be increasing positive numbers"),
-        (BASE.replace("  nspgd: {eta: 0.05, delta: 0.05, max_iter: 20, pairs: {num_pairs: 10}}\n", ""),
-         "measurements.path_width needs nspgd in the suite"),
+        (
+            BASE.replace("  nspgd: {eta: 0.05, delta: 0.05, max_iter: 20, pairs: {num_pairs: 10}}\n", ""),
+            "measurements.path_width needs nspgd in the suite",
+        ),
         (BASE.replace("num_pairs: 10", "num_pairs: 10, rule: random"), "measurements.nspgd.pairs.rule"),
         (BASE.replace("name: base", "name: other"), "suite file base/toy.yaml declares other/toy"),
         ("- just\n- a list\n", "invalid suite file base/toy.yaml: expected a mapping of settings"),
@@ -192,7 +205,9 @@ def test_include_loops_and_bad_includes(suite_root):
 
 
 def test_unknown_names_suggest_the_closest():
-    with pytest.raises(NotFoundError, match=r"unknown suite 'standrd'. Did you mean 'standard'\? Known: quick, standard."):
+    with pytest.raises(
+        NotFoundError, match=r"unknown suite 'standrd'. Did you mean 'standard'\? Known: quick, standard."
+    ):
         load_suite("standrd", "mnist")
     with pytest.raises(NotFoundError, match=r"no version for data set 'cifar'. Did you mean 'cifar10'\?"):
         load_suite("standard", "cifar")
@@ -234,8 +249,10 @@ def test_cli_suites_show_every_data_set():
     ("args", "message"),
     [
         (["suites", "show", "quik"], "Error: unknown suite 'quik'. Did you mean 'quick'? Known: quick, standard.\n"),
-        (["suites", "show", "quick", "--dataset", "imagenet"],
-         "Error: suite 'quick' has no version for data set 'imagenet'. It has: cifar10, cifar100, mnist, mnist5k.\n"),
+        (
+            ["suites", "show", "quick", "--dataset", "imagenet"],
+            "Error: suite 'quick' has no version for data set 'imagenet'. It has: cifar10, cifar100, mnist, mnist5k.\n",
+        ),
     ],
 )
 def test_cli_suites_errors(args, message):

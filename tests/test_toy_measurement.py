@@ -18,7 +18,7 @@ from invarbench.store import Store
 from invarbench.suites import schema as suite_schema
 
 # The whole of a toy measurement: the mean top-class confidence, with a setting.
-TOY_MODULE = '''
+TOY_MODULE = """
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +49,7 @@ def aggregate(per_example, cfg, suite):
 MEASUREMENTS.add("toy", Measurement(name="toy", description="a toy", settings=Settings, measure=measure,
                                     fields={"top": "the top-class confidence to the power"}, metrics=(SPEC,),
                                     aggregate=aggregate))
-'''
+"""
 
 TOY_SUITE = """
 name: toy
@@ -81,8 +81,9 @@ def toy(tmp_path, monkeypatch):
 
 def test_a_toy_measurement_appears_in_the_run_the_exports_and_the_site(toy, tmp_path):
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    outcome = evaluate(resolve_card("mnist5k/lenet-standard"), Store(url),
-                       EvalOptions(suite="toy", device="cpu", batch_size=5))
+    outcome = evaluate(
+        resolve_card("mnist5k/lenet-standard"), Store(url), EvalOptions(suite="toy", device="cpu", batch_size=5)
+    )
     names = [m.name for m in outcome.metrics]
     assert names == ["clean_accuracy", "mean_top_confidence"]
     tops = outcome.per_example["toy"]["top"]

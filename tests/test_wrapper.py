@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from cards_helpers import TINY_INPUT, tiny_model
 from torch import nn
 
-from cards_helpers import TINY_INPUT, tiny_model
 from invarbench.attacks._tensors import check_finite_logits
 from invarbench.errors import ModelOutputError, ValidationError
 from invarbench.models.wrapper import ModelWrapper
+
+INPUT_SIZE_HINT = "): check preprocessing.input_size in the card, or what the model's forward raises on such an input"
 
 
 def wrap(model: nn.Module | None = None, **kwargs) -> ModelWrapper:
@@ -119,8 +121,10 @@ def test_a_model_that_fails_on_the_input_size():
     with pytest.raises(ModelOutputError) as info:
         wrap(input_shape=[1, 16, 16]).check_output_shape(where="W")
     message = str(info.value)
-    assert message.startswith("W: the model fails on a batch of 2 inputs of size [1, 16, 16] (RuntimeError: ")
-    assert message.endswith("): check preprocessing.input_size in the card")
+    assert message.startswith("W: the model fails on a batch of 2 mid-grey inputs of size [1, 16, 16] (RuntimeError: ")
+    assert message.endswith(
+        "): check preprocessing.input_size in the card, or what the model's forward raises on such an input"
+    )
 
 
 def test_integer_logits_are_refused():

@@ -71,8 +71,12 @@ class ReliabilityConfig:
     def __post_init__(self) -> None:
         if self.examples < 1:
             raise ValueError("the reliability checks need examples >= 1")
-        for name in ("probability_fraction", "zero_gradient_fraction", "nan_gradient_fraction",
-                     "search_beats_gradient_fraction"):
+        for name in (
+            "probability_fraction",
+            "zero_gradient_fraction",
+            "nan_gradient_fraction",
+            "search_beats_gradient_fraction",
+        ):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1]")
         for name in ("randomness_atol", "randomness_rtol", "probability_atol", "batch_atol", "batch_rtol"):
@@ -172,7 +176,7 @@ def _batch_dependence(
     """The largest change of an example's logits between the batch ``x`` (giving ``batched``), the
     example alone, and the batch in reverse order; and whether it exceeds the tolerance."""
     with torch.no_grad():
-        alone = torch.cat([model(x[i:i + 1]) for i in range(x.shape[0])])
+        alone = torch.cat([model(x[i : i + 1]) for i in range(x.shape[0])])
         check_finite_logits(alone)
         reordered = model(x.flip(0)).flip(0)
         check_finite_logits(reordered)

@@ -245,8 +245,9 @@ def boundary_search_l2(
     """
     n, k = int(endpoints.shape[0]), int(endpoints.shape[1])
     if endpoints.shape[0] != x.shape[0] or tuple(endpoints.shape[2:]) != tuple(x.shape[1:]):
-        raise ValueError(f"endpoints must be [n, k, *image] for x of shape {list(x.shape)}, "
-                         f"got {list(endpoints.shape)}")
+        raise ValueError(
+            f"endpoints must be [n, k, *image] for x of shape {list(x.shape)}, got {list(endpoints.shape)}"
+        )
     if refine_steps < 0:
         raise ValueError("the boundary search needs refine_steps >= 0")
     x = x.detach()
@@ -277,5 +278,6 @@ def boundary_search_l2(
     rows = torch.arange(n, device=x.device) * k + best_j
     point = starts[rows] + seg[rows] * per_example(hi[rows], x)
     x_adv = torch.where(per_example(found, x), point, x_adv)
-    return BoundarySearchResult(distance=distance, x_adv=x_adv, endpoint=endpoint,
-                                forward_passes=n * k * (refine_steps + 1))
+    return BoundarySearchResult(
+        distance=distance, x_adv=x_adv, endpoint=endpoint, forward_passes=n * k * (refine_steps + 1)
+    )

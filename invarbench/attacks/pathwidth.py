@@ -81,8 +81,9 @@ class PathWidthResult:
     censored: torch.Tensor
 
 
-def width_from_tube(p0: torch.Tensor, q_lo: torch.Tensor, radii: torch.Tensor, fraction: float = 0.5
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def width_from_tube(
+    p0: torch.Tensor, q_lo: torch.Tensor, radii: torch.Tensor, fraction: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The scalar width (and its censoring) of tubes ``q_lo [m, R]`` at ``radii [R]``; see the module doc.
 
     ``p0``: ``p_c(x)`` per point ``[m]``; ``q_lo``: the lower quantile per point and radius
@@ -157,7 +158,7 @@ def path_widths(
 
     with torch.inference_mode():
         for s in range(0, m, budget):
-            p0[s:s + budget] = _confidence(model, points[s:s + budget].detach(), classes[s:s + budget])
+            p0[s : s + budget] = _confidence(model, points[s : s + budget].detach(), classes[s : s + budget])
         if per_point <= budget:
             group = budget // per_point
             for s in range(0, m, group):
@@ -185,5 +186,6 @@ def path_widths(
         q_lo, q_hi = tube[0], tube[1]
         width, censored = width_from_tube(p0, q_lo, radii, cfg.width_fraction)
     # Plain tensors (not inference tensors), so callers may use them anywhere.
-    return PathWidthResult(p0=p0.clone(), q_lo=q_lo.clone(), q_hi=q_hi.clone(), width=width.clone(),
-                           censored=censored.clone())
+    return PathWidthResult(
+        p0=p0.clone(), q_lo=q_lo.clone(), q_hi=q_hi.clone(), width=width.clone(), censored=censored.clone()
+    )

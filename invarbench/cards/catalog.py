@@ -86,8 +86,9 @@ def parse_card_yaml(raw: bytes, path: Path) -> object:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         if "constructor for the tag" in problem:
             tag = problem.split("tag", 1)[1].strip(" '").replace("tag:yaml.org,2002:", "!!")  # as written
-            problem = (f"the tag '{tag}' is not allowed: model cards hold plain values only "
-                       "(no !!python/... or other tags)")
+            problem = (
+                f"the tag '{tag}' is not allowed: model cards hold plain values only (no !!python/... or other tags)"
+            )
         raise ValidationError(f"invalid YAML in model card {path}{where}: {problem}") from None
 
 
@@ -179,7 +180,6 @@ def load_card(path: Path | str, *, check_location: bool = False, cards_dir: Path
     return CardRef(card=card, path=path, sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
 
 
-
 def card_paths(cards_dir: Path | None = None) -> list[Path]:
     """Every ``<dataset>/<name>.yaml`` under ``cards_dir``, sorted."""
     root = cards_dir or default_cards_dir()
@@ -212,7 +212,9 @@ def resolve_card(model: str, cards_dir: Path | None = None) -> CardRef:
     known = _card_ids(root)
     hint = did_you_mean(model, known)
     if not hint:
-        hint = " Run 'invarbench cards list' to see registered models." if known else (
-            f" No model cards found in {root} (set {CARDS_ENV} or --cards-dir)."
+        hint = (
+            " Run 'invarbench cards list' to see registered models."
+            if known
+            else (f" No model cards found in {root} (set {CARDS_ENV} or --cards-dir).")
         )
     raise NotFoundError(f"unknown model '{model}'.{hint}")

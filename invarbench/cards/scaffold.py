@@ -69,8 +69,9 @@ def card_data(f: CardFields, card_path: Path) -> dict[str, object]:
                 "a Hub source needs --hub-revision (the 40-hex commit), --hub-file (or --file) and the file "
                 "itself (--file) or its --sha256"
             )
-        source: dict[str, object] = {"hub": {"repo_id": f.hub_repo, "revision": f.hub_revision,
-                                             "file": file_name, "sha256": sha}}
+        source: dict[str, object] = {
+            "hub": {"repo_id": f.hub_repo, "revision": f.hub_revision, "file": file_name, "sha256": sha}
+        }
     else:
         if f.file is None:
             raise ValidationError("give the model file with --file (a local file next to the card, or with --hub-repo)")

@@ -178,7 +178,8 @@ class Preprocessing(_Strict):
         for field, values in (("mean", self.mean), ("std", self.std)):
             if values is not None and len(values) != channels:
                 raise ValueError(
-                    f"{field} needs one value per channel: input_size has {channels} channels, {field} has {len(values)}"
+                    f"{field} needs one value per channel: input_size has {channels} channels, "
+                    f"{field} has {len(values)}"
                 )
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ValueError(f"std values must be positive, got {self.std}")
@@ -191,7 +192,8 @@ class Training(_Strict):
     method: Literal["standard", "pgd-at", "trades", "ccat", "other"]
     norm: Literal["linf", "l2"] | None = None
     eps: float | None = Field(
-        default=None, validation_alias=AliasChoices("eps", "epsilon"),
+        default=None,
+        validation_alias=AliasChoices("eps", "epsilon"),
         description="the training budget on the [0, 1] pixel scale; a number or a fraction such as '8/255'",
     )
 
@@ -264,8 +266,7 @@ class ModelCard(_Strict):
         parts = v.split("/")
         if len(parts) != 2 or not all(NAME_RE.match(p) and ".." not in p for p in parts):
             raise ValueError(
-                f"id must be '<dataset>/<name>' in lowercase letters, digits, '.', '_' or '-' "
-                f"(no '..'), got '{v}'"
+                f"id must be '<dataset>/<name>' in lowercase letters, digits, '.', '_' or '-' (no '..'), got '{v}'"
             )
         return v
 
@@ -285,12 +286,13 @@ class ModelCard(_Strict):
             raise FieldError(
                 file_field,
                 f"'{self.source.file_name}' looks like a pickled checkpoint, which invarbench never loads: "
-                "save the weights with safetensors (format safetensors) or run 'invarbench pack' (format torch-export)"
+                "save the weights with safetensors (format safetensors) or run 'invarbench pack' (format torch-export)",
             )
         suffix = FORMAT_SUFFIX[self.format]
         if not file_name.endswith(suffix):
-            raise FieldError(file_field,
-                             f"format '{self.format}' needs a '{suffix}' file, got '{self.source.file_name}'")
+            raise FieldError(
+                file_field, f"format '{self.format}' needs a '{suffix}' file, got '{self.source.file_name}'"
+            )
         return self
 
     @property

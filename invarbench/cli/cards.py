@@ -12,8 +12,9 @@ from rich.table import Table
 from invarbench.cli.common import CardsDirOption, console, user_errors, yaml_mapping
 from invarbench.errors import InvarbenchError, ValidationError
 
-app = typer.Typer(help="Model cards: list, show, validate and create them.", no_args_is_help=True,
-                  rich_markup_mode="markdown")
+app = typer.Typer(
+    help="Model cards: list, show, validate and create them.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 def _source(card) -> str:  # noqa: ANN001 - a ModelCard
@@ -139,45 +140,68 @@ def _dataset_spec(name: str):  # noqa: ANN202 - a DatasetSpec or None
 
 @app.command("new")
 def new_command(
-    id: Annotated[str | None, typer.Option("--id", help="'DATASET/NAME', e.g. cifar10/wrn28-trades.",
-                                           show_default=False)] = None,
+    id: Annotated[
+        str | None, typer.Option("--id", help="'DATASET/NAME', e.g. cifar10/wrn28-trades.", show_default=False)
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Display name on the leaderboard.", show_default=False)] = None,
     num_classes: Annotated[int | None, typer.Option(help="Number of logits.", show_default=False)] = None,
-    input_size: Annotated[str | None, typer.Option(help="C,H,W of the input images, e.g. 3,32,32.",
-                                                   show_default=False)] = None,
-    file: Annotated[Path | None, typer.Option(help="The model file (.safetensors or .pt2); its sha256 is computed.",
-                                              show_default=False)] = None,
-    sha256: Annotated[str | None, typer.Option(help="The file's sha256, when there is no local --file.",
-                                               show_default=False)] = None,
-    format: Annotated[str | None, typer.Option(help="safetensors or torch-export (default: from the suffix).",
-                                               show_default=False)] = None,
-    hub_repo: Annotated[str | None, typer.Option(help="Hub repository 'org/name' holding the file.",
-                                                 show_default=False)] = None,
+    input_size: Annotated[
+        str | None, typer.Option(help="C,H,W of the input images, e.g. 3,32,32.", show_default=False)
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(help="The model file (.safetensors or .pt2); its sha256 is computed.", show_default=False),
+    ] = None,
+    sha256: Annotated[
+        str | None, typer.Option(help="The file's sha256, when there is no local --file.", show_default=False)
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option(help="safetensors or torch-export (default: from the suffix).", show_default=False)
+    ] = None,
+    hub_repo: Annotated[
+        str | None, typer.Option(help="Hub repository 'org/name' holding the file.", show_default=False)
+    ] = None,
     hub_revision: Annotated[str | None, typer.Option(help="The 40-hex Hub commit to pin.", show_default=False)] = None,
-    hub_file: Annotated[str | None, typer.Option(help="The file's path in the Hub repository (default: --file's name).",
-                                                 show_default=False)] = None,
-    architecture: Annotated[str | None, typer.Option(help="Registered architecture (safetensors only).",
-                                                     show_default=False)] = None,
-    arch_kwargs: Annotated[str | None, typer.Option(help="Its kwargs as YAML/JSON, e.g. '{num_classes: 10}'.",
-                                                    show_default=False)] = None,
-    mean: Annotated[str | None, typer.Option(help="Per-channel mean, e.g. 0.4914,0.4822,0.4465.",
-                                             show_default=False)] = None,
+    hub_file: Annotated[
+        str | None,
+        typer.Option(help="The file's path in the Hub repository (default: --file's name).", show_default=False),
+    ] = None,
+    architecture: Annotated[
+        str | None, typer.Option(help="Registered architecture (safetensors only).", show_default=False)
+    ] = None,
+    arch_kwargs: Annotated[
+        str | None, typer.Option(help="Its kwargs as YAML/JSON, e.g. '{num_classes: 10}'.", show_default=False)
+    ] = None,
+    mean: Annotated[
+        str | None, typer.Option(help="Per-channel mean, e.g. 0.4914,0.4822,0.4465.", show_default=False)
+    ] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std.", show_default=False)] = None,
-    training: Annotated[str | None, typer.Option(help="standard, pgd-at, trades, ccat or other.",
-                                                 show_default=False)] = None,
-    norm: Annotated[str | None, typer.Option(help="Training threat model norm: linf or l2.", show_default=False)] = None,
-    eps: Annotated[str | None, typer.Option(help="Training budget on the [0,1] scale, e.g. 8/255.",
-                                            show_default=False)] = None,
+    training: Annotated[
+        str | None, typer.Option(help="standard, pgd-at, trades, ccat or other.", show_default=False)
+    ] = None,
+    norm: Annotated[
+        str | None, typer.Option(help="Training threat model norm: linf or l2.", show_default=False)
+    ] = None,
+    eps: Annotated[
+        str | None, typer.Option(help="Training budget on the [0,1] scale, e.g. 8/255.", show_default=False)
+    ] = None,
     paper_title: Annotated[str | None, typer.Option(help="Paper title.", show_default=False)] = None,
     paper_url: Annotated[str | None, typer.Option(help="Paper URL.", show_default=False)] = None,
-    license: Annotated[str | None, typer.Option(help="License of the weights (SPDX id, e.g. MIT).",
-                                                show_default=False)] = None,
+    license: Annotated[
+        str | None, typer.Option(help="License of the weights (SPDX id, e.g. MIT).", show_default=False)
+    ] = None,
     submitted_by: Annotated[str | None, typer.Option(help="Your name or handle.", show_default=False)] = None,
     notes: Annotated[str | None, typer.Option(help="Free text: training details, caveats.", show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option(help="Where to write the card ('-' prints it). Default: "
-                                             "CARDS_DIR/DATASET/NAME.yaml.", show_default=False)] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the card ('-' prints it). Default: CARDS_DIR/DATASET/NAME.yaml.", show_default=False
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing card file.")] = False,
-    no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; fail on a missing required field.")] = False,
+    no_input: Annotated[
+        bool, typer.Option("--no-input", help="Never prompt; fail on a missing required field.")
+    ] = False,
     cards_dir: CardsDirOption = None,
 ) -> None:
     """Write a new model card from flags (prompting for missing required ones) and validate it."""
@@ -205,15 +229,34 @@ def new_command(
         fields = CardFields(
             id=card_id,
             name=ask(name, "Display name", "--name", default=model_name or None, sure=True),
-            num_classes=int(ask(num_classes, "Number of classes", "--num-classes",
-                                default=spec.num_classes if spec else 10, sure=spec is not None)),
-            input_size=_ints(ask(input_size, "Input size C,H,W", "--input-size",
-                                 default=",".join(map(str, spec.input_shape)) if spec else "3,32,32",
-                                 sure=spec is not None), "--input-size"),
+            num_classes=int(
+                ask(
+                    num_classes,
+                    "Number of classes",
+                    "--num-classes",
+                    default=spec.num_classes if spec else 10,
+                    sure=spec is not None,
+                )
+            ),
+            input_size=_ints(
+                ask(
+                    input_size,
+                    "Input size C,H,W",
+                    "--input-size",
+                    default=",".join(map(str, spec.input_shape)) if spec else "3,32,32",
+                    sure=spec is not None,
+                ),
+                "--input-size",
+            ),
             license=ask(license, "License (SPDX id)", "--license"),
             submitted_by=ask(submitted_by, "Submitted by", "--submitted-by"),
-            training_method=ask(training, "Training method (standard, pgd-at, trades, ccat, other)", "--training",
-                                default="standard", sure=True),
+            training_method=ask(
+                training,
+                "Training method (standard, pgd-at, trades, ccat, other)",
+                "--training",
+                default="standard",
+                sure=True,
+            ),
             format=format,
             file=file,
             sha256=sha256,
@@ -257,8 +300,7 @@ def architectures_command(
     ] = None,
 ) -> None:
     """List the architectures a safetensors card can name."""
-    from invarbench.models.architectures import architecture_table
-    from invarbench.models.architectures import timm_models, torchvision_models
+    from invarbench.models.architectures import architecture_table, timm_models, torchvision_models
 
     with user_errors():
         if namespace is None:
@@ -281,5 +323,8 @@ def architectures_command(
         table.add_row(*row)
     console.print(table)
     if namespace is None:
-        console.print("Also: 'torchvision/<model>' (--namespace torchvision) and 'timm/<model>' (--namespace timm, "
-                      "needs pip install 'invarbench[timm]').", markup=False)
+        console.print(
+            "Also: 'torchvision/<model>' (--namespace torchvision) and 'timm/<model>' (--namespace timm, "
+            "needs pip install 'invarbench[timm]').",
+            markup=False,
+        )

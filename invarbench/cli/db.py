@@ -8,8 +8,9 @@ from rich.table import Table
 from invarbench.cli.common import DbOption, console, user_errors
 from invarbench.store import Store
 
-app = typer.Typer(help="Show or upgrade the results database's schema.", no_args_is_help=True,
-                  rich_markup_mode="markdown")
+app = typer.Typer(
+    help="Show or upgrade the results database's schema.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 @app.command("status")
@@ -34,8 +35,10 @@ def status_command(db: DbOption = None) -> None:
     if status.up_to_date:
         typer.echo("Up to date.")
     else:
-        typer.echo(f"{len(status.pending)} migration(s) pending: run 'invarbench db upgrade' "
-                      "(any other command upgrades it too).")
+        typer.echo(
+            f"{len(status.pending)} migration(s) pending: run 'invarbench db upgrade' "
+            "(any other command upgrades it too)."
+        )
 
 
 @app.command("upgrade")

@@ -19,9 +19,11 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 
 def render_outcome(outcome: EvalOutcome) -> Table:
-    title = (f"{outcome.card_id} · suite {outcome.suite.name} v{outcome.suite.version} · "
-             f"{outcome.examples} examples · {outcome.device}"
-             f"{f' · {outcome.model_dtype}' if outcome.model_dtype else ''} · run {outcome.run_id}")
+    title = (
+        f"{outcome.card_id} · suite {outcome.suite.name} v{outcome.suite.version} · "
+        f"{outcome.examples} examples · {outcome.device}"
+        f"{f' · {outcome.model_dtype}' if outcome.model_dtype else ''} · run {outcome.run_id}"
+    )
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -33,8 +35,10 @@ def render_outcome(outcome: EvalOutcome) -> Table:
         table.add_row(m.name, _fmt(m.value), _fmt(m.stderr), ci, str(m.n))
     caption = f"flags: {', '.join(outcome.flags)}" if outcome.flags else "no reliability flags"
     if not outcome.ranked:
-        caption += ("; a smoke run (--limit) or a run on custom data (--data): stored and shown, never ranked on the "
-                    "leaderboard")
+        caption += (
+            "; a smoke run (--limit) or a run on custom data (--data): stored and shown, never ranked on the "
+            "leaderboard"
+        )
     table.caption = caption
     return table
 
@@ -43,18 +47,30 @@ def eval_command(
     model: Annotated[
         str, typer.Argument(help="A model card id such as 'mnist5k/lenet-standard', or a path to a card YAML file.")
     ],
-    suite: Annotated[str, typer.Option(help="Suite to run: 'standard', or 'quick' for CPUs and smoke tests.")] = "standard",
+    suite: Annotated[
+        str, typer.Option(help="Suite to run: 'standard', or 'quick' for CPUs and smoke tests.")
+    ] = "standard",
     limit: Annotated[
         int | None,
-        typer.Option(min=1, help="Evaluate only the first N examples of the test split (published order). Such "
-                     "a smoke run is stored and shown, but never ranked on the leaderboard.", show_default=False),
+        typer.Option(
+            min=1,
+            help="Evaluate only the first N examples of the test split (published order). Such "
+            "a smoke run is stored and shown, but never ranked on the leaderboard.",
+            show_default=False,
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto (a CUDA GPU when available, else the CPU), cpu or cuda.")] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Examples per batch; also the unit of progress and storage.")] = 250,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Examples per batch; also the unit of progress and storage.")
+    ] = 250,
     seed: Annotated[
-        int | None, typer.Option(help="Seed of every batch's random numbers (random starts, path-width directions) "
-                                 "and of the reliability checks; the NSPGD pairs and the bootstrap intervals keep "
-                                 "the suite's seed. Default: the suite's seed.", show_default=False)
+        int | None,
+        typer.Option(
+            help="Seed of every batch's random numbers (random starts, path-width directions) "
+            "and of the reliability checks; the NSPGD pairs and the bootstrap intervals keep "
+            "the suite's seed. Default: the suite's seed.",
+            show_default=False,
+        ),
     ] = None,
     db: DbOption = None,
     data_dir: Annotated[
@@ -63,29 +79,47 @@ def eval_command(
     ] = None,
     data: Annotated[
         str | None,
-        typer.Option("--data", help="A custom evaluation set npz:PATH (arrays x: uint8 images, NHWC or NCHW; y: "
-                     "labels) that replaces the images of the card's data set; that data set still selects the "
-                     "suite.", show_default=False),
+        typer.Option(
+            "--data",
+            help="A custom evaluation set npz:PATH (arrays x: uint8 images, NHWC or NCHW; y: "
+            "labels) that replaces the images of the card's data set; that data set still selects the "
+            "suite.",
+            show_default=False,
+        ),
     ] = None,
     cards_dir: CardsDirOption = None,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Continue the newest unfinished (killed or failed) run of this model with "
-                     "the same options, from its last stored batch. Without it, a new run starts."),
+        typer.Option(
+            "--resume",
+            help="Continue the newest unfinished (killed or failed) run of this model with "
+            "the same options, from its last stored batch. Without it, a new run starts.",
+        ),
     ] = False,
 ) -> None:
     """Evaluate MODEL with a suite, store every score with its provenance, and print a summary."""
     with user_errors():
         ref = resolve_card(model, cards_dir)
         store = Store(db)
-        options = EvalOptions(suite=suite, limit=limit, batch_size=batch_size, seed=seed, device=device,
-                              data_dir=data_dir, data=data, resume=resume)
+        options = EvalOptions(
+            suite=suite,
+            limit=limit,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
+            data_dir=data_dir,
+            data=data,
+            resume=resume,
+        )
         try:
             with progress_bars() as progress:
                 outcome = evaluate(ref, store, options, progress)
         except KeyboardInterrupt:
-            typer.echo(f"Interrupted: the completed batches are stored; continue with 'invarbench eval {model} "
-                       "--resume' and the same options.", err=True)
+            typer.echo(
+                f"Interrupted: the completed batches are stored; continue with 'invarbench eval {model} "
+                "--resume' and the same options.",
+                err=True,
+            )
             raise typer.Exit(code=130) from None
     if outcome.resumed:
         console.print(f"Resumed run {outcome.run_id}: {outcome.batches_reused} stored batch(es) reused.")

@@ -11,19 +11,35 @@ from invarbench.cli.common import user_errors, yaml_mapping
 
 
 def pack_command(
-    spec: Annotated[str, typer.Argument(
-        help="MODULE:FACTORY that returns your nn.Module, e.g. 'mynet:build' or 'path/to/mynet.py:build' "
-        "(an nn.Module instance works too).", show_default=False)],
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="MODULE:FACTORY that returns your nn.Module, e.g. 'mynet:build' or 'path/to/mynet.py:build' "
+            "(an nn.Module instance works too).",
+            show_default=False,
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="The .pt2 file to write.", show_default=False)],
-    input_size: Annotated[tuple[int, int, int], typer.Option(
-        help="CHANNELS HEIGHT WIDTH of one input image, e.g. --input-size 3 32 32.", show_default=False)],
-    weights: Annotated[Path | None, typer.Option(
-        help="State dict to load first: .safetensors, or a torch checkpoint (read with weights_only=True).",
-        show_default=False)] = None,
-    kwargs: Annotated[str | None, typer.Option(
-        "--kwargs", help="Keyword arguments for FACTORY as YAML/JSON, e.g. '{depth: 28}'.", show_default=False)] = None,
-    num_classes: Annotated[int | None, typer.Option(
-        help="Fail unless the model returns this many logits.", show_default=False)] = None,
+    input_size: Annotated[
+        tuple[int, int, int],
+        typer.Option(help="CHANNELS HEIGHT WIDTH of one input image, e.g. --input-size 3 32 32.", show_default=False),
+    ],
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="State dict to load first: .safetensors, or a torch checkpoint (read with weights_only=True).",
+            show_default=False,
+        ),
+    ] = None,
+    kwargs: Annotated[
+        str | None,
+        typer.Option(
+            "--kwargs", help="Keyword arguments for FACTORY as YAML/JSON, e.g. '{depth: 28}'.", show_default=False
+        ),
+    ] = None,
+    num_classes: Annotated[
+        int | None, typer.Option(help="Fail unless the model returns this many logits.", show_default=False)
+    ] = None,
 ) -> None:
     """Export your model (your code, on your machine) to a .pt2 file that invarbench loads without your code.
 
@@ -40,8 +56,10 @@ def pack_command(
         factory_kwargs = None if kwargs is None else yaml_mapping(kwargs, "--kwargs", "{depth: 28}")
         result = pack(spec, out, input_size, weights=weights, factory_kwargs=factory_kwargs, num_classes=num_classes)
     dtype = str(result.dtype).removeprefix("torch.")
-    typer.echo(f"Wrote {result.path} ({result.size_bytes:,} bytes): {result.num_classes} logits for {dtype} inputs "
-               f"{list(result.input_size)}, max |difference| to your module {result.max_abs_diff:.2g}")
+    typer.echo(
+        f"Wrote {result.path} ({result.size_bytes:,} bytes): {result.num_classes} logits for {dtype} inputs "
+        f"{list(result.input_size)}, max |difference| to your module {result.max_abs_diff:.2g}"
+    )
     typer.echo(f"sha256 {result.sha256}")
     typer.echo("Card fields (see docs/model-cards.md):")
     typer.echo(f"  num_classes: {result.num_classes}")

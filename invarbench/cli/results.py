@@ -28,8 +28,11 @@ from invarbench.store.export import (
 )
 from invarbench.store.provenance import PROVENANCE_FIELDS
 
-app = typer.Typer(help="Inspect, compare, export and import stored evaluation runs.", no_args_is_help=True,
-                  rich_markup_mode="markdown")
+app = typer.Typer(
+    help="Inspect, compare, export and import stored evaluation runs.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 
 DatasetOption = Annotated[str | None, typer.Option(help="Only runs on this data set.", show_default=False)]
 ModelOption = Annotated[str | None, typer.Option(help="Only runs of this model card id.", show_default=False)]
@@ -89,8 +92,10 @@ def _settings_differ(a, b) -> list[str]:  # noqa: ANN001 - RunRecords
     """The lines compare prints when the two runs' suite settings hashes differ (none when they are equal)."""
     if a.suite_settings_hash == b.suite_settings_hash:
         return []
-    lines = [f"Suite settings differ: run {a.id} and run {b.id} were measured with different suite settings "
-             "(their hashes differ)."]
+    lines = [
+        f"Suite settings differ: run {a.id} and run {b.id} were measured with different suite settings "
+        "(their hashes differ)."
+    ]
     unrecorded = [run.id for run in (a, b) if run.suite_settings is None]
     if unrecorded:
         lines.append(f"Run {' and run '.join(map(str, unrecorded))} recorded no suite settings.")
@@ -121,6 +126,7 @@ def list_command(dataset: DatasetOption = None, model: ModelOption = None, db: D
         console.print("No runs stored yet. Run 'invarbench eval MODEL' first.")
         return
     table = Table(title=f"{len(runs)} run(s)", box=box.SIMPLE_HEAD)
+
     # Ids, status and numbers are what users copy or scan for: never shortened, whatever the width;
     # the device and the start time fold onto more lines instead.
     def whole(col: str, values: list[str], justify: str = "left") -> None:
@@ -137,9 +143,15 @@ def list_command(dataset: DatasetOption = None, model: ModelOption = None, db: D
     table.add_column("started (UTC)", overflow="fold")
     for run in runs:
         table.add_row(
-            str(run.id), run.model.card_id, f"{run.suite_name} v{run.suite_version}", run.status,
-            str(run.examples_effective), _metric(run, "clean_accuracy"), _metric(run, "robust_accuracy_linf"),
-            run.device, _when(run.started_at),
+            str(run.id),
+            run.model.card_id,
+            f"{run.suite_name} v{run.suite_version}",
+            run.status,
+            str(run.examples_effective),
+            _metric(run, "clean_accuracy"),
+            _metric(run, "robust_accuracy_linf"),
+            run.device,
+            _when(run.started_at),
         )
     console.print(table)
 
@@ -176,8 +188,13 @@ def show_command(run_id: RunArgument, db: DbOption = None) -> None:
 
     if run.metrics:
         metrics = Table(title="metrics")
-        for col, justify in (("metric", "left"), ("value", "right"), ("std. error", "right"), ("95% CI", "right"),
-                             ("n", "right")):
+        for col, justify in (
+            ("metric", "left"),
+            ("value", "right"),
+            ("std. error", "right"),
+            ("95% CI", "right"),
+            ("n", "right"),
+        ):
             metrics.add_column(col, justify=justify)
         for m in run.metrics:
             metrics.add_row(m.name, _num(m.value), _num(m.stderr), _ci(m), str(m.n))
@@ -206,9 +223,15 @@ def compare_command(run_a: RunArgument, run_b: RunArgument, db: DbOption = None)
         store = Store(db)
         a, b = store.get_run(run_a), store.get_run(run_b)
     table = Table(title=f"run {a.id} ({a.model.card_id}) vs run {b.id} ({b.model.card_id})")
-    for col, justify in (("metric", "left"), (f"A: run {a.id}", "right"), ("A 95% CI", "right"),
-                         (f"B: run {b.id}", "right"), ("B 95% CI", "right"), ("B − A", "right"),
-                         ("CIs overlap", "left")):
+    for col, justify in (
+        ("metric", "left"),
+        (f"A: run {a.id}", "right"),
+        ("A 95% CI", "right"),
+        (f"B: run {b.id}", "right"),
+        ("B 95% CI", "right"),
+        ("B − A", "right"),
+        ("CIs overlap", "left"),
+    ):
         table.add_column(col, justify=justify)
     ma = {m.name: m for m in a.metrics}
     mb = {m.name: m for m in b.metrics}
@@ -218,13 +241,23 @@ def compare_command(run_a: RunArgument, run_b: RunArgument, db: DbOption = None)
         overlap = "–"
         if x is not None and y is not None and None not in (x.ci_low, x.ci_high, y.ci_low, y.ci_high):
             overlap = "yes" if x.ci_low <= y.ci_high and y.ci_low <= x.ci_high else "no"
-        table.add_row(name, _num(x.value) if x else "–", _ci(x) if x else "–", _num(y.value) if y else "–",
-                      _ci(y) if y else "–", diff, overlap)
+        table.add_row(
+            name,
+            _num(x.value) if x else "–",
+            _ci(x) if x else "–",
+            _num(y.value) if y else "–",
+            _ci(y) if y else "–",
+            diff,
+            overlap,
+        )
     console.print(table)
     provenance = [(label, text, text_b) for (label, text), (_, text_b) in zip(_provenance_rows(a), _provenance_rows(b))]
     rows = [
-        ("model card", a.model.card_id, b.model.card_id), ("card sha256", a.model.card_sha256, b.model.card_sha256),
-        ("model file sha256", a.model.file_sha256, b.model.file_sha256), *provenance, ("status", a.status, b.status),
+        ("model card", a.model.card_id, b.model.card_id),
+        ("card sha256", a.model.card_sha256, b.model.card_sha256),
+        ("model file sha256", a.model.file_sha256, b.model.file_sha256),
+        *provenance,
+        ("status", a.status, b.status),
     ]
     differ = [row for row in rows if row[1] != row[2]]
     if differ:
@@ -261,18 +294,30 @@ def _left_out_line(left_out) -> str | None:  # noqa: ANN001 - a Counter of reaso
 
 @app.command("export")
 def export_command(
-    format: Annotated[ExportFormat, typer.Option("--format", help="json: the interchange format, one document per "
-                                                 "run; csv: one row per (run, metric).")] = ExportFormat.json,
+    format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format", help="json: the interchange format, one document per run; csv: one row per (run, metric)."
+        ),
+    ] = ExportFormat.json,
     out: Annotated[
         Path | None,
-        typer.Option(help="json: a folder, written as DATASET/MODEL__SUITE-vVERSION.json (e.g. "
-                     "leaderboard/results; a smoke or custom-data run's name has a __smoke-… or __custom-data-… "
-                     "suffix); csv: a file. Default: standard output.", show_default=False),
+        typer.Option(
+            help="json: a folder, written as DATASET/MODEL__SUITE-vVERSION.json (e.g. "
+            "leaderboard/results; a smoke or custom-data run's name has a __smoke-… or __custom-data-… "
+            "suffix); csv: a file. Default: standard output.",
+            show_default=False,
+        ),
     ] = None,
     run: Annotated[
         list[int] | None,
-        typer.Option("--run", metavar="ID", help="Export exactly this run (repeat for more): any finished run, smoke "
-                     "runs and runs on custom data included. Not with --dataset or --model.", show_default=False),
+        typer.Option(
+            "--run",
+            metavar="ID",
+            help="Export exactly this run (repeat for more): any finished run, smoke "
+            "runs and runs on custom data included. Not with --dataset or --model.",
+            show_default=False,
+        ),
     ] = None,
     dataset: DatasetOption = None,
     model: ModelOption = None,

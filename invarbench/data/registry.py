@@ -109,13 +109,16 @@ def read_custom_npz(custom: str, spec: DatasetSpec) -> tuple[np.ndarray, np.ndar
             names = set(npz.files)
             if not {"x", "y"} <= names:
                 raise ValidationError(
-                    f"{path} must hold arrays 'x' (images) and 'y' (labels); it holds: {', '.join(sorted(names)) or 'none'}"
+                    f"{path} must hold arrays 'x' (images) and 'y' (labels); "
+                    f"it holds: {', '.join(sorted(names)) or 'none'}"
                 )
             x, y = npz["x"], npz["y"]
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ValidationError(f"{path} is not a readable .npz file: {exc}") from None
     except ValueError as exc:  # object arrays need pickle, which is refused
-        raise ValidationError(f"{path} holds arrays that need pickle to load ({exc}); save plain numeric arrays") from None
+        raise ValidationError(
+            f"{path} holds arrays that need pickle to load ({exc}); save plain numeric arrays"
+        ) from None
     c, h, w = spec.input_shape
     if x.dtype != np.uint8:
         raise ValidationError(f"{path}: x must be uint8 images (0..255), got dtype {x.dtype}")

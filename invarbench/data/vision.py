@@ -95,7 +95,9 @@ def load_mnist(split: str, data_dir: Path | None = None) -> tuple[np.ndarray, np
                 errors = []
                 for mirror in MNIST.mirrors:
                     try:
-                        download_and_extract_archive(f"{mirror}{filename}", download_root=raw, filename=filename, md5=md5)
+                        download_and_extract_archive(
+                            f"{mirror}{filename}", download_root=raw, filename=filename, md5=md5
+                        )
                         break
                     except Exception as exc:  # noqa: BLE001 - try the next mirror
                         errors.append(str(exc))
@@ -165,10 +167,17 @@ register_dataset(
 )
 for _meta, _desc in (
     (_Cifar("cifar10", "CIFAR10", "labels", 10), "CIFAR-10 (torchvision files); 50,000 train / 10,000 test"),
-    (_Cifar("cifar100", "CIFAR100", "fine_labels", 100),
-     "CIFAR-100, fine labels (torchvision files); 50,000 train / 10,000 test"),
+    (
+        _Cifar("cifar100", "CIFAR100", "fine_labels", 100),
+        "CIFAR-100, fine labels (torchvision files); 50,000 train / 10,000 test",
+    ),
 ):
     register_dataset(
-        DatasetSpec(name=_meta.name, num_classes=_meta.num_classes, input_shape=(3, 32, 32), description=_desc,
-                    loader=_cifar_loader(_meta))
+        DatasetSpec(
+            name=_meta.name,
+            num_classes=_meta.num_classes,
+            input_shape=(3, 32, 32),
+            description=_desc,
+            loader=_cifar_loader(_meta),
+        )
     )

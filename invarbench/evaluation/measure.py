@@ -83,14 +83,20 @@ def _finite_logits(model: nn.Module, measurement: str, start: int, stop: int) ->
 
 def _nonfinite_error(measurement: str, count: int, start: int, stop: int) -> ModelOutputError:
     return ModelOutputError(
-        f"the model returned NaN or Inf logits for {count} input(s) during {measurement} (examples {start}-{stop - 1}), "
+        f"the model returned NaN or Inf logits for {count} input(s) during {measurement} "
+        f"(examples {start}-{stop - 1}), "
         "so its numbers cannot be computed: make the model's logits finite for every input in [0, 1] "
         "(e.g. clamp before a log or a division)"
     )
 
 
-def reliability_flags(model: nn.Module, data: EvalData, suite, generator: torch.Generator,  # noqa: ANN001
-                      device: torch.device | None = None) -> list[str]:
+def reliability_flags(
+    model: nn.Module,
+    data: EvalData,
+    suite,
+    generator: torch.Generator,  # noqa: ANN001
+    device: torch.device | None = None,
+) -> list[str]:
     """Flags that make the model's numbers untrustworthy as they stand (docs/measurements.md)."""
     cfg = suite.checks
     device = model_device(model) if device is None else device
@@ -100,8 +106,14 @@ def reliability_flags(model: nn.Module, data: EvalData, suite, generator: torch.
 
 
 def measure_batch(
-    model: nn.Module, data: EvalData, start: int, stop: int, suite, generator: torch.Generator,  # noqa: ANN001
-    note: Note | None = None, device: torch.device | None = None,
+    model: nn.Module,
+    data: EvalData,
+    start: int,
+    stop: int,
+    suite,
+    generator: torch.Generator,  # noqa: ANN001
+    note: Note | None = None,
+    device: torch.device | None = None,
 ) -> PerExample:
     """Every per-example value the suite keeps for examples ``start:stop``, keyed by measurement.
 
@@ -119,9 +131,22 @@ def measure_batch(
     results: dict[str, BatchOutput] = {}
     for name in names:
         m = MEASUREMENTS.get(name)
-        ctx = BatchContext(model=model, data=data, start=start, stop=stop, x=x, y=y, logits=logits, pred=pred,
-                           correct=pred == y, device=device, suite=suite, generator=gens[name], results=results,
-                           note=note)
+        ctx = BatchContext(
+            model=model,
+            data=data,
+            start=start,
+            stop=stop,
+            x=x,
+            y=y,
+            logits=logits,
+            pred=pred,
+            correct=pred == y,
+            device=device,
+            suite=suite,
+            generator=gens[name],
+            results=results,
+            note=note,
+        )
         settings = suite.measurements.get(name)
         if name == _ALWAYS:
             results[name] = m.measure(ctx, settings)

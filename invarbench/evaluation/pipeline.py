@@ -97,5 +97,8 @@ def run_suite(
 def finish_suite(batches: Iterable[PerExample], suite, check_flags: list[str]) -> SuiteResult:  # noqa: ANN001
     """Merge the batches (in order), compute the metrics, and add the flags read from the values."""
     per_example = merge_batches(batches)
-    return SuiteResult(metrics=aggregate(per_example, suite), flags=[*check_flags, *result_flags(per_example, suite)],
-                       per_example=per_example)
+    return SuiteResult(
+        metrics=aggregate(per_example, suite),
+        flags=[*check_flags, *result_flags(per_example, suite)],
+        per_example=per_example,
+    )

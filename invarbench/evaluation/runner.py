@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
 import sys
@@ -84,8 +85,9 @@ def git_commit() -> str | None:
     if not (root / ".git").exists():
         return None
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -118,8 +120,10 @@ def peak_memory_bytes(device: torch.device) -> int | None:
 
 
 def interrupted_message(card_id: str) -> str:
-    return (f"interrupted (KeyboardInterrupt): the completed batches are stored; continue with "
-            f"'invarbench eval {card_id} --resume' and the same options")
+    return (
+        f"interrupted (KeyboardInterrupt): the completed batches are stored; continue with "
+        f"'invarbench eval {card_id} --resume' and the same options"
+    )
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,7 @@ class ModelRecord:
     training_method: str
 
 
-def evaluate(
-    ref: CardRef, store: Store, options: EvalOptions, progress: ProgressFactory = no_progress
-) -> EvalOutcome:
+def evaluate(ref: CardRef, store: Store, options: EvalOptions, progress: ProgressFactory = no_progress) -> EvalOutcome:
     """Evaluate the model of ``ref`` on its data set's suite and record the run in ``store``.
 
     Runs the checks of 'invarbench cards validate' first, then loads the model (its file's checksum
@@ -161,18 +163,40 @@ def evaluate(
     loaded = load_model(ref, device)
     hub = card.source.hub
     record = ModelRecord(
-        card_id=card.id, name=card.name, dataset=card.dataset, card_yaml=loaded.card_bytes.decode("utf-8"),
-        card_sha256=loaded.card_sha256, file_sha256=loaded.file_sha256,
-        hub_repo=hub.repo_id if hub else None, hub_revision=hub.revision if hub else None,
+        card_id=card.id,
+        name=card.name,
+        dataset=card.dataset,
+        card_yaml=loaded.card_bytes.decode("utf-8"),
+        card_sha256=loaded.card_sha256,
+        file_sha256=loaded.file_sha256,
+        hub_repo=hub.repo_id if hub else None,
+        hub_revision=hub.revision if hub else None,
         training_method=card.training.method,
     )
-    return evaluate_loaded(loaded.wrapper, record, suite, store, options, device, progress,
-                           where=f"model card {card.id}", data_dir=options.data_dir)
+    return evaluate_loaded(
+        loaded.wrapper,
+        record,
+        suite,
+        store,
+        options,
+        device,
+        progress,
+        where=f"model card {card.id}",
+        data_dir=options.data_dir,
+    )
 
 
 def evaluate_loaded(
-    model: ModelWrapper, record: ModelRecord, suite: Suite, store: Store, options: EvalOptions,
-    device: torch.device, progress: ProgressFactory = no_progress, *, where: str, data_dir: Path | None = None,
+    model: ModelWrapper,
+    record: ModelRecord,
+    suite: Suite,
+    store: Store,
+    options: EvalOptions,
+    device: torch.device,
+    progress: ProgressFactory = no_progress,
+    *,
+    where: str,
+    data_dir: Path | None = None,
 ) -> EvalOutcome:
     """The sink around :func:`invarbench.evaluation.pipeline.run_suite` for a loaded, wrapped model on
     ``device``: loads the data, records the model and the run's provenance, stores each computed
@@ -188,13 +212,22 @@ def evaluate_loaded(
         )
     model_id = store.upsert_model(**dataclasses.asdict(record))
     prov = Provenance(
-        suite_name=suite.name, suite_version=suite.version, dataset=record.dataset,
-        invarbench_version=invarbench.__version__, git_commit=git_commit(), torch_version=torch.__version__,
-        device=device_name(device), seed=seed, batch_size=options.batch_size,
-        examples_requested=requested, examples_effective=len(data),
+        suite_name=suite.name,
+        suite_version=suite.version,
+        dataset=record.dataset,
+        invarbench_version=invarbench.__version__,
+        git_commit=git_commit(),
+        torch_version=torch.__version__,
+        device=device_name(device),
+        seed=seed,
+        batch_size=options.batch_size,
+        examples_requested=requested,
+        examples_effective=len(data),
         data_source=data.source if options.data is not None else None,
-        model_dtype=str(model.compute_dtype).removeprefix("torch."), suite_num_examples=suite.num_examples,
-        suite_settings=suite.settings(), suite_settings_hash=suite.settings_hash(),
+        model_dtype=str(model.compute_dtype).removeprefix("torch."),
+        suite_num_examples=suite.num_examples,
+        suite_settings=suite.settings(),
+        suite_settings_hash=suite.settings_hash(),
     )
     resumed: ResumedRun | None = store.resume_run(model_id, prov) if options.resume else None
     if resumed is not None:
@@ -210,11 +243,20 @@ def evaluate_loaded(
         advance = progress(f"{record.card_id} · {suite.name} v{suite.version}", len(data))
         check_flags = check_model(model, data, suite, seed=seed, device=device)
         batches = []
-        for batch in run_suite(model, data, suite, seed=seed, batch_size=options.batch_size, device=device,
-                               stored=stored, note=lambda s, e, what: advance(0, f"{s}-{e}: {what}")):
+        for batch in run_suite(
+            model,
+            data,
+            suite,
+            seed=seed,
+            batch_size=options.batch_size,
+            device=device,
+            stored=stored,
+            note=lambda s, e, what: advance(0, f"{s}-{e}: {what}"),
+        ):
             if batch.computed:
-                store.add_examples(run_id, batch.start, batch.values, duration_s=spent(),
-                                   peak_memory_bytes=peak_memory_bytes(device))
+                store.add_examples(
+                    run_id, batch.start, batch.values, duration_s=spent(), peak_memory_bytes=peak_memory_bytes(device)
+                )
             batches.append(batch.values)
             advance(batch.stop - batch.start)
         result = finish_suite(batches, suite, check_flags)
@@ -230,17 +272,25 @@ def evaluate_loaded(
             message = str(exc)
         else:
             message = f"{type(exc).__name__}: {exc}"
-        try:
+        with contextlib.suppress(Exception):  # the store may be what failed: keep the original error
             store.fail_run(run_id, message, duration_s=spent(), peak_memory_bytes=peak_memory_bytes(device))
-        except Exception:  # noqa: BLE001 - the store may be what failed: keep the original error
-            pass
         if isinstance(exc, ModelOutputError):
             raise ModelOutputError(message) from None
         raise
     return EvalOutcome(
-        run_id=run_id, card_id=record.card_id, suite=suite, metrics=result.metrics, flags=result.flags,
-        examples=len(data), duration_s=duration, device=prov.device, resumed=resumed is not None,
-        batches_reused=len(stored), peak_memory_bytes=peak, per_example=result.per_example,
-        model_dtype=prov.model_dtype, ranked=options.data is None and len(data) == suite.num_examples,
+        run_id=run_id,
+        card_id=record.card_id,
+        suite=suite,
+        metrics=result.metrics,
+        flags=result.flags,
+        examples=len(data),
+        duration_s=duration,
+        device=prov.device,
+        resumed=resumed is not None,
+        batches_reused=len(stored),
+        peak_memory_bytes=peak,
+        per_example=result.per_example,
+        model_dtype=prov.model_dtype,
+        ranked=options.data is None and len(data) == suite.num_examples,
         provenance=prov.values(),
     )

@@ -8,16 +8,28 @@ from invarbench.measurements.base import BatchContext, BatchOutput, Measurement,
 from invarbench.metrics.stats import MetricValue, proportion_metric
 
 CLEAN_ACCURACY = MetricSpec(
-    name="clean_accuracy", label="Clean accuracy", unit="share of examples", better="higher", percent=True,
-    aggregation="proportion", interval="Wilson score", reads="higher is better",
+    name="clean_accuracy",
+    label="Clean accuracy",
+    unit="share of examples",
+    better="higher",
+    percent=True,
+    aggregation="proportion",
+    interval="Wilson score",
+    reads="higher is better",
     description="accuracy on the clean test images",
 )
 
 
 def measure(ctx: BatchContext, settings: None) -> BatchOutput:  # noqa: ARG001 - clean takes no settings
     confidence = torch.softmax(ctx.logits.double(), dim=1).max(dim=1).values
-    return BatchOutput({"label": ctx.y.tolist(), "pred": ctx.pred.tolist(), "correct": ctx.correct.tolist(),
-                        "confidence": floats(confidence)})
+    return BatchOutput(
+        {
+            "label": ctx.y.tolist(),
+            "pred": ctx.pred.tolist(),
+            "correct": ctx.correct.tolist(),
+            "confidence": floats(confidence),
+        }
+    )
 
 
 def aggregate(per_example: PerExample, settings: None, suite: object) -> list[MetricValue]:  # noqa: ARG001
@@ -29,8 +41,12 @@ CLEAN = Measurement(
     description="predictions on the clean images (always measured)",
     settings=None,
     measure=measure,
-    fields={"label": "the example's label", "pred": "argmax of the clean logits",
-            "correct": "pred == label", "confidence": "max softmax probability (float64)"},
+    fields={
+        "label": "the example's label",
+        "pred": "argmax of the clean logits",
+        "correct": "pred == label",
+        "confidence": "max softmax probability (float64)",
+    },
     metrics=(CLEAN_ACCURACY,),
     aggregate=aggregate,
 )

@@ -11,10 +11,16 @@ from invarbench.measurements.base import BatchContext, BatchOutput, Measurement,
 from invarbench.metrics.stats import MetricValue, ece_metric
 
 ECE = MetricSpec(
-    name="ece", label="ECE", unit="probability", better="lower", percent=False, aggregation="ece",
-    interval="bootstrap percentile", reads="lower is better",
+    name="ece",
+    label="ECE",
+    unit="probability",
+    better="lower",
+    percent=False,
+    aggregation="ece",
+    interval="bootstrap percentile",
+    reads="lower is better",
     description="clean expected calibration error: the bin-weighted mean absolute gap between accuracy and "
-                "confidence over equal-width confidence bins",
+    "confidence over equal-width confidence bins",
 )
 
 
@@ -36,8 +42,15 @@ def measure(ctx: BatchContext, cfg: ECESettings) -> BatchOutput:  # noqa: ARG001
 
 def aggregate(per_example: PerExample, cfg: ECESettings, suite) -> list[MetricValue]:  # noqa: ANN001
     clean = per_example["clean"]
-    return [ece_metric(ECE.name, torch.tensor(clean["confidence"], dtype=torch.float64),
-                       torch.tensor(clean["correct"]), n_bins=cfg.bins, seed=suite.seed)]
+    return [
+        ece_metric(
+            ECE.name,
+            torch.tensor(clean["confidence"], dtype=torch.float64),
+            torch.tensor(clean["correct"]),
+            n_bins=cfg.bins,
+            seed=suite.seed,
+        )
+    ]
 
 
 ECE_MEASUREMENT = Measurement(

@@ -22,11 +22,16 @@ from invarbench.metrics.stats import MetricValue, median_metric
 WEAKER_FLAG = "gradient_attack_weaker_than_search"
 
 MEDIAN_MIN_L2 = MetricSpec(
-    name="median_min_l2_distance", label="Median min. L2 distance", unit="L2 distance, [0, 1] pixel space",
-    better="higher", percent=False, aggregation="median", interval="bootstrap percentile",
+    name="median_min_l2_distance",
+    label="Median min. L2 distance",
+    unit="L2 distance, [0, 1] pixel space",
+    better="higher",
+    percent=False,
+    aggregation="median",
+    interval="bootstrap percentile",
     reads="higher: less sensitive",
     description="median smallest L2 perturbation found that flips the prediction: per example the smaller of "
-                "FMN's and a gradient-free boundary search's; 0 for misclassified examples",
+    "FMN's and a gradient-free boundary search's; 0 for misclassified examples",
 )
 
 
@@ -45,8 +50,13 @@ class MinNormSettings(MinNormConfig):
             raise ValueError("the boundary search needs search_endpoints >= 0")
 
 
-def nearest_other_class_endpoints(model: nn.Module, data, examples: torch.Tensor, k: int,  # noqa: ANN001
-                                  device: torch.device) -> torch.Tensor:
+def nearest_other_class_endpoints(
+    model: nn.Module,
+    data,
+    examples: torch.Tensor,
+    k: int,  # noqa: ANN001
+    device: torch.device,
+) -> torch.Tensor:
     """For each of the ``examples`` (int64 indices into ``data``), the ``k`` nearest (L2) evaluated
     images of another class that the model does not classify as the example's class (in practice:
     the correctly classified ones), nearest first. Returns ``[len(examples), k]`` int64 indices into
@@ -90,23 +100,29 @@ def nearest_other_class_endpoints(model: nn.Module, data, examples: torch.Tensor
 
 def measure(ctx: BatchContext, cfg: MinNormSettings) -> BatchOutput:
     """FMN's distance, the boundary search's, and the smaller of the two with the method that gave it."""
-    fmn = min_l2_distance(ctx.model, ctx.x, ctx.y, cfg, generator=ctx.generator,
-                          on_step=ctx.stepper("min_norm", cfg.steps)).distance
+    fmn = min_l2_distance(
+        ctx.model, ctx.x, ctx.y, cfg, generator=ctx.generator, on_step=ctx.stepper("min_norm", cfg.steps)
+    ).distance
     search = torch.full_like(fmn, math.inf)
     rows = torch.nonzero(ctx.correct).squeeze(1)
     if cfg.search_endpoints > 0 and rows.numel() > 0:
         if ctx.note is not None:
             ctx.note(f"min_norm boundary search ({int(rows.numel())} examples)")
-        endpoints = nearest_other_class_endpoints(ctx.model, ctx.data, ctx.start + rows.cpu(), cfg.search_endpoints,
-                                                  ctx.device)
-        res = boundary_search_l2(ctx.model, ctx.x[rows], ctx.y[rows], ctx.data.x[endpoints].to(ctx.device),
-                                 refine_steps=cfg.refine_steps)
+        endpoints = nearest_other_class_endpoints(
+            ctx.model, ctx.data, ctx.start + rows.cpu(), cfg.search_endpoints, ctx.device
+        )
+        res = boundary_search_l2(
+            ctx.model, ctx.x[rows], ctx.y[rows], ctx.data.x[endpoints].to(ctx.device), refine_steps=cfg.refine_steps
+        )
         search[rows] = res.distance
     distance = torch.where(ctx.correct, torch.minimum(fmn, search), torch.zeros_like(fmn))
-    method = ["misclassified" if not c else "search" if s < f else "fmn" if math.isfinite(f) else "none"
-              for c, f, s in zip(ctx.correct.tolist(), fmn.tolist(), search.tolist())]
-    return BatchOutput({"distance": floats(distance), "fmn_distance": floats(fmn), "search_distance": floats(search),
-                        "method": method})
+    method = [
+        "misclassified" if not c else "search" if s < f else "fmn" if math.isfinite(f) else "none"
+        for c, f, s in zip(ctx.correct.tolist(), fmn.tolist(), search.tolist())
+    ]
+    return BatchOutput(
+        {"distance": floats(distance), "fmn_distance": floats(fmn), "search_distance": floats(search), "method": method}
+    )
 
 
 def aggregate(per_example: PerExample, cfg: MinNormSettings, suite) -> list[MetricValue]:  # noqa: ANN001, ARG001
@@ -132,10 +148,12 @@ MIN_NORM = Measurement(
     description="minimal adversarial L2 distance: FMN and a gradient-free boundary search",
     settings=MinNormSettings,
     measure=measure,
-    fields={"distance": "min(fmn_distance, search_distance); 0 when misclassified clean",
-            "fmn_distance": "FMN's distance (inf: none found)",
-            "search_distance": "the boundary search's distance (inf: none found or not searched)",
-            "method": "which gave distance: fmn, search, misclassified or none"},
+    fields={
+        "distance": "min(fmn_distance, search_distance); 0 when misclassified clean",
+        "fmn_distance": "FMN's distance (inf: none found)",
+        "search_distance": "the boundary search's distance (inf: none found or not searched)",
+        "method": "which gave distance: fmn, search, misclassified or none",
+    },
     metrics=(MEDIAN_MIN_L2,),
     aggregate=aggregate,
     flags=flags,

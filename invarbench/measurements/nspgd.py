@@ -16,15 +16,26 @@ from invarbench.measurements.base import BatchContext, BatchOutput, Measurement,
 from invarbench.metrics.stats import MetricValue, mean_metric
 
 CLOSURE = MetricSpec(
-    name="nspgd_closure", label="NSPGD closure", unit="fraction of the source-to-target distance", better="lower",
-    percent=False, aggregation="mean", interval="bootstrap percentile", reads="lower: less excessively invariant",
+    name="nspgd_closure",
+    label="NSPGD closure",
+    unit="fraction of the source-to-target distance",
+    better="lower",
+    percent=False,
+    aggregation="mean",
+    interval="bootstrap percentile",
+    reads="lower: less excessively invariant",
     description="NSPGD (null-space projected gradient descent): how far a walk from a source toward an image of "
-                "another class gets while the source class keeps its confidence; 1 = it reached the target image "
-                "(mean over walking pairs)",
+    "another class gets while the source class keeps its confidence; 1 = it reached the target image "
+    "(mean over walking pairs)",
 )
 TARGET_DISTANCE = MetricSpec(
-    name="nspgd_target_distance_l2", label="NSPGD distance to target (L2)", unit="L2 distance, [0, 1] pixel space",
-    better="higher", percent=False, aggregation="mean", interval="bootstrap percentile",
+    name="nspgd_target_distance_l2",
+    label="NSPGD distance to target (L2)",
+    unit="L2 distance, [0, 1] pixel space",
+    better="higher",
+    percent=False,
+    aggregation="mean",
+    interval="bootstrap percentile",
     reads="higher: less excessively invariant",
     description="the L2 distance to the target image left at the end of the walk (mean over walking pairs)",
 )
@@ -68,8 +79,9 @@ class PairPlan:
     targets: np.ndarray
 
 
-def pair_plan(labels: torch.Tensor | np.ndarray, pairs: PairRule, seed: int, *, start: int = 0,
-              stop: int | None = None) -> PairPlan:
+def pair_plan(
+    labels: torch.Tensor | np.ndarray, pairs: PairRule, seed: int, *, start: int = 0, stop: int | None = None
+) -> PairPlan:
     """The pairs whose source lies in ``start:stop`` (default: all), in pair order.
 
     ``seeded_other_class``: the target is the other-class example numbered by the first 64-bit
@@ -95,8 +107,15 @@ def pair_plan(labels: torch.Tensor | np.ndarray, pairs: PairRule, seed: int, *, 
     return PairPlan(sources=sources, targets=targets)
 
 
-_WALK_FIELDS = ("initial_l2", "remaining_l2", "closure", "still_source", "accepted_steps", "p_source_start",
-                "p_source_final")
+_WALK_FIELDS = (
+    "initial_l2",
+    "remaining_l2",
+    "closure",
+    "still_source",
+    "accepted_steps",
+    "p_source_start",
+    "p_source_final",
+)
 
 
 def measure(ctx: BatchContext, cfg: NSPGDSettings) -> BatchOutput:
@@ -106,8 +125,7 @@ def measure(ctx: BatchContext, cfg: NSPGDSettings) -> BatchOutput:
     data, start = ctx.data, ctx.start
     plan = pair_plan(data.y, cfg.pairs, ctx.suite.seed, start=start, stop=ctx.stop)
     n = len(plan.sources)
-    valid = np.array([bool(ctx.correct[s - start]) and t >= 0 for s, t in zip(plan.sources, plan.targets)],
-                     dtype=bool)
+    valid = np.array([bool(ctx.correct[s - start]) and t >= 0 for s, t in zip(plan.sources, plan.targets)], dtype=bool)
     fields: dict[str, list] = {
         "pair": plan.sources.tolist(),  # pair k has source k
         "source": plan.sources.tolist(),
@@ -119,8 +137,9 @@ def measure(ctx: BatchContext, cfg: NSPGDSettings) -> BatchOutput:
     for key in _WALK_FIELDS:
         fields[key] = [None] * n
     extra: dict = {"width_group": None}
-    wants_width = np.array([pw is not None and (pw.max_pairs is None or s < pw.max_pairs) for s in plan.sources],
-                           dtype=bool)
+    wants_width = np.array(
+        [pw is not None and (pw.max_pairs is None or s < pw.max_pairs) for s in plan.sources], dtype=bool
+    )
     for group_width in (True, False):
         rows = np.flatnonzero(valid & (wants_width == group_width))
         if rows.size == 0:
@@ -128,13 +147,24 @@ def measure(ctx: BatchContext, cfg: NSPGDSettings) -> BatchOutput:
         src = torch.as_tensor(plan.sources[rows])
         tgt = torch.as_tensor(plan.targets[rows])
         walk = dataclasses.replace(cfg, record_at=tuple(pw.points) if group_width else ())
-        res = nspgd(ctx.model, data.x[src].to(ctx.device), data.y[src].to(ctx.device), data.x[tgt].to(ctx.device),
-                    walk, on_step=ctx.stepper("nspgd", cfg.max_iter, "iteration"))
+        res = nspgd(
+            ctx.model,
+            data.x[src].to(ctx.device),
+            data.y[src].to(ctx.device),
+            data.x[tgt].to(ctx.device),
+            walk,
+            on_step=ctx.stepper("nspgd", cfg.max_iter, "iteration"),
+        )
         initial = (data.x[src] - data.x[tgt]).flatten(1).double().norm(dim=1)
-        values = {"initial_l2": floats(initial), "remaining_l2": floats(res.remaining_l2),
-                  "closure": floats(res.closure), "still_source": res.still_source.tolist(),
-                  "accepted_steps": res.accepted_steps.tolist(), "p_source_start": floats(res.p_source_start),
-                  "p_source_final": floats(res.p_source_final)}
+        values = {
+            "initial_l2": floats(initial),
+            "remaining_l2": floats(res.remaining_l2),
+            "closure": floats(res.closure),
+            "still_source": res.still_source.tolist(),
+            "accepted_steps": res.accepted_steps.tolist(),
+            "p_source_start": floats(res.p_source_start),
+            "p_source_final": floats(res.p_source_final),
+        }
         for key, vals in values.items():
             for r, v in zip(rows, vals):
                 fields[key][r] = v
@@ -157,13 +187,21 @@ NSPGD = Measurement(
     description="NSPGD walks toward images of other classes that keep the source class's confidence",
     settings=NSPGDSettings,
     measure=measure,
-    fields={"pair": "pair index (= its source)", "source": "source example", "target": "target example (-1: none)",
-            "source_label": "label of the source", "target_label": "label of the target",
-            "valid": "the model classifies the source correctly and a target exists: only valid pairs walk",
-            "initial_l2": "L2 distance from source to target", "remaining_l2": "L2 distance left at the end",
-            "closure": "1 - remaining_l2 / initial_l2", "still_source": "the end point is still the source class",
-            "accepted_steps": "steps accepted", "p_source_start": "source-class confidence at the source",
-            "p_source_final": "source-class confidence at the end (None for invalid pairs)"},
+    fields={
+        "pair": "pair index (= its source)",
+        "source": "source example",
+        "target": "target example (-1: none)",
+        "source_label": "label of the source",
+        "target_label": "label of the target",
+        "valid": "the model classifies the source correctly and a target exists: only valid pairs walk",
+        "initial_l2": "L2 distance from source to target",
+        "remaining_l2": "L2 distance left at the end",
+        "closure": "1 - remaining_l2 / initial_l2",
+        "still_source": "the end point is still the source class",
+        "accepted_steps": "steps accepted",
+        "p_source_start": "source-class confidence at the source",
+        "p_source_final": "source-class confidence at the end (None for invalid pairs)",
+    },
     metrics=(CLOSURE, TARGET_DISTANCE),
     aggregate=aggregate,
     per="pair",

@@ -16,10 +16,16 @@ from invarbench.measurements.base import BatchContext, BatchOutput, Measurement,
 from invarbench.metrics.stats import MetricValue, mean_metric
 
 PATH_WIDTH = MetricSpec(
-    name="path_width", label="Path width", unit="L2 radius, [0, 1] pixel space", better=None, percent=False,
-    aggregation="mean", interval="bootstrap percentile", reads="a wider tube: a smoother, more invariant model",
+    name="path_width",
+    label="Path width",
+    unit="L2 radius, [0, 1] pixel space",
+    better=None,
+    percent=False,
+    aggregation="mean",
+    interval="bootstrap percentile",
+    reads="a wider tube: a smoother, more invariant model",
     description="the radius of the tube of near-constant confidence around the NSPGD path, probed in random "
-                "directions normal to it (mean over pairs of their mean over path points)",
+    "directions normal to it (mean over pairs of their mean over path points)",
 )
 _FIELDS = ("pair", "point_valid", "p0", "q_lo", "q_hi", "width", "censored", "mean_width")
 
@@ -92,11 +98,16 @@ PATH_WIDTH_MEASUREMENT = Measurement(
     description="equi-confidence tube widths at NSPGD path points",
     settings=PathWidthSettings,
     measure=measure,
-    fields={"pair": "the NSPGD pair", "point_valid": "per point: the walk reached it",
-            "p0": "per point: source-class confidence there", "q_lo": "per point, per radius: the q_lo quantile",
-            "q_hi": "per point, per radius: the q_hi quantile", "width": "per point: the tube's width",
-            "censored": "per point: q_lo kept the threshold up to the largest radius",
-            "mean_width": "mean width over the pair's valid points"},
+    fields={
+        "pair": "the NSPGD pair",
+        "point_valid": "per point: the walk reached it",
+        "p0": "per point: source-class confidence there",
+        "q_lo": "per point, per radius: the q_lo quantile",
+        "q_hi": "per point, per radius: the q_hi quantile",
+        "width": "per point: the tube's width",
+        "censored": "per point: q_lo kept the threshold up to the largest radius",
+        "mean_width": "mean width over the pair's valid points",
+    },
     metrics=(PATH_WIDTH,),
     aggregate=aggregate,
     requires=("nspgd",),

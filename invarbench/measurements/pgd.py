@@ -31,8 +31,9 @@ class PGDL2Settings(PGDConfig):
 
 def _measure(name: str):  # noqa: ANN202 - a measure function
     def measure(ctx: BatchContext, cfg: PGDConfig) -> BatchOutput:
-        res = pgd_attack(ctx.model, ctx.x, ctx.y, cfg, generator=ctx.generator,
-                         on_step=ctx.stepper(name, cfg.steps * cfg.restarts))
+        res = pgd_attack(
+            ctx.model, ctx.x, ctx.y, cfg, generator=ctx.generator, on_step=ctx.stepper(name, cfg.steps * cfg.restarts)
+        )
         return BatchOutput({"robust": res.robust.tolist(), "broken_at": res.broken_at.tolist()})
 
     return measure
@@ -45,21 +46,35 @@ def _aggregate(name: str, metric: str):  # noqa: ANN202 - an aggregate function
     return aggregate
 
 
-_FIELDS = {"robust": "never misclassified at any iterate (random start included)",
-           "broken_at": "restart * (steps + 1) + iterate of the first misclassified iterate; -1: misclassified "
-                        "clean; restarts * (steps + 1): robust"}
+_FIELDS = {
+    "robust": "never misclassified at any iterate (random start included)",
+    "broken_at": "restart * (steps + 1) + iterate of the first misclassified iterate; -1: misclassified "
+    "clean; restarts * (steps + 1): robust",
+}
 
 
 def _build(name: str, metric: str, label: str, settings: type) -> Measurement:
     spec = MetricSpec(
-        name=metric, label=f"Robust accuracy (PGD {label})", unit="share of examples", better="higher",
-        percent=True, aggregation="proportion", interval="Wilson score", reads="higher: less sensitive",
+        name=metric,
+        label=f"Robust accuracy (PGD {label})",
+        unit="share of examples",
+        better="higher",
+        percent=True,
+        aggregation="proportion",
+        interval="Wilson score",
+        reads="higher: less sensitive",
         description=f"accuracy under PGD in an {label} ball of the suite's ε (random start, early exit)",
     )
-    return Measurement(name=name, description=f"PGD {label}: robust accuracy within the suite's budget",
-                       settings=settings, measure=_measure(name), fields=_FIELDS, metrics=(spec,),
-                       aggregate=_aggregate(name, metric),
-                       summary=lambda cfg: f"ε = {cfg.eps:g}, {cfg.steps} steps")
+    return Measurement(
+        name=name,
+        description=f"PGD {label}: robust accuracy within the suite's budget",
+        settings=settings,
+        measure=_measure(name),
+        fields=_FIELDS,
+        metrics=(spec,),
+        aggregate=_aggregate(name, metric),
+        summary=lambda cfg: f"ε = {cfg.eps:g}, {cfg.steps} steps",
+    )
 
 
 PGD_LINF = _build("pgd_linf", "robust_accuracy_linf", "L∞", PGDLinfSettings)

@@ -158,8 +158,9 @@ def mean_metric(name: str, values: torch.Tensor) -> MetricValue:
     return MetricValue(name=name, value=mean, stderr=se, ci_low=mean - _Z95 * se, ci_high=mean + _Z95 * se, n=n)
 
 
-def median_metric(name: str, values: torch.Tensor, *, seed: int = 0,
-                  n_resamples: int = DEFAULT_RESAMPLES) -> MetricValue:
+def median_metric(
+    name: str, values: torch.Tensor, *, seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES
+) -> MetricValue:
     """A median (``inf`` values allowed, e.g. "no adversarial example found"): the bootstrap
     standard error (std of the replicate medians; ``None`` when some are infinite) and the 95 %
     bootstrap percentile interval (bounds may be ``inf``).
@@ -179,8 +180,15 @@ def median_metric(name: str, values: torch.Tensor, *, seed: int = 0,
     return MetricValue(name=name, value=float(median(v)), stderr=se, ci_low=lo, ci_high=hi, n=n)
 
 
-def ece_metric(name: str, confidence: torch.Tensor, correct: torch.Tensor, *, n_bins: int = 15, seed: int = 0,
-               n_resamples: int = DEFAULT_RESAMPLES) -> MetricValue:
+def ece_metric(
+    name: str,
+    confidence: torch.Tensor,
+    correct: torch.Tensor,
+    *,
+    n_bins: int = 15,
+    seed: int = 0,
+    n_resamples: int = DEFAULT_RESAMPLES,
+) -> MetricValue:
     """ECE (see :mod:`invarbench.metrics.calibration`) with a bootstrap standard error and 95 %
     percentile interval over examples.
 
@@ -196,7 +204,6 @@ def ece_metric(name: str, confidence: torch.Tensor, correct: torch.Tensor, *, n_
     if n == 0:
         return MetricValue(name=name, value=math.nan, stderr=None, ci_low=None, ci_high=None, n=0)
     value = ece_from_confidence(confidence, correct, n_bins)
-    reps = bootstrap((confidence, correct), lambda c, k: batched_ece(c, k, n_bins), n_resamples=n_resamples,
-                     seed=seed)
+    reps = bootstrap((confidence, correct), lambda c, k: batched_ece(c, k, n_bins), n_resamples=n_resamples, seed=seed)
     lo, hi = _percentile_interval(reps)
     return MetricValue(name=name, value=value, stderr=float(reps.std(unbiased=True)), ci_low=lo, ci_high=hi, n=n)

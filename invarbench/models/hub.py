@@ -136,7 +136,9 @@ def download_model_file(hub: HubSource, *, where: str, cache_dir: Path | str | N
             "check source.hub.file"
         ) from None
     except HfHubHTTPError as exc:
-        raise InvarbenchError(f"{where}: the Hub refused the download of {target}: {' '.join(str(exc).split())}") from None
+        raise InvarbenchError(
+            f"{where}: the Hub refused the download of {target}: {' '.join(str(exc).split())}"
+        ) from None
     except OSError as exc:
         raise InvarbenchError(f"{where}: could not store {target} in the Hub cache {cache}: {exc}") from None
     if not local.is_file():

@@ -22,8 +22,15 @@ from invarbench.models.hub import max_file_bytes, too_large
 from invarbench.models.wrapper import ModelWrapper
 
 __all__ = [
-    "LoadedModel", "load_model", "load_module", "model_file", "resolve_local_file", "sha256_file", "strip_prefixes",
-    "load_state_dict_checked", "verify_sha256",
+    "LoadedModel",
+    "load_model",
+    "load_module",
+    "model_file",
+    "resolve_local_file",
+    "sha256_file",
+    "strip_prefixes",
+    "load_state_dict_checked",
+    "verify_sha256",
 ]
 
 _STRIP_PREFIXES = ("module.", "model.")
@@ -72,7 +79,7 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         changed = False
         for prefix in _STRIP_PREFIXES:
             if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
     return state
 
@@ -90,7 +97,8 @@ def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], w
     unexpected = [k for k in state if k not in expected]
     misshaped = [
         f"{k} (file {tuple(state[k].shape)}, architecture {tuple(expected[k].shape)})"
-        for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
     ]
     problems = []
     if missing:
@@ -106,8 +114,9 @@ def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], w
         )
     non_float = [k for k, v in state.items() if expected[k].is_floating_point() and not v.is_floating_point()]
     if non_float:
-        raise ValidationError(f"{where}: the weights hold integer tensors where the architecture has floats: "
-                              f"{_listing(non_float)}")
+        raise ValidationError(
+            f"{where}: the weights hold integer tensors where the architecture has floats: {_listing(non_float)}"
+        )
     module.load_state_dict(state, strict=False)  # strictness checked above; optional counters may be absent
 
 

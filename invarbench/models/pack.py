@@ -255,8 +255,15 @@ def pack(
             f"{_dtype_name(dtype)} allows {allowed:.3g}): does the forward depend on state that export cannot "
             "capture (randomness, globals)?"
         )
-    return PackResult(path=out, sha256=sha256_file(out), size_bytes=out.stat().st_size, input_size=size,
-                      num_classes=classes, max_abs_diff=diff, dtype=dtype)
+    return PackResult(
+        path=out,
+        sha256=sha256_file(out),
+        size_bytes=out.stat().st_size,
+        input_size=size,
+        num_classes=classes,
+        max_abs_diff=diff,
+        dtype=dtype,
+    )
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

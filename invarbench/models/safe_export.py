@@ -72,11 +72,35 @@ _SYMBOL_RE = re.compile(r"^[a-z]+[0-9]+$")
 _TENSOR_OP_RE = re.compile(r"^torch\.ops\.(aten|prims)\.([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)$")
 _REFUSED_OP_WORDS = ("file", "print", "save", "load")  # aten.from_file, prims.print, ...
 _OTHER_OPS = frozenset(
-    [f"_operator.{n}" for n in ("getitem", "add", "sub", "mul", "truediv", "floordiv", "mod", "neg", "pos", "abs",
-                                "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_", "not_")]
+    [
+        f"_operator.{n}"
+        for n in (
+            "getitem",
+            "add",
+            "sub",
+            "mul",
+            "truediv",
+            "floordiv",
+            "mod",
+            "neg",
+            "pos",
+            "abs",
+            "eq",
+            "ne",
+            "lt",
+            "le",
+            "gt",
+            "ge",
+            "and_",
+            "or_",
+            "not_",
+        )
+    ]
     + [f"math.{n}" for n in ("ceil", "floor", "trunc", "sqrt")]
-    + [f"torch.{n}" for n in ("sym_float", "sym_int", "sym_max", "sym_min", "sym_not", "sym_ite", "sym_sqrt",
-                              "sym_sum")]
+    + [
+        f"torch.{n}"
+        for n in ("sym_float", "sym_int", "sym_max", "sym_min", "sym_not", "sym_ite", "sym_sqrt", "sym_sum")
+    ]
     + ["torch.ops.higher_order.wrap_with_set_grad_enabled", "torch.ops.higher_order.wrap_with_autocast"]
 )
 _INPUT_SPEC_KINDS = frozenset({"user_input", "parameter", "buffer", "tensor_constant"})
@@ -84,15 +108,51 @@ _TREESPEC_TYPES = frozenset({None, "builtins.tuple", "builtins.list", "builtins.
 
 # Symbolic shapes are sympy ``srepr`` strings such as "Mul(Integer(2), Symbol('s77', positive=True,
 # integer=True))". sympify evaluates them, so they must parse to calls of these names only.
-_SYMPY_CALLS = frozenset({
-    "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Max", "Min", "Mod", "Abs", "floor", "ceiling",
-    "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "FloorDiv", "CeilDiv", "CleanDiv", "PythonMod",
-    "ModularIndexing", "Where", "CeilToInt", "FloorToInt", "IntTrueDiv", "FloatTrueDiv", "TruncToInt",
-    "TruncToFloat", "RoundToInt", "ToFloat", "Identity", "IsNonOverlappingAndDenseIndicator",
-})
+_SYMPY_CALLS = frozenset(
+    {
+        "Symbol",
+        "Integer",
+        "Rational",
+        "Float",
+        "Add",
+        "Mul",
+        "Max",
+        "Min",
+        "Mod",
+        "Abs",
+        "floor",
+        "ceiling",
+        "Eq",
+        "Ne",
+        "Lt",
+        "Le",
+        "Gt",
+        "Ge",
+        "And",
+        "Or",
+        "Not",
+        "FloorDiv",
+        "CeilDiv",
+        "CleanDiv",
+        "PythonMod",
+        "ModularIndexing",
+        "Where",
+        "CeilToInt",
+        "FloorToInt",
+        "IntTrueDiv",
+        "FloatTrueDiv",
+        "TruncToInt",
+        "TruncToFloat",
+        "RoundToInt",
+        "ToFloat",
+        "Identity",
+        "IsNonOverlappingAndDenseIndicator",
+    }
+)
 _SYMPY_CONSTANTS = frozenset({"oo", "zoo", "nan", "true", "false", "True", "False", "int_oo"})
-_SYMPY_KEYWORDS = frozenset({"positive", "negative", "nonnegative", "nonpositive", "integer", "real", "finite",
-                             "nonzero", "evaluate"})
+_SYMPY_KEYWORDS = frozenset(
+    {"positive", "negative", "nonnegative", "nonpositive", "integer", "real", "finite", "nonzero", "evaluate"}
+)
 _SYMPY_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod)
 _SYMPY_UNARY = (ast.USub, ast.UAdd, ast.Not)
 _MAX_EXPR_CHARS = 4000
@@ -110,8 +170,9 @@ def _check_sympy_expr(expr: str) -> None:
     except SyntaxError:
         raise _Refused(f"the symbolic shape expression {expr[:80]!r} does not parse") from None
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Expression, ast.Load, ast.keyword, *_SYMPY_BINOPS, *_SYMPY_UNARY,
-                             ast.BinOp, ast.UnaryOp)):
+        if isinstance(
+            node, (ast.Expression, ast.Load, ast.keyword, *_SYMPY_BINOPS, *_SYMPY_UNARY, ast.BinOp, ast.UnaryOp)
+        ):
             if isinstance(node, ast.keyword) and node.arg not in _SYMPY_KEYWORDS:
                 raise _Refused(f"the symbolic shape expression {expr[:80]!r} uses the keyword {node.arg!r}")
             continue
@@ -174,8 +235,10 @@ def _check_treespec(spec: object, what: str) -> Any:
 
     def walk(node: object) -> None:
         if not isinstance(node, dict) or node.get("type") not in _TREESPEC_TYPES:
-            raise _Refused(f"{what} holds the type {node.get('type') if isinstance(node, dict) else node!r:.60}; "
-                           "only tuples, lists, dicts and tensors are allowed")
+            raise _Refused(
+                f"{what} holds the type {node.get('type') if isinstance(node, dict) else node!r:.60}; "
+                "only tuples, lists, dicts and tensors are allowed"
+            )
         for child in node.get("children_spec") or []:
             walk(child)
 
@@ -197,13 +260,19 @@ def _check_signature(program: dict) -> None:
     kinds = [next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else None for spec in inputs]
     for kind in kinds:
         if kind not in _INPUT_SPEC_KINDS:
-            raise _Refused(f"the program has an input of kind {kind!r}; only tensors, parameters, buffers "
-                           "and tensor constants are allowed")
+            raise _Refused(
+                f"the program has an input of kind {kind!r}; only tensors, parameters, buffers "
+                "and tensor constants are allowed"
+            )
     user_inputs = [spec["user_input"] for spec, kind in zip(inputs, kinds) if kind == "user_input"]
     if len(user_inputs) != 1 or "as_tensor" not in (user_inputs[0].get("arg") or {}):
         raise _Refused(f"the program takes {len(user_inputs)} inputs; a classifier takes exactly one image tensor")
-    if len(outputs) != 1 or not isinstance(outputs[0], dict) or set(outputs[0]) != {"user_output"} \
-            or "as_tensor" not in (outputs[0]["user_output"].get("arg") or {}):
+    if (
+        len(outputs) != 1
+        or not isinstance(outputs[0], dict)
+        or set(outputs[0]) != {"user_output"}
+        or "as_tensor" not in (outputs[0]["user_output"].get("arg") or {})
+    ):
         raise _Refused(
             "the program must return exactly one tensor of logits and mutate nothing "
             "(export the model in eval mode: 'invarbench pack' does)"
@@ -214,9 +283,12 @@ def _check_signature(program: dict) -> None:
         batch_guards = [g for g in listed if isinstance(g, str) and ".size()[0]" in g]
         raise _Refused(
             "the program carries guard code, which would be compiled and run"
-            + (f"; its guards restrict the batch size (such as {batch_guards[0][:80]!r}), but invarbench runs batches "
-               f"of any size: keep the forward from depending on the batch size and {_DYNAMIC_FIX}"
-               if batch_guards else "")
+            + (
+                f"; its guards restrict the batch size (such as {batch_guards[0][:80]!r}), but invarbench runs batches "
+                f"of any size: keep the forward from depending on the batch size and {_DYNAMIC_FIX}"
+                if batch_guards
+                else ""
+            )
         )
     if gm.get("treespec_namedtuple_fields"):
         raise _Refused("the program uses named tuples, which would be created from names in the file")
@@ -231,9 +303,14 @@ def _check_signature(program: dict) -> None:
     in_spec = _check_treespec(root.get("in_spec"), "the input spec")
     out_spec = _check_treespec(root.get("out_spec"), "the output spec")
     args = in_spec.get("children_spec") or []
-    if not (in_spec.get("type") == "builtins.tuple" and len(args) == 2 and args[0].get("type") == "builtins.tuple"
-            and len(args[0].get("children_spec") or []) == 1 and _is_leaf(args[0]["children_spec"][0])
-            and not args[1].get("children_spec")):
+    if not (
+        in_spec.get("type") == "builtins.tuple"
+        and len(args) == 2
+        and args[0].get("type") == "builtins.tuple"
+        and len(args[0].get("children_spec") or []) == 1
+        and _is_leaf(args[0]["children_spec"][0])
+        and not args[1].get("children_spec")
+    ):
         raise _Refused("the program's forward must take exactly one positional tensor (the images)")
     if not _is_leaf(out_spec):
         raise _Refused("the program's forward must return exactly one tensor (the logits)")
@@ -247,8 +324,10 @@ def _check_signature(program: dict) -> None:
 # --- what a benchmark needs of the program ----------------------------------------------------
 
 _EVAL_FIX = "call model.eval() before torch.export.export ('invarbench pack' does)"
-_DYNAMIC_FIX = ("re-export it with a dynamic batch dimension: torch.export.export(model, (x,), "
-                "dynamic_shapes=({0: torch.export.Dim('batch')},))")
+_DYNAMIC_FIX = (
+    "re-export it with a dynamic batch dimension: torch.export.export(model, (x,), "
+    "dynamic_shapes=({0: torch.export.Dim('batch')},))"
+)
 # Older torch versions write the end of an unbounded range as a huge integer rather than null.
 _UNBOUNDED = 2**31 - 1
 _BATCH_SYMBOL_RE = re.compile(r"^Symbol\('([a-z]+[0-9]+)'(?:, [a-z]+=(?:True|False))*\)$|^([a-z]+[0-9]+)$")
@@ -465,7 +544,7 @@ def _entry_names(archive: zipfile.ZipFile, size_limit: int) -> tuple[str, dict[s
     entries: dict[str, zipfile.ZipInfo] = {}
     total = 0
     for info in infos:
-        rest = info.filename[len(root) + 1:]
+        rest = info.filename[len(root) + 1 :]
         parts = PurePosixPath(rest).parts
         if not rest or info.is_dir() or "\\" in info.filename or ".." in parts or rest.startswith("/"):
             raise _Refused(f"the archive entry {info.filename!r:.80} is not a plain file path")
@@ -487,9 +566,9 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, what: str
 
 
 def _describe_unexpected(name: str) -> str:
-    if name.startswith("data/aotinductor/") or name.startswith("data/executorch/") or name.startswith("data/mtia"):
+    if name.startswith(("data/aotinductor/", "data/executorch/", "data/mtia")):
         return f"compiled code ({name}), which invarbench never loads"
-    if name.endswith(".pt") or name.endswith(".pkl"):
+    if name.endswith((".pt", ".pkl")):
         return f"a pickled file ({name}), which invarbench never unpickles"
     if name.startswith("extra/"):
         return f"an extra file ({name}); invarbench accepts only the program itself"
@@ -520,11 +599,18 @@ def sanitise_archive(path: Path, out: Path, size_limit: int) -> str:
         for name in (_MODEL_JSON, _WEIGHTS_CONFIG, _CONSTANTS_CONFIG, _SAMPLE_INPUTS):
             if name not in entries:
                 raise _Refused(f"it lacks the entry {name}")
-        weights = _check_payload_config(_read(archive, entries[_WEIGHTS_CONFIG], _MAX_JSON_BYTES, "the weights "
-                                              "config"), "the weights config", _WEIGHT_FILE_RE, _WEIGHTS_DIR)
-        constants = _check_payload_config(_read(archive, entries[_CONSTANTS_CONFIG], _MAX_JSON_BYTES, "the "
-                                                "constants config"), "the constants config", _CONSTANT_FILE_RE,
-                                          _CONSTANTS_DIR)
+        weights = _check_payload_config(
+            _read(archive, entries[_WEIGHTS_CONFIG], _MAX_JSON_BYTES, "the weights config"),
+            "the weights config",
+            _WEIGHT_FILE_RE,
+            _WEIGHTS_DIR,
+        )
+        constants = _check_payload_config(
+            _read(archive, entries[_CONSTANTS_CONFIG], _MAX_JSON_BYTES, "the constants config"),
+            "the constants config",
+            _CONSTANT_FILE_RE,
+            _CONSTANTS_DIR,
+        )
         payloads = {**weights, **constants}
         known = {*_VERSION_ENTRIES, _MODEL_JSON, _WEIGHTS_CONFIG, _CONSTANTS_CONFIG, _SAMPLE_INPUTS, *payloads}
         for name in entries:
@@ -578,7 +664,7 @@ def _no_unpickling() -> Iterator[None]:
         kwargs["weights_only"] = True
         return real_load(*args, **kwargs)
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
+    def refuse(*args: Any, **kwargs: Any) -> Any:  # noqa: ARG001 - stands in for any unpickling call
         raise _UnpicklingRefused("unpickling is disabled while loading a submitted program")
 
     with contextlib.ExitStack() as stack:

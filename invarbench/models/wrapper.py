@@ -60,7 +60,7 @@ class ModelWrapper(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> ModelWrapper:  # noqa: D102 - a wrapped model stays in eval mode
+    def train(self, mode: bool = True) -> ModelWrapper:  # noqa: ARG002, D102 - a wrapped model stays in eval mode
         return super().train(False)
 
     @contextlib.contextmanager
@@ -157,7 +157,8 @@ class ModelWrapper(nn.Module):
             raise ModelOutputError(f"{prefix}the model returns {out.dtype} values; expected floating-point logits")
         if not bool(torch.isfinite(out).all()):
             raise ModelOutputError(
-                f"{prefix}the model returns NaN or Inf logits for a batch of {reference} mid-grey inputs of size {size}: "
+                f"{prefix}the model returns NaN or Inf logits for a batch of {reference} mid-grey inputs "
+                f"of size {size}: "
                 "its logits must be finite for every input in [0, 1] (e.g. clamp before a log or a division)"
             )
         for batch, other in outputs.items():

@@ -84,8 +84,9 @@ def train(cfg: TrainConfig, log=print, data: EvalData | None = None) -> torch.nn
             opt.step()
             total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y).sum())
-        log(f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}: eps {eps:.3f} loss {total / n:.4f} "
-            f"train acc {correct / n:.3f}")
+        log(
+            f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}: eps {eps:.3f} loss {total / n:.4f} train acc {correct / n:.3f}"
+        )
     model.eval()
     return model
 

@@ -82,11 +82,18 @@ def metric_columns() -> list[Column]:
 
 def _row(run: RunRecord, kind: str, full_examples: int | None) -> LeaderboardRow:
     return LeaderboardRow(
-        card_id=run.model.card_id, name=run.model.name, training=run.model.training_method,
-        suite=f"{run.suite_name} v{run.suite_version}", run_id=run.id, examples=run.examples_effective,
-        full_examples=full_examples, data=run.data_source or f"{run.dataset} test split", kind=kind,
-        provenance=[ProvenanceCell(f.label, f.text(run)) for f in PROVENANCE_FIELDS
-                    if f.site and f.value(run) is not None],
+        card_id=run.model.card_id,
+        name=run.model.name,
+        training=run.model.training_method,
+        suite=f"{run.suite_name} v{run.suite_version}",
+        run_id=run.id,
+        examples=run.examples_effective,
+        full_examples=full_examples,
+        data=run.data_source or f"{run.dataset} test split",
+        kind=kind,
+        provenance=[
+            ProvenanceCell(f.label, f.text(run)) for f in PROVENANCE_FIELDS if f.site and f.value(run) is not None
+        ],
         finished=run.finished_at.strftime("%Y-%m-%d %H:%M") if run.finished_at else "",
         flags=list(run.flags or []),
         metrics={m.name: MetricCell(m.value, m.ci_low, m.ci_high) for m in run.metrics},

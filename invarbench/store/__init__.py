@@ -3,5 +3,12 @@
 from invarbench.store.db import ResumedRun, Store, default_db_url
 from invarbench.store.provenance import PROVENANCE_FIELDS, Provenance, ProvenanceField, RunProvenance
 
-__all__ = ["PROVENANCE_FIELDS", "Provenance", "ProvenanceField", "ResumedRun", "RunProvenance", "Store",
-           "default_db_url"]
+__all__ = [
+    "PROVENANCE_FIELDS",
+    "Provenance",
+    "ProvenanceField",
+    "ResumedRun",
+    "RunProvenance",
+    "Store",
+    "default_db_url",
+]

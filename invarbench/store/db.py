@@ -192,8 +192,7 @@ class Store:
             event.listen(self.engine, "connect", _on_connect_sqlite)
             event.listen(self.engine, "begin", _on_begin_sqlite)
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
-        self._writes = sessionmaker(self.engine.execution_options(invarbench_begin="IMMEDIATE"),
-                                    expire_on_commit=False)
+        self._writes = sessionmaker(self.engine.execution_options(invarbench_begin="IMMEDIATE"), expire_on_commit=False)
         if migrate_schema:
             self.upgrade()
 
@@ -278,8 +277,14 @@ class Store:
             if existing is not None:
                 return existing
             record = ModelRecord(
-                card_id=card_id, name=name, dataset=dataset, card_yaml=card_yaml, card_sha256=card_sha256,
-                file_sha256=file_sha256, hub_repo=hub_repo, hub_revision=hub_revision,
+                card_id=card_id,
+                name=name,
+                dataset=dataset,
+                card_yaml=card_yaml,
+                card_sha256=card_sha256,
+                file_sha256=file_sha256,
+                hub_repo=hub_repo,
+                hub_revision=hub_revision,
                 training_method=training_method,
             )
             s.add(record)
@@ -299,8 +304,15 @@ class Store:
         def add(s: Session) -> int:
             now = datetime.now(timezone.utc)
             run = RunRecord(
-                uid=uid or str(uuid.uuid4()), model_id=model_id, status="running", flags=[], started_at=now,
-                updated_at=now, owner=process_owner(), attempts=1, **prov.values(),
+                uid=uid or str(uuid.uuid4()),
+                model_id=model_id,
+                status="running",
+                flags=[],
+                started_at=now,
+                updated_at=now,
+                owner=process_owner(),
+                attempts=1,
+                **prov.values(),
             )
             s.add(run)
             s.flush()
@@ -322,8 +334,13 @@ class Store:
             q = (
                 select(RunRecord)
                 .where(RunRecord.model_id == model_id, RunRecord.status.in_(("running", "failed")))
-                .where(*(getattr(RunRecord, f.name).is_not_distinct_from(f.value(prov))
-                         for f in PROVENANCE_FIELDS if f.resume))
+                .where(
+                    *(
+                        getattr(RunRecord, f.name).is_not_distinct_from(f.value(prov))
+                        for f in PROVENANCE_FIELDS
+                        if f.resume
+                    )
+                )
                 .order_by(RunRecord.id.desc())
             )
             if self.backend == "postgresql":
@@ -337,8 +354,13 @@ class Store:
                 run.owner = process_owner()
                 run.updated_at = datetime.now(timezone.utc)
                 run.attempts = (run.attempts or 1) + 1
-                return ResumedRun(run_id=run.id, batches=self._batches(s, run.id), duration_s=run.duration_s or 0.0,
-                                  peak_memory_bytes=run.peak_memory_bytes, attempts=run.attempts)
+                return ResumedRun(
+                    run_id=run.id,
+                    batches=self._batches(s, run.id),
+                    duration_s=run.duration_s or 0.0,
+                    peak_memory_bytes=run.peak_memory_bytes,
+                    attempts=run.attempts,
+                )
             return None
 
         return self._write(claim)
@@ -409,8 +431,17 @@ class Store:
                 raise NotFoundError(f"run {run_id} not found")
             s.execute(delete(MetricRecord).where(MetricRecord.run_id == run_id))
             for m in metrics:
-                s.add(MetricRecord(run_id=run_id, name=m.name, value=m.value, stderr=_opt(m.stderr),
-                                   ci_low=_opt(m.ci_low), ci_high=_opt(m.ci_high), n=m.n))
+                s.add(
+                    MetricRecord(
+                        run_id=run_id,
+                        name=m.name,
+                        value=m.value,
+                        stderr=_opt(m.stderr),
+                        ci_low=_opt(m.ci_low),
+                        ci_high=_opt(m.ci_high),
+                        n=m.n,
+                    )
+                )
             now = datetime.now(timezone.utc)
             run.status = "finished"
             run.error = None
@@ -451,14 +482,26 @@ class Store:
             if s.get(RunRecord, run_id) is None:
                 raise NotFoundError(f"run {run_id} not found")
             s.execute(delete(ArtifactRecord).where(ArtifactRecord.run_id == run_id, ArtifactRecord.name == name))
-            s.add(ArtifactRecord(run_id=run_id, name=name, media_type=media_type,
-                                 sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), data=bytes(data),
-                                 created_at=datetime.now(timezone.utc)))
+            s.add(
+                ArtifactRecord(
+                    run_id=run_id,
+                    name=name,
+                    media_type=media_type,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size_bytes=len(data),
+                    data=bytes(data),
+                    created_at=datetime.now(timezone.utc),
+                )
+            )
 
         self._write(add)
 
     def import_run(
-        self, model_fields: dict, run: RunRecord, metrics: list[MetricRecord], examples: list[ExampleRecord],
+        self,
+        model_fields: dict,
+        run: RunRecord,
+        metrics: list[MetricRecord],
+        examples: list[ExampleRecord],
         artifacts: list[ArtifactRecord],
     ) -> tuple[int, bool]:
         """Add a complete run from an export unless a run with its uid exists: (run id, added?)."""
@@ -530,8 +573,12 @@ class Store:
                 return s.scalar(
                     select(RunRecord)
                     .where(RunRecord.id == run_id)
-                    .options(selectinload(RunRecord.metrics), selectinload(RunRecord.model),
-                             selectinload(RunRecord.examples), selectinload(RunRecord.artifacts))
+                    .options(
+                        selectinload(RunRecord.metrics),
+                        selectinload(RunRecord.model),
+                        selectinload(RunRecord.examples),
+                        selectinload(RunRecord.artifacts),
+                    )
                 )
 
         run = self._guard(read)
@@ -579,8 +626,12 @@ class Store:
         def read() -> dict[tuple[str, str, int], int]:
             with self.session() as s:
                 rows = s.execute(
-                    select(RunRecord.dataset, RunRecord.suite_name, RunRecord.suite_version,
-                           func.max(RunRecord.examples_requested))
+                    select(
+                        RunRecord.dataset,
+                        RunRecord.suite_name,
+                        RunRecord.suite_version,
+                        func.max(RunRecord.examples_requested),
+                    )
                     .where(RunRecord.data_source.is_(None))
                     .group_by(RunRecord.dataset, RunRecord.suite_name, RunRecord.suite_version)
                 )

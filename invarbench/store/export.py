@@ -89,7 +89,7 @@ def results_file_name(run: RunRecord, kind: str = FULL) -> PurePosixPath:
     """
     card_id = run.model.card_id
     prefix = f"{run.dataset}/"
-    model = card_id[len(prefix):] if card_id.startswith(prefix) else card_id.replace("/", "__")
+    model = card_id[len(prefix) :] if card_id.startswith(prefix) else card_id.replace("/", "__")
     stem = f"{model}__{run.suite_name}-v{run.suite_version}"
     if kind == SMOKE:
         stem += f"__smoke-{run.examples_effective}ex-{run.uid[:8]}"
@@ -118,9 +118,14 @@ def _run_object(run: RunRecord, version: int) -> dict[str, Any]:
     """The document's ``run`` object: the run's own keys and the provenance fields of ``version``, in the order
     format version 1 set (:data:`_OWN_RUN_KEYS_AFTER`), each later version's fields after."""
     own = {
-        "uid": run.uid, "status": run.status, "error": run.error, "flags": list(run.flags or []),
-        "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
-        "duration_s": encode_number(run.duration_s), "peak_memory_bytes": run.peak_memory_bytes,
+        "uid": run.uid,
+        "status": run.status,
+        "error": run.error,
+        "flags": list(run.flags or []),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "duration_s": encode_number(run.duration_s),
+        "peak_memory_bytes": run.peak_memory_bytes,
         "attempts": run.attempts,
     }
     out = {key: own[key] for key in _OWN_RUN_KEYS_AFTER[None]}
@@ -141,8 +146,13 @@ def run_document(run: RunRecord, *, artifact_dir: str | None = None) -> dict[str
     model = run.model
     artifacts = []
     for a in run.artifacts:
-        entry: dict[str, Any] = {"name": a.name, "media_type": a.media_type, "sha256": a.sha256,
-                                 "size_bytes": a.size_bytes, "created_at": _iso(a.created_at)}
+        entry: dict[str, Any] = {
+            "name": a.name,
+            "media_type": a.media_type,
+            "sha256": a.sha256,
+            "size_bytes": a.size_bytes,
+            "created_at": _iso(a.created_at),
+        }
         if artifact_dir is not None:
             entry["path"] = f"{artifact_dir}/{a.name}"
         else:
@@ -151,15 +161,26 @@ def run_document(run: RunRecord, *, artifact_dir: str | None = None) -> dict[str
     version = format_version_of(run)
     body = {
         "model": {
-            "card_id": model.card_id, "name": model.name, "dataset": model.dataset,
-            "training_method": model.training_method, "card_sha256": model.card_sha256,
-            "file_sha256": model.file_sha256, "hub_repo": model.hub_repo, "hub_revision": model.hub_revision,
+            "card_id": model.card_id,
+            "name": model.name,
+            "dataset": model.dataset,
+            "training_method": model.training_method,
+            "card_sha256": model.card_sha256,
+            "file_sha256": model.file_sha256,
+            "hub_repo": model.hub_repo,
+            "hub_revision": model.hub_revision,
             "card_yaml": model.card_yaml,
         },
         "run": _run_object(run, version),
         "metrics": [
-            {"name": m.name, "value": encode_number(m.value), "stderr": encode_number(m.stderr),
-             "ci_low": encode_number(m.ci_low), "ci_high": encode_number(m.ci_high), "n": m.n}
+            {
+                "name": m.name,
+                "value": encode_number(m.value),
+                "stderr": encode_number(m.stderr),
+                "ci_low": encode_number(m.ci_low),
+                "ci_high": encode_number(m.ci_high),
+                "n": m.n,
+            }
             for m in run.metrics
         ],
         "examples": [
@@ -302,8 +323,19 @@ def csv_text(runs: Iterable[RunRecord]) -> str:
         provenance = [_cell(f.value(run)) for f in PROVENANCE_FIELDS if f.csv is not None]
         times = [_iso(run.started_at) or "", _iso(run.finished_at) or ""]
         for m in run.metrics:
-            writer.writerow([*head, *provenance, *times, m.name, _num(m.value), _num(m.stderr), _num(m.ci_low),
-                             _num(m.ci_high), m.n])
+            writer.writerow(
+                [
+                    *head,
+                    *provenance,
+                    *times,
+                    m.name,
+                    _num(m.value),
+                    _num(m.stderr),
+                    _num(m.ci_low),
+                    _num(m.ci_high),
+                    m.n,
+                ]
+            )
     return buffer.getvalue()
 
 
@@ -428,7 +460,7 @@ class ImportResult:
 def parse_document(data: Any, source: str) -> ResultsDoc:
     """Validate one export document; errors name ``source`` and the field."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValidationError(f"{source} is not an invarbench results file (no \"format\": \"{FORMAT}\")")
+        raise ValidationError(f'{source} is not an invarbench results file (no "format": "{FORMAT}")')
     version = data.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValidationError(f"{source}: field 'format_version' must be a whole number from 1, got {version!r}")
@@ -508,17 +540,38 @@ def _existing(store: Store, item: _Prepared) -> int | None:
 def _write(store: Store, item: _Prepared) -> ImportResult:
     doc, r = item.doc, item.doc.run
     run = RunRecord(
-        uid=r.uid, status=r.status, error=r.error, flags=list(r.flags), started_at=_utc(r.started_at),
-        finished_at=_utc(r.finished_at), duration_s=r.duration_s, peak_memory_bytes=r.peak_memory_bytes,
-        attempts=r.attempts, owner=None, updated_at=_utc(r.finished_at),
+        uid=r.uid,
+        status=r.status,
+        error=r.error,
+        flags=list(r.flags),
+        started_at=_utc(r.started_at),
+        finished_at=_utc(r.finished_at),
+        duration_s=r.duration_s,
+        peak_memory_bytes=r.peak_memory_bytes,
+        attempts=r.attempts,
+        owner=None,
+        updated_at=_utc(r.finished_at),
         **{f.name: _from_json(getattr(r, f.json)) for f in PROVENANCE_FIELDS},
     )
-    metrics = [MetricRecord(name=m.name, value=m.value, stderr=m.stderr, ci_low=m.ci_low, ci_high=m.ci_high, n=m.n)
-               for m in doc.metrics]
-    examples = [ExampleRecord(measurement=e.measurement, batch_start=e.batch_start, values=decode_floats(e.values))
-                for e in doc.examples]
-    artifacts = [ArtifactRecord(name=a.name, media_type=a.media_type, sha256=a.sha256, size_bytes=len(data),
-                                data=data, created_at=_utc(a.created_at)) for a, data in item.artifacts]
+    metrics = [
+        MetricRecord(name=m.name, value=m.value, stderr=m.stderr, ci_low=m.ci_low, ci_high=m.ci_high, n=m.n)
+        for m in doc.metrics
+    ]
+    examples = [
+        ExampleRecord(measurement=e.measurement, batch_start=e.batch_start, values=decode_floats(e.values))
+        for e in doc.examples
+    ]
+    artifacts = [
+        ArtifactRecord(
+            name=a.name,
+            media_type=a.media_type,
+            sha256=a.sha256,
+            size_bytes=len(data),
+            data=data,
+            created_at=_utc(a.created_at),
+        )
+        for a, data in item.artifacts
+    ]
     run_id, added = store.import_run(doc.model.model_dump(), run, metrics, examples, artifacts)
     return ImportResult(source=item.source, run_id=run_id, added=added)
 
@@ -540,14 +593,14 @@ def import_document(store: Store, doc: ResultsDoc, source: str, base_dir: Path |
 
 
 def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON (write non-finite numbers as the strings \"NaN\", \"Infinity\", "
-                     "\"-Infinity\")")
+    raise ValueError(f'{name} is not JSON (write non-finite numbers as the strings "NaN", "Infinity", "-Infinity")')
 
 
 def results_files(folder: Path) -> list[Path]:
     """The ``*.json`` files under ``folder``, sorted, leaving out the ``*.artifacts`` folders beside them."""
     return sorted(
-        p for p in folder.rglob("*.json")
+        p
+        for p in folder.rglob("*.json")
         if p.is_file() and not any(part.endswith(".artifacts") for part in p.relative_to(folder).parts[:-1])
     )
 

@@ -29,11 +29,39 @@ from invarbench.store.schema import MigrationRecord
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The first revision's tables: what a database made before migrations existed must contain.
 _FIRST_TABLES = {
-    "models": {"id", "card_id", "name", "dataset", "card_yaml", "card_sha256", "file_sha256", "hub_repo",
-               "hub_revision", "training_method"},
-    "runs": {"id", "model_id", "suite_name", "suite_version", "dataset", "invarbench_version", "git_commit",
-             "torch_version", "device", "seed", "batch_size", "examples_requested", "examples_effective",
-             "status", "error", "flags", "started_at", "finished_at", "duration_s"},
+    "models": {
+        "id",
+        "card_id",
+        "name",
+        "dataset",
+        "card_yaml",
+        "card_sha256",
+        "file_sha256",
+        "hub_repo",
+        "hub_revision",
+        "training_method",
+    },
+    "runs": {
+        "id",
+        "model_id",
+        "suite_name",
+        "suite_version",
+        "dataset",
+        "invarbench_version",
+        "git_commit",
+        "torch_version",
+        "device",
+        "seed",
+        "batch_size",
+        "examples_requested",
+        "examples_effective",
+        "status",
+        "error",
+        "flags",
+        "started_at",
+        "finished_at",
+        "duration_s",
+    },
     "metrics": {"id", "run_id", "name", "value", "stderr", "ci_low", "ci_high", "n"},
     "example_results": {"id", "run_id", "measurement", "batch_start", "values"},
 }
@@ -121,12 +149,15 @@ def status(engine: Engine) -> SchemaStatus:
     if current is not None:
         applied_revs = {r.revision for r in script.iterate_revisions(current, "base")}
     migrations = [
-        Migration(r.revision, (r.doc or "").strip().splitlines()[0] if r.doc else "", r.revision in applied_revs,
-                  applied_at.get(r.revision))
+        Migration(
+            r.revision,
+            (r.doc or "").strip().splitlines()[0] if r.doc else "",
+            r.revision in applied_revs,
+            applied_at.get(r.revision),
+        )
         for r in revisions
     ]
-    return SchemaStatus(current=current, head=script.get_current_head() or "", legacy=legacy,
-                        migrations=migrations)
+    return SchemaStatus(current=current, head=script.get_current_head() or "", legacy=legacy, migrations=migrations)
 
 
 def upgrade(engine: Engine, target: str = "head") -> list[str]:
@@ -164,11 +195,18 @@ def upgrade(engine: Engine, target: str = "head") -> list[str]:
                         raise InvarbenchError(f"migration left dangling references: {problems[:5]}")
                 if applied and "schema_migrations" in inspect(conn).get_table_names():
                     stamp = datetime.now(timezone.utc)
-                    conn.execute(MigrationRecord.__table__.insert(), [
-                        {"revision": revision, "description": description[:300], "applied_at": stamp,
-                         "invarbench_version": invarbench.__version__}
-                        for revision, description in applied
-                    ])
+                    conn.execute(
+                        MigrationRecord.__table__.insert(),
+                        [
+                            {
+                                "revision": revision,
+                                "description": description[:300],
+                                "applied_at": stamp,
+                                "invarbench_version": invarbench.__version__,
+                            }
+                            for revision, description in applied
+                        ],
+                    )
         finally:
             if sqlite:
                 raw.execute("PRAGMA foreign_keys=ON")

@@ -57,10 +57,27 @@ class ProvenanceField:
         return str(value)
 
 
-def _field(label: str, *, resume: bool = True, site: bool = False, since: int = 1, json_name: str | None = None,
-           csv: str | bool = True, absent: str = "–", listed: bool = True) -> Any:
-    meta = {"label": label, "resume": resume, "site": site, "since": since, "json": json_name, "csv": csv,
-            "absent": absent, "listed": listed}
+def _field(
+    label: str,
+    *,
+    resume: bool = True,
+    site: bool = False,
+    since: int = 1,
+    json_name: str | None = None,
+    csv: str | bool = True,
+    absent: str = "–",
+    listed: bool = True,
+) -> Any:
+    meta = {
+        "label": label,
+        "resume": resume,
+        "site": site,
+        "since": since,
+        "json": json_name,
+        "csv": csv,
+        "absent": absent,
+        "listed": listed,
+    }
     return field(metadata={_KEY: meta})
 
 
@@ -96,8 +113,9 @@ class Provenance:
     suite_settings_hash: str | None = _field("suite settings hash", since=3, absent="not recorded")
     # The suite's resolved settings, Suite.settings(): what the hash is of. Its hash stands for it in the
     # resume matching and the CSV; results compare names the settings that differ.
-    suite_settings: dict[str, Any] | None = _field("suite settings", resume=False, since=3, csv=False,
-                                                   absent="not recorded", listed=False)
+    suite_settings: dict[str, Any] | None = _field(
+        "suite settings", resume=False, since=3, csv=False, absent="not recorded", listed=False
+    )
 
     @classmethod
     def of(cls, run: Any) -> Provenance:
@@ -115,12 +133,20 @@ def _described(cls: type) -> tuple[ProvenanceField, ...]:
     for f in fields(cls):
         meta = f.metadata[_KEY]
         csv = meta["csv"]
-        out.append(ProvenanceField(
-            name=f.name, label=meta["label"], resume=meta["resume"], site=meta["site"],
-            json=meta["json"] or f.name, since=meta["since"],
-            csv=f.name if csv is True else (csv or None), absent=meta["absent"], listed=meta["listed"],
-            nullable=type(None) in typing.get_args(hints[f.name]),
-        ))
+        out.append(
+            ProvenanceField(
+                name=f.name,
+                label=meta["label"],
+                resume=meta["resume"],
+                site=meta["site"],
+                json=meta["json"] or f.name,
+                since=meta["since"],
+                csv=f.name if csv is True else (csv or None),
+                absent=meta["absent"],
+                listed=meta["listed"],
+                nullable=type(None) in typing.get_args(hints[f.name]),
+            )
+        )
     return tuple(out)
 
 

@@ -47,10 +47,10 @@ class ExactJSON(TypeDecorator):
     impl = JSON
     cache_ok = True
 
-    def process_bind_param(self, value: Any, dialect) -> Any:  # noqa: ANN001
+    def process_bind_param(self, value: Any, dialect) -> Any:  # noqa: ANN001, ARG002 - the TypeDecorator interface
         return None if value is None else encode_floats(value)
 
-    def process_result_value(self, value: Any, dialect) -> Any:  # noqa: ANN001
+    def process_result_value(self, value: Any, dialect) -> Any:  # noqa: ANN001, ARG002 - the TypeDecorator interface
         return None if value is None else decode_floats(value)
 
 
@@ -63,10 +63,10 @@ class MetricFloat(TypeDecorator):
     impl = Float
     cache_ok = True
 
-    def process_bind_param(self, value: float | None, dialect) -> float | None:  # noqa: ANN001
+    def process_bind_param(self, value: float | None, dialect) -> float | None:  # noqa: ANN001, ARG002
         return None if value is None or math.isnan(value) else float(value)
 
-    def process_result_value(self, value: float | None, dialect) -> float:  # noqa: ANN001
+    def process_result_value(self, value: float | None, dialect) -> float:  # noqa: ANN001, ARG002
         return math.nan if value is None else float(value)
 
 
@@ -150,7 +150,8 @@ class RunRecord(Base):
         back_populates="run", cascade="all, delete-orphan", order_by="MetricRecord.id"
     )
     examples: Mapped[list[ExampleRecord]] = relationship(
-        back_populates="run", cascade="all, delete-orphan",
+        back_populates="run",
+        cascade="all, delete-orphan",
         order_by=lambda: [ExampleRecord.measurement, ExampleRecord.batch_start],
     )
     artifacts: Mapped[list[ArtifactRecord]] = relationship(

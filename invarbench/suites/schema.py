@@ -80,16 +80,19 @@ def _validate_settings(settings: type, raw: Any, where: str) -> Any:
         raw = {}
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping of settings, got {raw!r}")
-    internal = sorted(set(raw) & {f.name for f in dataclasses.fields(settings)} - {f.name for f in
-                                                                                    suite_fields(settings)})
+    internal = sorted(
+        set(raw) & {f.name for f in dataclasses.fields(settings)} - {f.name for f in suite_fields(settings)}
+    )
     if internal:
         raise ValueError(f"{where}.{internal[0]}: not a suite setting")
     try:
         return _adapter(settings).validate_python(raw)
     except pydantic.ValidationError as exc:
-        raise ValueError("; ".join(
-            f"{'.'.join((where, *(str(p) for p in err['loc'])))}: {_message(err['msg'])}" for err in exc.errors()
-        )) from None
+        raise ValueError(
+            "; ".join(
+                f"{'.'.join((where, *(str(p) for p in err['loc'])))}: {_message(err['msg'])}" for err in exc.errors()
+            )
+        ) from None
 
 
 def _message(msg: str) -> str:
@@ -148,8 +151,9 @@ def _measurement_settings(raw: Any) -> MeasurementSettings:
     for name, value in raw.items():
         if name not in MEASUREMENTS:
             known = [m.name for m in MEASUREMENTS.in_order() if m.settings is not None]
-            raise ValueError(f"measurements.{name}: unknown measurement.{did_you_mean(str(name), known)} "
-                             f"Known: {', '.join(known)}")
+            raise ValueError(
+                f"measurements.{name}: unknown measurement.{did_you_mean(str(name), known)} Known: {', '.join(known)}"
+            )
         m = MEASUREMENTS.get(name)
         if m.settings is None:
             raise ValueError(f"measurements.{name}: always measured, it takes no settings: remove it")
@@ -202,8 +206,13 @@ class Suite(_Strict):
     def settings(self) -> dict[str, Any]:
         """Everything that changes a number (not the description, changelog or include line): the data
         set, examples, seed, checks and the settings of the measurements the suite runs."""
-        return {"dataset": self.dataset, "num_examples": self.num_examples, "seed": self.seed,
-                "checks": settings_dump(self.checks), "measurements": self.measurements.dump()}
+        return {
+            "dataset": self.dataset,
+            "num_examples": self.num_examples,
+            "seed": self.seed,
+            "checks": settings_dump(self.checks),
+            "measurements": self.measurements.dump(),
+        }
 
     def settings_hash(self) -> str:
         """A stable digest of :meth:`settings`; a change needs a new version."""
@@ -212,9 +221,17 @@ class Suite(_Strict):
 
     def to_yaml(self) -> str:
         """The resolved suite (includes applied) as YAML, in the files' key order."""
-        data = {"name": self.name, "version": self.version, "dataset": self.dataset, "description": self.description,
-                "changelog": list(self.changelog), "num_examples": self.num_examples, "seed": self.seed,
-                "checks": settings_dump(self.checks), "measurements": self.measurements.dump()}
+        data = {
+            "name": self.name,
+            "version": self.version,
+            "dataset": self.dataset,
+            "description": self.description,
+            "changelog": list(self.changelog),
+            "num_examples": self.num_examples,
+            "seed": self.seed,
+            "checks": settings_dump(self.checks),
+            "measurements": self.measurements.dump(),
+        }
         return yaml.dump(data, Dumper=_FlowListDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
@@ -305,7 +322,7 @@ def load_suite(name: str, dataset: str) -> Suite:
             loc = ".".join(str(p) for p in err["loc"]) or "(file)"
             msg = _message(err["msg"])
             # The settings validators name their own field paths (measurements.pgd_linf.eps: ...).
-            problems.append(msg if msg.startswith(f"{loc}.") or msg.startswith(f"{loc}:") else f"{loc}: {msg}")
+            problems.append(msg if msg.startswith((f"{loc}.", f"{loc}:")) else f"{loc}: {msg}")
         raise ValidationError(f"invalid suite file {name}/{dataset}.yaml: {'; '.join(problems)}") from None
     if suite.name != name or suite.dataset != dataset:
         raise ValidationError(f"suite file {name}/{dataset}.yaml declares {suite.name}/{suite.dataset}")

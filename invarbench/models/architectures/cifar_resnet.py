@@ -71,8 +71,13 @@ class Bottleneck(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet with a 3x3 stem for 32x32 inputs: four stages of 64, 128, 256, 512 channels."""
 
-    def __init__(self, block: type[BasicBlock | Bottleneck], num_blocks: tuple[int, int, int, int],
-                 num_classes: int = 10, in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        num_blocks: tuple[int, int, int, int],
+        num_classes: int = 10,
+        in_channels: int = 3,
+    ) -> None:
         super().__init__()
         self.in_planes = 64
         self.conv1 = _conv3x3(in_channels, 64)

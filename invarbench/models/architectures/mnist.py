@@ -56,29 +56,37 @@ class SmallCNN(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 28, drop: float = 0.5) -> None:
         super().__init__()
-        self.feature_extractor = nn.Sequential(OrderedDict([
-            ("conv1", nn.Conv2d(in_channels, 32, 3)),
-            ("relu1", nn.ReLU()),
-            ("conv2", nn.Conv2d(32, 32, 3)),
-            ("relu2", nn.ReLU()),
-            ("maxpool1", nn.MaxPool2d(2, 2)),
-            ("conv3", nn.Conv2d(32, 64, 3)),
-            ("relu3", nn.ReLU()),
-            ("conv4", nn.Conv2d(64, 64, 3)),
-            ("relu4", nn.ReLU()),
-            ("maxpool2", nn.MaxPool2d(2, 2)),
-        ]))
+        self.feature_extractor = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", nn.Conv2d(in_channels, 32, 3)),
+                    ("relu1", nn.ReLU()),
+                    ("conv2", nn.Conv2d(32, 32, 3)),
+                    ("relu2", nn.ReLU()),
+                    ("maxpool1", nn.MaxPool2d(2, 2)),
+                    ("conv3", nn.Conv2d(32, 64, 3)),
+                    ("relu3", nn.ReLU()),
+                    ("conv4", nn.Conv2d(64, 64, 3)),
+                    ("relu4", nn.ReLU()),
+                    ("maxpool2", nn.MaxPool2d(2, 2)),
+                ]
+            )
+        )
         side = ((input_size - 4) // 2 - 4) // 2
         if side < 1:
             raise ValueError(f"input_size {input_size} is too small for SmallCNN (at least 14)")
-        self.classifier = nn.Sequential(OrderedDict([
-            ("fc1", nn.Linear(64 * side * side, 200)),
-            ("relu1", nn.ReLU()),
-            ("drop", nn.Dropout(drop)),
-            ("fc2", nn.Linear(200, 200)),
-            ("relu2", nn.ReLU()),
-            ("fc3", nn.Linear(200, num_classes)),
-        ]))
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                [
+                    ("fc1", nn.Linear(64 * side * side, 200)),
+                    ("relu1", nn.ReLU()),
+                    ("drop", nn.Dropout(drop)),
+                    ("fc2", nn.Linear(200, 200)),
+                    ("relu2", nn.ReLU()),
+                    ("fc3", nn.Linear(200, num_classes)),
+                ]
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.feature_extractor(x), 1))

@@ -38,18 +38,21 @@ class PreActBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
-        if self.has_projection:
-            skip = self.shortcut(x if self.shortcut_from_input else out)
-        else:
-            skip = x
+        skip = self.shortcut(x if self.shortcut_from_input else out) if self.has_projection else x
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
         return out + skip
 
 
 class PreActResNet(nn.Module):
-    def __init__(self, num_blocks: tuple[int, int, int, int], num_classes: int = 10, in_channels: int = 3,
-                 final_bn: bool = True, shortcut_from: str = "activation") -> None:
+    def __init__(
+        self,
+        num_blocks: tuple[int, int, int, int],
+        num_classes: int = 10,
+        in_channels: int = 3,
+        final_bn: bool = True,
+        shortcut_from: str = "activation",
+    ) -> None:
         super().__init__()
         if shortcut_from not in ("activation", "input"):
             raise ValueError(f"shortcut_from must be 'activation' or 'input', got '{shortcut_from}'")
@@ -82,7 +85,8 @@ class PreActResNet(nn.Module):
 
 
 @ARCHITECTURES.register("preact_resnet18")
-def preact_resnet18(num_classes: int = 10, in_channels: int = 3, final_bn: bool = True,
-                    shortcut_from: str = "activation") -> PreActResNet:
+def preact_resnet18(
+    num_classes: int = 10, in_channels: int = 3, final_bn: bool = True, shortcut_from: str = "activation"
+) -> PreActResNet:
     """Pre-activation ResNet-18 (11.2M parameters); Wong/Rice et al. and RobustBench checkpoint names."""
     return PreActResNet((2, 2, 2, 2), num_classes, in_channels, final_bn, shortcut_from)

@@ -28,8 +28,9 @@ def names() -> list[str]:
 def factory(name: str):  # noqa: ANN201 - an architecture factory
     """The factory for ``torchvision/<name>``."""
     if name not in names():
-        raise unknown_in_namespace("torchvision", name, names(), like=name,
-                                   listing="torchvision's classification models")
+        raise unknown_in_namespace(
+            "torchvision", name, names(), like=name, listing="torchvision's classification models"
+        )
 
     def create(**kwargs: object) -> nn.Module:
         import torchvision.models

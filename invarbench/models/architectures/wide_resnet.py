@@ -51,18 +51,28 @@ class WideBasicBlock(nn.Module):
 class NetworkBlock(nn.Module):
     def __init__(self, count: int, in_planes: int, out_planes: int, stride: int, drop_rate: float) -> None:
         super().__init__()
-        self.layer = nn.Sequential(*[
-            WideBasicBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, drop_rate)
-            for i in range(count)
-        ])
+        self.layer = nn.Sequential(
+            *[
+                WideBasicBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, drop_rate)
+                for i in range(count)
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)
 
 
 class WideResNet(nn.Module):
-    def __init__(self, depth: int = 28, widen_factor: int = 10, num_classes: int = 10, drop_rate: float = 0.0,
-                 sub_block1: bool = False, in_channels: int = 3, bias_last: bool = True) -> None:
+    def __init__(
+        self,
+        depth: int = 28,
+        widen_factor: int = 10,
+        num_classes: int = 10,
+        drop_rate: float = 0.0,
+        sub_block1: bool = False,
+        in_channels: int = 3,
+        bias_last: bool = True,
+    ) -> None:
         super().__init__()
         if (depth - 4) % 6 != 0 or depth < 10:
             raise ValueError(f"depth must be 6n+4 (16, 22, 28, 34, 40, 70, ...), got {depth}")
@@ -89,8 +99,14 @@ class WideResNet(nn.Module):
 
 
 @ARCHITECTURES.register("wide_resnet")
-def wide_resnet(depth: int = 28, widen_factor: int = 10, num_classes: int = 10, sub_block1: bool = False,
-                in_channels: int = 3, bias_last: bool = True) -> WideResNet:
+def wide_resnet(
+    depth: int = 28,
+    widen_factor: int = 10,
+    num_classes: int = 10,
+    sub_block1: bool = False,
+    in_channels: int = 3,
+    bias_last: bool = True,
+) -> WideResNet:
     """WRN-depth-widen_factor (depth 6n+4); TRADES/RobustBench checkpoint names."""
     return WideResNet(depth, widen_factor, num_classes, 0.0, sub_block1, in_channels, bias_last)
 
