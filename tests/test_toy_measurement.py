@@ -113,3 +113,19 @@ def test_a_toy_suite_entry_is_validated_against_the_toy_settings(toy):
     (suites / "toy" / "mnist5k.yaml").write_text(TOY_SUITE.replace("power: 2", "powr: 2"))
     with pytest.raises(Exception, match="measurements.toy.powr: unknown setting"):
         suite_schema.load_suite("toy", "mnist5k")
+
+
+def test_a_suite_file_of_ones_own_includes_a_packaged_suite(tmp_path):
+    own = tmp_path / "mine.yaml"
+    own.write_text(
+        "name: mine\nversion: 1\ndataset: mnist5k\ndescription: quick with more PGD steps\n"
+        'changelog: ["1: first"]\ninclude: quick/mnist5k\nmeasurements: {pgd_linf: {steps: 12}, path_width: null}\n'
+    )
+    suite = suite_schema.load_suite(str(own), "mnist5k")
+    quick = suite_schema.load_suite("quick", "mnist5k")
+    assert suite.name == "mine" and suite.measurements.pgd_linf.steps == 12 and suite.measurements.path_width is None
+    assert suite.measurements.min_norm == quick.measurements.min_norm and suite.num_examples == quick.num_examples
+    with pytest.raises(Exception, match="is for data set 'mnist5k', the model's is 'cifar10'"):
+        suite_schema.load_suite(str(own), "cifar10")
+    with pytest.raises(Exception, match="suite file not found"):
+        suite_schema.load_suite(str(tmp_path / "nope.yaml"), "mnist5k")

@@ -48,7 +48,11 @@ def eval_command(
         str, typer.Argument(help="A model card id such as 'mnist5k/lenet-standard', or a path to a card YAML file.")
     ],
     suite: Annotated[
-        str, typer.Option(help="Suite to run: 'standard', or 'quick' for CPUs and smoke tests.")
+        str,
+        typer.Option(
+            help="Suite to run: 'standard', or 'quick' for CPUs and smoke tests; or the path of a suite file "
+            "of your own (my_suite.yaml, see docs/suites.md)."
+        ),
     ] = "standard",
     limit: Annotated[
         int | None,

@@ -119,7 +119,7 @@ def _standing(st: Standing) -> str:
 
 @app.command("list")
 def list_command(dataset: DatasetOption = None, model: ModelOption = None, db: DbOption = None) -> None:
-    """List stored runs, oldest first: examples evaluated (n), clean accuracy and PGD L∞ robust accuracy."""
+    """List stored runs, oldest first: examples evaluated (n), clean accuracy, PGD L∞ robust accuracy and flags."""
     with user_errors():
         runs = Store(db).list_runs(dataset=dataset, model=model)
     if not runs:
@@ -139,8 +139,10 @@ def list_command(dataset: DatasetOption = None, model: ModelOption = None, db: D
     whole("n", [str(r.examples_effective) for r in runs], "right")
     whole("clean", ["0.0000"], "right")
     whole("L∞", ["0.0000"], "right")
+    # Flags travel with the numbers they qualify; device and time fold onto more lines instead.
+    table.add_column("flags", overflow="fold")
     table.add_column("device", overflow="fold")
-    table.add_column("started (UTC)", overflow="fold")
+    whole("started (UTC)", [_when(r.started_at)[:16] for r in runs])
     for run in runs:
         table.add_row(
             str(run.id),
@@ -150,8 +152,9 @@ def list_command(dataset: DatasetOption = None, model: ModelOption = None, db: D
             str(run.examples_effective),
             _metric(run, "clean_accuracy"),
             _metric(run, "robust_accuracy_linf"),
+            " ".join(run.flags or []) or "–",
             run.device,
-            _when(run.started_at),
+            _when(run.started_at)[:16],
         )
     console.print(table)
 

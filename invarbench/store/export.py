@@ -63,7 +63,7 @@ DIGEST_FIELD = "content_sha256"
 # How an artifact's bytes travel (a file beside the document, or base64 inside it): not content.
 _ARTIFACT_TRANSPORT = ("path", "data_base64")
 # CSV: the run and its model, then every provenance field that has a CSV column, then the times and the metric.
-_CSV_HEAD = ("run_id", "run_uid", "card_id", "model_name", "training_method", "status")
+_CSV_HEAD = ("run_id", "run_uid", "card_id", "model_name", "training_method", "status", "flags")
 _CSV_TAIL = ("started_at", "finished_at", "metric", "value", "stderr", "ci_low", "ci_high", "n")
 CSV_COLUMNS = (*_CSV_HEAD, *(f.csv for f in PROVENANCE_FIELDS if f.csv is not None), *_CSV_TAIL)
 # Why the JSON export left a run out (see :func:`export_selection`), in the order they are reported.
@@ -319,7 +319,15 @@ def csv_text(runs: Iterable[RunRecord]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for run in runs:
-        head = [run.id, run.uid, run.model.card_id, run.model.name, run.model.training_method, run.status]
+        head = [
+            run.id,
+            run.uid,
+            run.model.card_id,
+            run.model.name,
+            run.model.training_method,
+            run.status,
+            " ".join(run.flags or []),  # the reliability flags, space-separated: a number's caveat travels with it
+        ]
         provenance = [_cell(f.value(run)) for f in PROVENANCE_FIELDS if f.csv is not None]
         times = [_iso(run.started_at) or "", _iso(run.finished_at) or ""]
         for m in run.metrics:

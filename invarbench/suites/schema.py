@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 import pydantic
@@ -277,11 +278,20 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def is_suite_file(name: str) -> bool:
+    """Whether a suite name is the path of a suite file of one's own (``my_suite.yaml``)."""
+    return name.endswith((".yaml", ".yml"))
+
+
 def _read_raw(name: str, dataset: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
     """The file's mapping with its includes applied (not validated yet)."""
     key = f"{name}/{dataset}"
     file = _root().joinpath(name, f"{dataset}.yaml")
-    if not file.is_file():
+    if is_suite_file(name):  # a file of one's own; its include names a package suite
+        key, file = name.removesuffix(".yaml").removesuffix(".yml"), Path(name)
+        if not file.is_file():
+            raise NotFoundError(f"suite file not found: {name}")
+    elif not file.is_file():
         names = suite_names()
         if name not in names:
             raise NotFoundError(f"unknown suite '{name}'.{did_you_mean(name, names)} Known: {', '.join(names)}.")
@@ -309,11 +319,15 @@ def _read_raw(name: str, dataset: str, chain: tuple[str, ...] = ()) -> dict[str,
 
 
 def load_suite(name: str, dataset: str) -> Suite:
-    """Load suite ``name`` for ``dataset`` from the package's suite files, includes resolved."""
+    """Load suite ``name`` for ``dataset`` from the package's suite files, includes resolved; or, when
+    ``name`` ends in ``.yaml``, from that file (its ``dataset`` must be ``dataset``; it may include a
+    package suite, e.g. ``include: quick/mnist5k``). Raises :class:`NotFoundError` for an unknown
+    suite, data set or file and :class:`ValidationError` for an invalid one, naming the field."""
+    where = f"{name}/{dataset}.yaml" if not is_suite_file(name) else name
     try:
         data = _fractions(_read_raw(name, dataset))
     except ValueError as exc:
-        raise ValidationError(f"invalid suite file {name}/{dataset}.yaml: {exc}") from None
+        raise ValidationError(f"invalid suite file {where}: {exc}") from None
     try:
         suite = Suite.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -323,7 +337,11 @@ def load_suite(name: str, dataset: str) -> Suite:
             msg = _message(err["msg"])
             # The settings validators name their own field paths (measurements.pgd_linf.eps: ...).
             problems.append(msg if msg.startswith((f"{loc}.", f"{loc}:")) else f"{loc}: {msg}")
-        raise ValidationError(f"invalid suite file {name}/{dataset}.yaml: {'; '.join(problems)}") from None
+        raise ValidationError(f"invalid suite file {where}: {'; '.join(problems)}") from None
+    if is_suite_file(name):
+        if suite.dataset != dataset:
+            raise ValidationError(f"suite file {name} is for data set '{suite.dataset}', the model's is '{dataset}'")
+        return suite
     if suite.name != name or suite.dataset != dataset:
         raise ValidationError(f"suite file {name}/{dataset}.yaml declares {suite.name}/{suite.dataset}")
     return suite
