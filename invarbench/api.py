@@ -23,6 +23,7 @@ import yaml
 from torch import nn
 
 from invarbench.data import DATASETS
+from invarbench.errors import ValidationError
 from invarbench.evaluation.runner import EvalOptions, ModelRecord, evaluate_loaded, resolve_device
 from invarbench.measurements import PerExample
 from invarbench.metrics.stats import MetricValue
@@ -67,6 +68,28 @@ def _state_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def _check_arguments(model: object, **values: object) -> None:
+    """One clear ValidationError for an argument of the wrong type, before anything runs."""
+    if not isinstance(model, nn.Module):
+        raise ValidationError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}: wrap a function in an nn.Module"
+        )
+    for name in ("mean", "std"):
+        value = values[name]
+        if value is not None and not (
+            isinstance(value, Sequence)
+            and not isinstance(value, str)
+            and all(isinstance(v, (int, float)) for v in value)
+        ):
+            raise ValidationError(
+                f"{name} must be a sequence of numbers, one per channel (e.g. (0.1307,)), got {value!r}"
+            )
+    for name in ("limit", "seed", "batch_size"):
+        value = values[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValidationError(f"{name} must be an integer, got {value!r}")
+
+
 def evaluate_model(
     model: nn.Module,
     dataset: str = "mnist5k",
@@ -86,21 +109,29 @@ def evaluate_model(
     """Evaluate ``model`` on ``dataset`` with ``suite`` and return the metrics, flags, per-example
     values and provenance.
 
-    ``model``: any ``nn.Module`` mapping images ``[B, C, H, W]`` (float, pixel values in [0, 1]
-    after the optional ``mean``/``std`` normalisation, which happens outside the model) to logits
-    ``[B, classes]``, with the data set's image size and number of classes. Its parameters may be
+    ``model``: any ``nn.Module`` mapping images ``[B, C, H, W]`` to logits ``[B, classes]``, with the
+    data set's image size and number of classes. The images are float32 with pixel values in [0, 1];
+    ``mean``/``std`` (one value per channel, on that [0, 1] scale; ``std`` defaults to 1 when only
+    ``mean`` is given) normalise them before the model, ``(x - mean) / std``. Its parameters may be
     float32, float16 or bfloat16 (inputs are cast to its dtype, logits to float32). It is put in
-    eval mode with frozen parameters while it runs, and given back as it was. ``device``: "auto"
-    (a CUDA GPU when available), "cpu" or "cuda"; the model is moved there. ``limit``: the first N
-    test examples only (a smoke run, never ranked when stored). ``seed``: default the suite's.
-    ``db``: a database URL (``sqlite:///results.db``, ``postgresql://...``) to store the run in, as
-    model ``<dataset>/<name>`` (``name`` defaults to the model's class name).
+    eval mode with frozen parameters while it runs, and given back in its train/eval mode and
+    ``requires_grad`` flags as it was; it stays on ``device``. ``suite``: a suite name ("quick",
+    "standard") or the path of a suite file of one's own (``my_suite.yaml``, docs/suites.md).
+    ``device``: "auto" (a CUDA GPU when available), "cpu" or "cuda". ``limit``: the first N test
+    examples only (at most the suite's number; fewer is a smoke run, never ranked when stored).
+    ``seed``: default the suite's. ``batch_size``: examples per batch (the unit of storage and
+    progress). ``db``: a database URL (``sqlite:///results.db``, ``postgresql://...``) to store the run
+    in, as model ``<dataset>/<name>``; ``name`` defaults to the model's class name (give two models
+    of one class different names: the site shows one row per model id). ``data_dir``: the folder of
+    downloaded data sets (mnist, cifar10, cifar100). ``progress``: a
+    :data:`invarbench.progress.ProgressFactory` for a progress bar.
 
     Raises :class:`~invarbench.errors.NotFoundError` (unknown data set or suite),
     :class:`~invarbench.errors.ValidationError` (bad options, wrong input size) and
     :class:`~invarbench.errors.ModelOutputError` (wrong logit shape, NaN/Inf logits, the model's own
     forward raising), each with a one-line message. Protocol and references: docs/measurements.md.
     """
+    _check_arguments(model, mean=mean, std=std, limit=limit, seed=seed, batch_size=batch_size)
     spec = DATASETS.get(dataset)
     resolved = load_suite(suite, dataset)
     dev = resolve_device(device)

@@ -81,3 +81,20 @@ def test_the_readme_example_runs_as_written(monkeypatch, capsys):
     exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the project's own documentation
     out = capsys.readouterr().out
     assert "robust_accuracy_linf" in out and "float32 50" in out
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mean": 0.5}, "mean must be a sequence of numbers, one per channel"),
+        ({"seed": "1"}, "seed must be an integer, got '1'"),
+        ({"limit": "16"}, "limit must be an integer"),
+    ],
+)
+def test_arguments_of_the_wrong_type_get_one_clear_error(lenet, kwargs, message):
+    from invarbench.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        invarbench.evaluate_model(lenet, device="cpu", **kwargs)
+    with pytest.raises(ValidationError, match="model must be a torch.nn.Module, got function"):
+        invarbench.evaluate_model(lambda x: lenet(x), device="cpu")

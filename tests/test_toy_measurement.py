@@ -129,3 +129,24 @@ def test_a_suite_file_of_ones_own_includes_a_packaged_suite(tmp_path):
         suite_schema.load_suite(str(own), "cifar10")
     with pytest.raises(Exception, match="suite file not found"):
         suite_schema.load_suite(str(tmp_path / "nope.yaml"), "mnist5k")
+
+
+def test_a_suite_file_may_not_take_a_packaged_suites_name(tmp_path):
+    fake = tmp_path / "fake.yaml"
+    fake.write_text(
+        "name: quick\nversion: 3\ndataset: mnist5k\ndescription: not the quick suite\n"
+        'changelog: ["3: x"]\ninclude: quick/mnist5k\nmeasurements: {pgd_linf: {eps: 0.001}}\n'
+    )
+    with pytest.raises(Exception, match="is named 'quick', like a packaged suite: give it a name of its own"):
+        suite_schema.load_suite(str(fake), "mnist5k")
+
+
+def test_a_measurement_that_returns_the_wrong_number_of_values_is_refused(toy):
+    from dataclasses import replace
+
+    from invarbench.measurements import BatchOutput
+
+    m = MEASUREMENTS.remove("toy")
+    MEASUREMENTS.add("toy", replace(m, measure=lambda ctx, cfg: BatchOutput({"top": [0.5] * 3})))
+    with pytest.raises(RuntimeError, match=r"measurement toy returned fields of the wrong length \{'top': 3\}"):
+        evaluate(resolve_card("mnist5k/lenet-standard"), Store("sqlite://"), EvalOptions(suite="toy", device="cpu"))

@@ -150,10 +150,32 @@ def measure_batch(
         settings = suite.measurements.get(name)
         if name == _ALWAYS:
             results[name] = m.measure(ctx, settings)
-            continue
-        with _trusted(model), _finite_logits(model, name, start, stop):
-            results[name] = m.measure(ctx, settings)
+        else:
+            with _trusted(model), _finite_logits(model, name, start, stop):
+                results[name] = m.measure(ctx, settings)
+        _check_fields(m, results[name].fields, stop - start)
     return {name: out.fields for name, out in results.items() if out.fields}
+
+
+def _check_fields(m, fields: dict[str, list], batch: int) -> None:  # noqa: ANN001 - a Measurement
+    """A measurement returns the fields it declares, one value per example of the batch (``per="example"``)
+    or one per pair, the same number in every field (``per="pair"``): anything else would be aggregated
+    over the wrong examples. Raises RuntimeError (a bug in the measurement, not the user's input)."""
+    if not fields:
+        return
+    undeclared = sorted(set(fields) - set(m.fields))
+    lengths = {key: len(values) for key, values in fields.items()}
+    wrong = (
+        {k: n for k, n in lengths.items() if n != batch}
+        if m.per == "example"
+        else (lengths if len(set(lengths.values())) > 1 else {})
+    )
+    if undeclared or wrong:
+        raise RuntimeError(
+            f"measurement {m.name} returned {f'undeclared fields {undeclared}' if undeclared else ''}"
+            f"{' and ' if undeclared and wrong else ''}"
+            f"{f'fields of the wrong length {wrong} (batch of {batch}, per {m.per})' if wrong else ''}"
+        )
 
 
 def merge_batches(batches: Iterable[PerExample]) -> PerExample:

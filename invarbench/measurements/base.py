@@ -36,7 +36,8 @@ class MetricSpec:
     table heads its column with; ``unit`` what the number counts; ``better`` which way is better
     (None: neither, the number describes the model); ``percent``: a proportion shown as a
     percentage; ``aggregation`` how the per-example values become the number; ``interval`` the
-    method of its 95 % interval; ``reads`` one line on how to read it."""
+    method of its 95 % interval ("normal": mean ± 1.96 standard errors, as ``mean_metric`` gives);
+    ``reads`` one line on how to read it."""
 
     name: str
     label: str
@@ -44,7 +45,7 @@ class MetricSpec:
     better: Better | None
     percent: bool
     aggregation: Literal["proportion", "mean", "median", "ece"]
-    interval: Literal["Wilson score", "bootstrap percentile"]
+    interval: Literal["Wilson score", "bootstrap percentile", "normal"]
     reads: str
     description: str
 
@@ -103,7 +104,10 @@ class Measurement:
       suite settings. ``None``: the measurement takes no settings and always runs (``clean``).
     - ``measure(ctx, settings) -> BatchOutput``: the per-batch function; it depends only on its
       arguments, so a resumed run recomputes nothing and changes nothing.
-    - ``fields``: the per-example (or per-pair) fields it stores, with their meaning.
+    - ``fields``: the per-example (or per-pair) fields it stores, with their meaning and unit; each
+      holds one JSON-ready value per example of the batch (``per="example"``) or per pair whose
+      source lies in the batch (``per="pair"``), which :func:`invarbench.evaluation.measure.measure_batch`
+      checks. ``MEASUREMENTS.add`` raises ValueError for a name already registered.
     - ``metrics``: the metric specs; ``aggregate(per_example, settings, suite)`` computes them (in
       that order) from the concatenation of all batches' stored values.
     - ``flags(per_example, suite)``: reliability flags read from the stored values (optional).

@@ -22,7 +22,7 @@ CLOSURE = MetricSpec(
     better="lower",
     percent=False,
     aggregation="mean",
-    interval="bootstrap percentile",
+    interval="normal",
     reads="lower: less excessively invariant",
     description="NSPGD (null-space projected gradient descent): how far a walk from a source toward an image of "
     "another class gets while the source class keeps its confidence; 1 = it reached the target image "
@@ -35,7 +35,7 @@ TARGET_DISTANCE = MetricSpec(
     better="higher",
     percent=False,
     aggregation="mean",
-    interval="bootstrap percentile",
+    interval="normal",
     reads="higher: less excessively invariant",
     description="the L2 distance to the target image left at the end of the walk (mean over walking pairs)",
 )

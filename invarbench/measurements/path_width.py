@@ -22,7 +22,7 @@ PATH_WIDTH = MetricSpec(
     better=None,
     percent=False,
     aggregation="mean",
-    interval="bootstrap percentile",
+    interval="normal",
     reads="a wider tube: a smoother, more invariant model",
     description="the radius of the tube of near-constant confidence around the NSPGD path, probed in random "
     "directions normal to it (mean over pairs of their mean over path points)",

@@ -339,6 +339,11 @@ def load_suite(name: str, dataset: str) -> Suite:
             problems.append(msg if msg.startswith((f"{loc}.", f"{loc}:")) else f"{loc}: {msg}")
         raise ValidationError(f"invalid suite file {where}: {'; '.join(problems)}") from None
     if is_suite_file(name):
+        if suite.name in suite_names():
+            raise ValidationError(
+                f"suite file {name} is named '{suite.name}', like a packaged suite: give it a name of its own, so "
+                "that its runs are never taken for (or ranked with) that suite's"
+            )
         if suite.dataset != dataset:
             raise ValidationError(f"suite file {name} is for data set '{suite.dataset}', the model's is '{dataset}'")
         return suite
