@@ -150,3 +150,30 @@ def test_a_measurement_that_returns_the_wrong_number_of_values_is_refused(toy):
     MEASUREMENTS.add("toy", replace(m, measure=lambda ctx, cfg: BatchOutput({"top": [0.5] * 3})))
     with pytest.raises(RuntimeError, match=r"measurement toy returned fields of the wrong length \{'top': 3\}"):
         evaluate(resolve_card("mnist5k/lenet-standard"), Store("sqlite://"), EvalOptions(suite="toy", device="cpu"))
+
+
+def test_the_command_line_loads_a_measurement_of_ones_own_from_the_environment(tmp_path, monkeypatch):
+    """$INVARBENCH_MEASUREMENTS names the module; a suite file of one's own uses it; 'invarbench eval' runs it."""
+    import invarbench.measurements as registry
+
+    (tmp_path / "my_toy.py").write_text(TOY_MODULE)
+    own = tmp_path / "mine.yaml"
+    own.write_text(TOY_SUITE.replace("name: toy", "name: mine"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("INVARBENCH_MEASUREMENTS", "my_toy")
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    try:
+        url = f"sqlite:///{tmp_path / 'r.db'}"
+        result = CliRunner().invoke(
+            app, ["eval", "mnist5k/lenet-standard", "--suite", str(own), "--device", "cpu", "--db", url]
+        )
+        assert result.exit_code == 0, result.output
+        assert "mean_top_confidence" in result.stdout
+    finally:
+        if "toy" in MEASUREMENTS:
+            MEASUREMENTS.remove("toy")
+        sys.modules.pop("my_toy", None)
+    monkeypatch.setenv("INVARBENCH_MEASUREMENTS", "no_such_module")
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    bad = CliRunner().invoke(app, ["eval", "mnist5k/lenet-standard", "--suite", str(own), "--device", "cpu"])
+    assert bad.exit_code == 1 and "cannot load the measurement module no_such_module" in bad.stderr

@@ -3,11 +3,18 @@
 Each measurement is one module of this package (see :mod:`invarbench.measurements.base`); the
 built-in ones register here, in the order a suite runs them and lists their metrics. A new
 measurement is one module that builds a :class:`Measurement` and calls
-``MEASUREMENTS.add(name, measurement)``, and one entry under ``measurements:`` in a suite file.
+``MEASUREMENTS.add(name, measurement)``, and one entry under ``measurements:`` in a suite file. A
+module outside this package is loaded by :func:`load_plugins` (``$INVARBENCH_MEASUREMENTS`` or an
+``invarbench.measurements`` entry point), so that ``invarbench eval`` can use it too.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import os
+
+from invarbench.errors import ValidationError
 from invarbench.measurements.base import (
     BatchContext,
     BatchOutput,
@@ -30,6 +37,36 @@ for _m in (CLEAN, PGD_LINF, PGD_L2, MIN_NORM, NSPGD, PATH_WIDTH_MEASUREMENT, ECE
     MEASUREMENTS.add(_m.name, _m)
 
 
+PLUGINS_ENV = "INVARBENCH_MEASUREMENTS"
+ENTRY_POINT_GROUP = "invarbench.measurements"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import the measurements of one's own, once: the modules named (comma-separated) in
+    ``$INVARBENCH_MEASUREMENTS`` and those that installed packages declare under the entry-point
+    group ``invarbench.measurements``; each registers itself with ``MEASUREMENTS.add`` when imported.
+    Suites call this before they validate. Raises :class:`ValidationError` naming a module that
+    cannot be imported."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    for source, load in [
+        *((n, lambda n=n: importlib.import_module(n)) for n in names),
+        *((f"entry point {ep.name}", ep.load) for ep in entry_points),
+    ]:
+        try:
+            load()
+        except Exception as exc:  # noqa: BLE001 - a plug-in's import can fail in any way
+            raise ValidationError(
+                f"cannot load the measurement module {source} ({type(exc).__name__}: {exc}): check ${PLUGINS_ENV} "
+                "or the package that declares it"
+            ) from None
+
+
 def metric_specs() -> list[MetricSpec]:
     """Every registered metric, in the order of the measurements and of their declarations."""
     return [spec for m in MEASUREMENTS.in_order() for spec in m.metrics]
@@ -47,6 +84,7 @@ __all__ = [
     "Measurement",
     "MetricSpec",
     "PerExample",
+    "load_plugins",
     "measurement_generators",
     "metric_spec",
     "metric_specs",

@@ -32,7 +32,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from invarbench.attacks.checks import ReliabilityConfig
 from invarbench.errors import NotFoundError, ValidationError
-from invarbench.measurements import MEASUREMENTS, suite_fields
+from invarbench.measurements import MEASUREMENTS, load_plugins, suite_fields
 from invarbench.registry import did_you_mean
 
 # Keys that a file states itself and never takes from the file it includes.
@@ -153,7 +153,9 @@ def _measurement_settings(raw: Any) -> MeasurementSettings:
         if name not in MEASUREMENTS:
             known = [m.name for m in MEASUREMENTS.in_order() if m.settings is not None]
             raise ValueError(
-                f"measurements.{name}: unknown measurement.{did_you_mean(str(name), known)} Known: {', '.join(known)}"
+                f"measurements.{name}: unknown measurement.{did_you_mean(str(name), known)} Known: {', '.join(known)}. "
+                "A measurement of your own is loaded from $INVARBENCH_MEASUREMENTS (module names) or an "
+                "'invarbench.measurements' entry point"
             )
         m = MEASUREMENTS.get(name)
         if m.settings is None:
@@ -324,6 +326,7 @@ def load_suite(name: str, dataset: str) -> Suite:
     package suite, e.g. ``include: quick/mnist5k``). Raises :class:`NotFoundError` for an unknown
     suite, data set or file and :class:`ValidationError` for an invalid one, naming the field."""
     where = f"{name}/{dataset}.yaml" if not is_suite_file(name) else name
+    load_plugins()  # measurements of one's own register before the suite is validated
     try:
         data = _fractions(_read_raw(name, dataset))
     except ValueError as exc:
