@@ -84,6 +84,8 @@ def _check_arguments(model: object, **values: object) -> None:
             raise ValidationError(
                 f"{name} must be a sequence of numbers, one per channel (e.g. (0.1307,)), got {value!r}"
             )
+    if (values["mean"] is None) != (values["std"] is None):
+        raise ValidationError("give both mean and std (one value per channel), or neither")
     for name in ("limit", "seed", "batch_size"):
         value = values[name]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -111,8 +113,8 @@ def evaluate_model(
 
     ``model``: any ``nn.Module`` mapping images ``[B, C, H, W]`` to logits ``[B, classes]``, with the
     data set's image size and number of classes. The images are float32 with pixel values in [0, 1];
-    ``mean``/``std`` (one value per channel, on that [0, 1] scale; ``std`` defaults to 1 when only
-    ``mean`` is given) normalise them before the model, ``(x - mean) / std``. Its parameters may be
+    ``mean``/``std`` (both or neither, one value per channel, on that [0, 1] scale) normalise them
+    before the model, ``(x - mean) / std``. Its parameters may be
     float32, float16 or bfloat16 (inputs are cast to its dtype, logits to float32). It is put in
     eval mode with frozen parameters while it runs, and given back in its train/eval mode and
     ``requires_grad`` flags as it was; it stays on ``device``. ``suite``: a suite name ("quick",

@@ -98,3 +98,12 @@ def test_arguments_of_the_wrong_type_get_one_clear_error(lenet, kwargs, message)
         invarbench.evaluate_model(lenet, device="cpu", **kwargs)
     with pytest.raises(ValidationError, match="model must be a torch.nn.Module, got function"):
         invarbench.evaluate_model(lambda x: lenet(x), device="cpu")
+
+
+def test_normalisation_on_the_wrong_scale_or_half_given_is_refused(lenet):
+    from invarbench.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="must be on the \\[0, 1\\] scale of the images"):
+        invarbench.evaluate_model(lenet, device="cpu", mean=(130.0,), std=(78.0,))
+    with pytest.raises(ValidationError, match="give both mean and std"):
+        invarbench.evaluate_model(lenet, device="cpu", mean=(0.13,))

@@ -546,3 +546,10 @@ def test_cards_architectures_lists_the_registry():
     assert result.exit_code == 0
     for name in ("lenet", "smallcnn", "preact_resnet18", "wide_resnet28_10", "resnet20"):
         assert re.search(rf"\b{name}\b", result.stdout), name
+
+
+def test_normalisation_on_the_0_255_scale_is_refused(tmp_path):
+    data = card_dict(preprocessing={"input_size": [1, 8, 8], "mean": [33.0], "std": [78.0]})
+    path = write_card(tmp_path / "cards", data, b"x")
+    with pytest.raises(ValidationError, match=r"must be on the \[0, 1\] scale of the images"):
+        load_card(path)

@@ -183,6 +183,11 @@ class Preprocessing(_Strict):
                 )
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ValueError(f"std values must be positive, got {self.std}")
+        if any(not 0 <= m <= 1 for m in self.mean or []) or any(s > 1 for s in self.std or []):
+            raise ValueError(
+                f"mean {self.mean} and std {self.std} must be on the [0, 1] scale of the images (e.g. mean 0.1307, "
+                "std 0.3081 for MNIST), not on the 0-255 scale"
+            )
         return self
 
 

@@ -47,6 +47,11 @@ class ModelWrapper(nn.Module):
             )
         if bool((std_t <= 0).any()):
             raise ValidationError("preprocessing std must be positive")
+        if bool((mean_t < 0).any() or (mean_t > 1).any() or (std_t > 1).any()):
+            raise ValidationError(
+                f"preprocessing mean {mean_t.tolist()} and std {std_t.tolist()} must be on the [0, 1] scale of the "
+                "images (e.g. mean 0.1307, std 0.3081 for MNIST), not on the 0-255 scale"
+            )
         self.register_buffer("mean", mean_t.view(1, channels, 1, 1))
         self.register_buffer("std", std_t.view(1, channels, 1, 1))
         self._identity_norm = bool((mean_t == 0).all() and (std_t == 1).all())
