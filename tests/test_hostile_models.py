@@ -278,6 +278,11 @@ def test_zero_gradients_survive_every_measurement_and_raise_the_flags(tmp_path, 
     metrics = _metrics(tmp_path, run["id"])
     assert metrics["clean_accuracy"] > 0.5
     assert math.isfinite(metrics["median_min_l2_distance"]) and metrics["median_min_l2_distance"] > 0
+    # The flags stay visible in a narrow terminal's run list.
+    listed = runner.invoke(
+        app, ["results", "list", "--db", f"sqlite:///{tmp_path / 'results.db'}"], env={"COLUMNS": "80"}
+    )
+    assert f"run {run['id']} flags: zero_gradients, gradient_attack_weaker_than_search" in listed.stdout
 
 
 # --- a model whose own forward raises during the run ----------------------------------------------

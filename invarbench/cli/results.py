@@ -157,6 +157,10 @@ def list_command(dataset: DatasetOption = None, model: ModelOption = None, db: D
             _when(run.started_at)[:16],
         )
     console.print(table)
+    # The flags again below the table: a narrow terminal drops the column, never these lines.
+    for run in runs:
+        if run.flags:
+            console.print(f"run {run.id} flags: {', '.join(run.flags)}", soft_wrap=True)
 
 
 @app.command("show")
