@@ -122,7 +122,7 @@ def test_a_lone_smoke_run_is_not_ranked_but_listed_apart(db_url, tmp_path, recor
     assert (
         'class="no-ranked" data-dataset="mnist5k">No full run on the mnist5k test split yet: nothing is ranked.'
     ) in html
-    assert f'<h3 id="unranked-mnist5k">{UNRANKED_TITLE}</h3>' in html
+    assert f'<h3 id="unranked-mnist5k-quick-v{QUICK.version}">{UNRANKED_TITLE}</h3>' in html
     assert UNRANKED_TITLE == "Smoke runs and runs on custom data — not ranked"
     row = row_of(apart, smoke)
     assert f'<td class="num" data-field="examples">4 of {QUICK.num_examples}</td>' in row
@@ -147,8 +147,8 @@ def test_a_full_run_is_ranked_and_a_smoke_run_of_the_same_model_is_listed_apart(
     assert re.findall(r'data-run="(\d+)"', ranked) == [str(other), str(full)]  # ranked by robust accuracy
     assert f'data-run="{smoke}"' not in ranked and re.findall(r'data-run="(\d+)"', apart) == [str(smoke)]
     first = row_of(ranked, other)
-    assert re.search(r"<td>1</td>", first) and "60.00%" in first and "95.00%" in first
-    assert re.search(r"<td>2</td>", row_of(ranked, full)) and "2.00%" in row_of(ranked, full)
+    assert re.search(r"<td data-sort=\"1\">1</td>", first) and "60.00%" in first and "95.00%" in first
+    assert re.search(r"<td data-sort=\"2\">2</td>", row_of(ranked, full)) and "2.00%" in row_of(ranked, full)
     assert "100.00%" not in ranked and "100.00%" in row_of(apart, smoke)
     assert f">4 of {QUICK.num_examples}<" in row_of(apart, smoke)
     # where a run's device is shown, so is the dtype its model computed in

@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from invarbench.cli.common import DbOption, console, user_errors
+from invarbench.errors import NotFoundError, ValidationError
 from invarbench.site import build_site
+from invarbench.site.build import build_site_from_results
 from invarbench.store import Store
 
 app = typer.Typer(
@@ -22,9 +24,27 @@ def build_command(
         "leaderboard/_site"
     ),
     db: DbOption = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            "--results",
+            help="Build from published results files (e.g. leaderboard/results) instead of a database: they are "
+            "imported into a throwaway one. Not with --db.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Render the leaderboard into OUT: per data set, the newest finished full run of each model and suite, ranked;
-    smoke runs (--limit) and runs on custom data (--data) listed apart, not ranked."""
+    """Render the leaderboard into OUT: one board per data set and suite version, with the newest finished full
+    run of each model ranked (models whose intervals overlap share a rank), JSON and CSV downloads of each board;
+    smoke runs (--limit) and runs on custom data (--data) listed apart, not ranked. The same results give the
+    same bytes."""
     with user_errors():
-        index = build_site(Store(db), out)
+        if results is not None:
+            if db is not None:
+                raise ValidationError("give --results or --db, not both")
+            if not results.exists():
+                raise NotFoundError(f"results folder not found: {results}")
+            index = build_site_from_results(results, out)
+        else:
+            index = build_site(Store(db), out)
     console.print(f"Wrote {index}")

@@ -1,0 +1,104 @@
+"""The static site: one board per data set and suite version, honest shared ranks, downloads, builds
+from the published results files, and byte-identical rebuilds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from invarbench.cli.app import app
+from invarbench.site.build import LeaderboardRow, MetricCell, build_site, leaderboard, shared_ranks
+from invarbench.store import Store
+
+RESULTS = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
+runner = CliRunner()
+
+
+def _row(name: str, value: float, low: float, high: float) -> LeaderboardRow:
+    return LeaderboardRow(
+        card_id=name,
+        name=name,
+        training="standard",
+        suite="s v1",
+        run_id=0,
+        examples=10,
+        full_examples=10,
+        data="d",
+        kind="full",
+        provenance=[],
+        finished="",
+        flags=[],
+        metrics={"robust_accuracy_linf": MetricCell(value, low, high)},
+    )
+
+
+def test_models_whose_intervals_overlap_share_a_rank():
+    rows = [
+        _row("a", 0.80, 0.75, 0.85),
+        _row("b", 0.78, 0.73, 0.83),  # overlaps a: shares rank 1
+        _row("c", 0.60, 0.55, 0.65),  # below both a and b entirely: rank 3
+        _row("d", 0.58, 0.50, 0.74),  # overlaps b (0.73 < 0.74) but lies below a: rank 2
+    ]
+    assert shared_ranks(rows, "robust_accuracy_linf") == [1, 1, 3, 2]
+    assert shared_ranks(rows, "no_such_metric") == [1, 2, 3, 4]
+
+
+def test_the_published_results_build_a_site_with_a_board_per_suite_version_and_downloads(tmp_path):
+    out = tmp_path / "site"
+    result = runner.invoke(app, ["site", "build", "--results", str(RESULTS), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text()
+    [heading] = re.findall(r'<h2 id="board-([^"]+)">', html)
+    assert heading.startswith("mnist5k-standard-v")
+    # Both reference models are ranked; their robust accuracies' intervals do not overlap.
+    table = re.search(r'<table class="leaderboard".*?</table>', html, flags=re.S).group(0)
+    assert re.findall(r'data-model="([^"]+)"', table) == ["mnist5k/lenet-pgd-at", "mnist5k/lenet-standard"]
+    assert re.findall(r'<td data-sort="(\d+)">', table) == ["1", "2"]
+    assert "gradient_attack_weaker_than_search" in table and 'data-field="seconds"' in table
+    docs = json.loads((out / "boards" / f"{heading}.json").read_text())
+    assert [d["model"]["card_id"] for d in docs] == ["mnist5k/lenet-pgd-at", "mnist5k/lenet-standard"]
+    rows = list(csv.DictReader(io.StringIO((out / "boards" / f"{heading}.csv").read_text())))
+    assert {r["card_id"] for r in rows} == {"mnist5k/lenet-pgd-at", "mnist5k/lenet-standard"}
+    assert f'href="boards/{heading}.json"' in html and f'href="boards/{heading}.csv"' in html
+    # Built again from the same results: the same bytes, everywhere.
+    again = tmp_path / "again"
+    assert runner.invoke(app, ["site", "build", "--results", str(RESULTS), "--out", str(again)]).exit_code == 0
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert path.read_bytes() == (again / path.relative_to(out)).read_bytes(), path
+
+
+def test_a_board_never_mixes_suite_versions(tmp_path):
+    """The same model under two versions of one suite: two boards, one run each."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    from invarbench.store.export import import_path
+
+    import_path(store, RESULTS)
+    path = next((RESULTS / "mnist5k").glob("lenet-standard__standard-v*.json"))
+    doc = json.loads(path.read_text())
+    doc["run"]["uid"] = "00000000-0000-0000-0000-000000000000"
+    doc["run"]["suite_version"] = 99
+    from invarbench.store.export import content_digest
+
+    doc["content_sha256"] = content_digest(doc)
+    other = tmp_path / "v99.json"
+    other.write_text(json.dumps(doc))
+    import_path(store, other)
+    boards = leaderboard(store)
+    assert [(b.suite, b.version) for b in boards] == [("standard", 3), ("standard", 99)]
+    assert [len(b.rows) for b in boards] == [2, 1]
+    build_site(store, tmp_path / "site")
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert "mnist5k · standard v3" in html and "mnist5k · standard v99" in html
+
+
+def test_results_and_db_together_are_refused(tmp_path):
+    result = runner.invoke(app, ["site", "build", "--results", str(RESULTS), "--db", "sqlite://", "--out", "x"])
+    assert result.exit_code == 1 and "give --results or --db, not both" in result.stderr
+    missing = runner.invoke(app, ["site", "build", "--results", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "results folder not found" in missing.stderr
