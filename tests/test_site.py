@@ -102,3 +102,53 @@ def test_results_and_db_together_are_refused(tmp_path):
     assert result.exit_code == 1 and "give --results or --db, not both" in result.stderr
     missing = runner.invoke(app, ["site", "build", "--results", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "results folder not found" in missing.stderr
+
+
+def test_every_ranked_model_has_a_page_with_its_metrics_flags_provenance_and_figures(tmp_path):
+    out = tmp_path / "site"
+    assert runner.invoke(app, ["site", "build", "--results", str(RESULTS), "--out", str(out)]).exit_code == 0
+    pages = sorted((out / "models").rglob("*.html"))
+    assert [p.stem for p in pages] == ["lenet-pgd-at", "lenet-standard"]
+    html = pages[0].read_text()
+    assert "gradient_attack_weaker_than_search</span>: a gradient-free boundary search found closer" in html
+    assert "Robust accuracy (PGD L∞)" in html and "suite settings hash" in html and "float32" in html
+    assert html.count("<svg") == 2 and html.count('role="img" aria-label="') == 2
+    assert "Equi-confidence tube" in html and "Histogram of the minimal adversarial L2 distance of 979 examples" in html
+    doc = json.loads(pages[0].with_suffix(".json").read_text())
+    assert doc["model"]["card_id"] == "mnist5k/lenet-pgd-at"
+    index = (out / "index.html").read_text()
+    assert 'class="scatter"' in index and "Sensitivity against invariance" in index
+
+
+def test_every_internal_link_resolves_and_none_leaves_the_site_but_the_hub_and_papers(tmp_path):
+    out = tmp_path / "site"
+    assert runner.invoke(app, ["site", "build", "--results", str(RESULTS), "--out", str(out)]).exit_code == 0
+    for page in out.rglob("*.html"):
+        html = page.read_text()
+        for href in re.findall(r'(?:href|xlink:href)="([^"#][^"]*)"', html):
+            if href.startswith("https://"):
+                continue
+            target = (page.parent / href.split("#")[0]).resolve()
+            assert target.is_file(), (page.name, href)
+        assert not re.search(r'(?:src|href)="(?:https?:)?//', html.replace("https://huggingface.co/", ""))
+
+
+def test_a_hostile_card_name_renders_as_text(tmp_path):
+    from invarbench.store.export import content_digest, import_path
+
+    path = next((RESULTS / "mnist5k").glob("lenet-standard__standard-v*.json"))
+    doc = json.loads(path.read_text())
+    doc["model"]["name"] = "<script>alert(1)</script>"
+    doc["model"]["card_yaml"] = doc["model"]["card_yaml"].replace(
+        "name: LeNet (standard training)", "name: <script>alert(1)</script>"
+    )
+    doc["content_sha256"] = content_digest(doc)
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(json.dumps(doc))
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    import_path(store, hostile)
+    build_site(store, tmp_path / "site")
+    for page in (tmp_path / "site").rglob("*.html"):
+        html = page.read_text()
+        assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (tmp_path / "site" / "index.html").read_text()

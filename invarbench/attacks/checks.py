@@ -44,6 +44,19 @@ from torch import nn
 from invarbench.attacks._tensors import check_finite_logits
 
 FLAG_NAMES = ("randomized_outputs", "probability_outputs", "zero_gradients", "nan_gradients", "batch_dependent_outputs")
+# What each flag means for a reader of the numbers (the site and the docs show these).
+FLAG_DOCS = {
+    "randomized_outputs": "two identical forward passes gave different logits: a randomised model, whose robustness "
+    "needs attacks with expectation over transformation (EOT); these numbers may overstate it",
+    "probability_outputs": "the model returns probabilities, not logits: a softmax on top saturates the attacks' loss, "
+    "so the robust accuracies may be too high",
+    "zero_gradients": "the input gradient is exactly zero for many examples (e.g. quantised inputs): gradient attacks "
+    "cannot move, so the robust accuracies are likely too high",
+    "nan_gradients": "the input gradient has NaN or Inf entries: gradient attacks fail on those examples, so the "
+    "robust accuracies may be too high",
+    "batch_dependent_outputs": "an example's logits depend on the other examples in its batch (e.g. BatchNorm on "
+    "batch statistics): every number changes with the batch size",
+}
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,13 @@ def load_plugins() -> None:
             ) from None
 
 
+def flag_docs() -> dict[str, str]:
+    """Every flag a run can carry, with what it means: the reliability checks' and the measurements'."""
+    from invarbench.attacks.checks import FLAG_DOCS
+
+    return {**FLAG_DOCS, **{k: v for m in MEASUREMENTS.in_order() for k, v in m.flag_docs.items()}}
+
+
 def metric_specs() -> list[MetricSpec]:
     """Every registered metric, in the order of the measurements and of their declarations."""
     return [spec for m in MEASUREMENTS.in_order() for spec in m.metrics]
@@ -84,6 +91,7 @@ __all__ = [
     "Measurement",
     "MetricSpec",
     "PerExample",
+    "flag_docs",
     "load_plugins",
     "measurement_generators",
     "metric_spec",

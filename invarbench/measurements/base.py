@@ -128,6 +128,7 @@ class Measurement:
     check: Callable[[Any, Mapping[str, Any]], None] | None = None
     per: Literal["example", "pair"] = "example"
     summary: Callable[[Any], str] | None = None
+    flag_docs: Mapping[str, str] = field(default_factory=dict)  # what each of its flags means, for a reader
 
 
 def suite_fields(settings: type) -> list[dataclasses.Field]:

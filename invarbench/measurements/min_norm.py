@@ -157,5 +157,10 @@ MIN_NORM = Measurement(
     metrics=(MEDIAN_MIN_L2,),
     aggregate=aggregate,
     flags=flags,
+    flag_docs={
+        WEAKER_FLAG: "a gradient-free boundary search found closer adversarial examples than the gradient attack FMN "
+        "on more than 10 % of the correctly classified examples: a sign of gradient masking, so the gradient-based "
+        "numbers (PGD robust accuracies) are likely too optimistic",
+    },
     summary=lambda cfg: f"FMN {cfg.steps} steps or boundary search, {cfg.search_endpoints} endpoints",
 )

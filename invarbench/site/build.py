@@ -200,6 +200,32 @@ def leaderboard(store: Store) -> list[DatasetBoard]:
     return boards
 
 
+SCATTER_X, SCATTER_Y = "median_min_l2_distance", "path_width"
+
+
+def board_scatter(board: DatasetBoard) -> Figure | None:
+    """Sensitivity against invariance for a board's ranked models: the median minimal L2 distance against
+    the path width, with their 95 % intervals, each point linking to its model page; None without data."""
+    from invarbench.site import plots
+
+    points = []
+    for row in board.rows:
+        x, y = row.metrics.get(SCATTER_X), row.metrics.get(SCATTER_Y)
+        if x is None or y is None:
+            continue
+        href = model_page_path(board, row.card_id)
+        points.append(plots.ScatterPoint(row.name, x.value, x.ci_low, x.ci_high, y.value, y.ci_low, y.ci_high, href))
+    if not points:
+        return None
+    labels = {c.metric: c.label for c in metric_columns()}
+    plot = plots.scatter(
+        points,
+        f"{labels[SCATTER_X]} (sensitivity: higher is less sensitive)",
+        f"{labels[SCATTER_Y]} (invariance around the NSPGD path)",
+    )
+    return Figure("Sensitivity against invariance", plot.svg, plot.alt)
+
+
 def _generated(store: Store) -> str:
     """The site's date: that of its newest finished run (so that the same database builds the same bytes)."""
     times = [st.run.finished_at for st in store.standings() if st.run.finished_at is not None]
@@ -218,6 +244,8 @@ def build_site(store: Store, out: Path) -> Path:
         version=invarbench.__version__,
         generated=_generated(store),
         rank_label=lambda name: next((c.label for c in metric_columns() if c.metric == name), name),
+        page_path=model_page_path,
+        scatters={b.slug: board_scatter(b) for b in boards},
     )
     out.mkdir(parents=True, exist_ok=True)
     downloads = out / "boards"
@@ -226,6 +254,16 @@ def build_site(store: Store, out: Path) -> Path:
         runs = [store.get_run(row.run_id) for row in board.rows]
         (downloads / f"{board.slug}.json").write_text(dumps([run_document(r) for r in runs]), encoding="utf-8")
         (downloads / f"{board.slug}.csv").write_text(csv_text(runs), encoding="utf-8")
+    page_template = env.get_template("model.html")
+    for page in model_pages(store, boards):
+        target = out / page.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(
+            page_template.render(page=page, generated=_generated(store), version=invarbench.__version__),
+            encoding="utf-8",
+        )
+        run_id = next(r.run_id for b in boards for r in b.rows if b.slug == page.board and r.card_id == page.card_id)
+        target.with_suffix(".json").write_text(dumps(run_document(store.get_run(run_id))), encoding="utf-8")
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")
     return index
@@ -241,3 +279,135 @@ def build_site_from_results(results: Path, out: Path) -> Path:
             return build_site(store, out)
         finally:
             store.close()
+
+
+@dataclass(frozen=True)
+class MetricLine:
+    """One metric on a model page: its spec's label and how to read it, the value and its interval."""
+
+    name: str
+    label: str
+    reads: str
+    percent: bool
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A picture of a page: inline SVG text (made by :mod:`invarbench.site.plots`) and its alt text."""
+
+    title: str
+    svg: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    """The page of one ranked run: the card, every metric, full provenance, the flags explained, the figures."""
+
+    path: str  # relative to the site's root
+    board: str  # the board's slug
+    card_id: str
+    name: str
+    training: str
+    card_fields: list[tuple[str, str]]
+    hub_url: str | None
+    paper: tuple[str, str] | None  # (title, url)
+    metrics: list[MetricLine]
+    provenance: list[ProvenanceCell]
+    flags: list[tuple[str, str]]  # (flag, what it means)
+    figures: list[Figure]
+    json_name: str
+
+
+def model_page_path(board: DatasetBoard, card_id: str) -> str:
+    """Where a model's page of a board lives, relative to the site's root."""
+    return f"models/{board.slug}/{card_id.split('/', 1)[-1]}.html"
+
+
+def _per_example(store: Store, run_id: int) -> dict[str, dict[str, list]]:
+    from invarbench.evaluation.measure import merge_batches  # the site reads values as the aggregation does
+
+    return merge_batches(values for _, values in sorted(store.stored_batches(run_id).items()))
+
+
+def _figures(run: RunRecord, values: dict[str, dict[str, list]]) -> list[Figure]:
+    from invarbench.site import plots
+
+    figures = []
+    pw = values.get("path_width")
+    settings = (run.suite_settings or {}).get("measurements", {}).get("path_width")
+    if pw and settings and pw.get("pair"):
+        plot = plots.tube_plot(settings["radii"], settings["points"], pw["q_lo"], pw["q_hi"], pw["p0"])
+        figures.append(Figure("Equi-confidence tube", plot.svg, plot.alt))
+    mn = values.get("min_norm")
+    if mn and mn.get("distance"):
+        plot = plots.distance_histogram(mn["distance"], mn.get("method"))
+        figures.append(Figure("Minimal adversarial L2 distances", plot.svg, plot.alt))
+    return figures
+
+
+def model_pages(store: Store, boards: list[DatasetBoard]) -> list[ModelPage]:
+    """One page per ranked run of every board."""
+    import yaml
+
+    from invarbench.measurements import flag_docs
+
+    specs = {s.name: s for s in metric_specs()}
+    docs = flag_docs()
+    pages = []
+    for board in boards:
+        for row in board.rows:
+            run = store.get_run(row.run_id)
+            card = yaml.safe_load(run.model.card_yaml) or {}
+            hub = card.get("source", {}) if isinstance(card.get("source"), dict) else {}
+            hub = hub.get("hub") if isinstance(hub.get("hub"), dict) else None
+            hub_url = (
+                f"https://huggingface.co/{hub['repo_id']}/blob/{hub['revision']}/{hub.get('file', '')}"
+                if hub and hub.get("repo_id") and hub.get("revision")
+                else None
+            )
+            paper = card.get("paper") if isinstance(card.get("paper"), dict) else None
+            fields = [
+                (key, str(card[key]))
+                for key in ("id", "name", "dataset", "num_classes", "format", "license", "submitted_by", "notes")
+                if card.get(key) is not None
+            ]
+            training = card.get("training") if isinstance(card.get("training"), dict) else {}
+            fields += [(f"training.{k}", str(v)) for k, v in training.items()]
+            metrics = [
+                MetricLine(
+                    m.name,
+                    specs[m.name].label if m.name in specs else m.name,
+                    specs[m.name].reads if m.name in specs else "",
+                    bool(specs[m.name].percent) if m.name in specs else False,
+                    m.value,
+                    m.ci_low,
+                    m.ci_high,
+                    m.n,
+                )
+                for m in run.metrics
+            ]
+            pages.append(
+                ModelPage(
+                    path=model_page_path(board, row.card_id),
+                    board=board.slug,
+                    card_id=row.card_id,
+                    name=row.name,
+                    training=row.training,
+                    card_fields=fields,
+                    hub_url=hub_url,
+                    paper=(paper.get("title", "paper"), paper["url"]) if paper and paper.get("url") else None,
+                    metrics=metrics,
+                    provenance=[
+                        ProvenanceCell(f.label, f.text(run)) for f in PROVENANCE_FIELDS if f.value(run) is not None
+                    ],
+                    flags=[(f, docs.get(f, "")) for f in run.flags or []],
+                    figures=_figures(run, _per_example(store, run.id)),
+                    json_name=Path(model_page_path(board, row.card_id)).with_suffix(".json").name,
+                )
+            )
+    return pages

@@ -34,6 +34,7 @@ import matplotlib.style
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 FIGSIZE = (4.8, 3.2)  # inches
 HASH_SALT = "invarbench"
@@ -224,7 +225,7 @@ def tube_plot(
                     [a for _, a, _ in both],
                     [b for _, _, b in both],
                     color=colour,
-                    alpha=0.25,
+                    alpha=0.15,
                     linewidth=0,
                 )
             label = f"iteration {it}" if n == n_pairs else f"iteration {it} ({n} of {n_pairs})"
@@ -303,7 +304,9 @@ def distance_histogram(distances: list[float], methods: list[str] | None = None)
         if not values:
             _no_data(ax, "no finite positive distance")
             ax.text(0.98, 0.97, note, transform=ax.transAxes, ha="right", va="top", color="0.25")
-            alt = f"{title}: no finite positive distance among {_plural(len(distances), 'example')}; {counts}."
+            alt = (
+                f"{title}: no data (no finite positive distance among {_plural(len(distances), 'example')}); {counts}."
+            )
             return Plot(_svg(fig, title, alt), alt)
 
         order = [m for m in METHOD_NAMES if m in groups] + sorted(m for m in groups if m not in METHOD_NAMES)
@@ -326,6 +329,7 @@ def distance_histogram(distances: list[float], methods: list[str] | None = None)
         ax.text(0.98, 0.97, note, transform=ax.transAxes, ha="right", va="top", color="0.25")
         ax.legend(loc="center right", frameon=False)
         ax.grid(True, axis="y", linewidth=0.4, alpha=0.5)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
         alt = (
             f"Histogram of the minimal adversarial L2 distance of {_plural(len(values), 'example')} "
@@ -373,8 +377,8 @@ def scatter(points: list[ScatterPoint], x_label: str, y_label: str) -> Plot:
             return Plot(_svg(fig, title, alt), alt)
 
         cycle = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+        drawn = []
         for i, (p, x, y) in enumerate(shown):
-            colour = cycle[i % len(cycle)]
             xerr, yerr = _extent(x, p.x_lo, p.x_hi), _extent(y, p.y_lo, p.y_hi)
             bars = ax.errorbar(
                 [x],
@@ -382,16 +386,29 @@ def scatter(points: list[ScatterPoint], x_label: str, y_label: str) -> Plot:
                 xerr=[[xerr[0]], [xerr[1]]],
                 yerr=[[yerr[0]], [yerr[1]]],
                 fmt="o",
-                color=colour,
+                color=cycle[i % len(cycle)],
                 markersize=5,
                 capsize=2,
                 elinewidth=0.9,
             )
-            text = ax.annotate(p.label, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7, color="0.15")
-            if p.href:
-                bars.lines[0].set_url(p.href)
-                text.set_url(p.href)
+            drawn.append(bars.lines[0])
         ax.margins(0.12)
+        left, right = ax.get_xlim()
+        for (p, x, y), marker in zip(shown, drawn):
+            # A label right of its point, or left of it in the right third, so that it stays in the figure.
+            on_left = right > left and (x - left) / (right - left) > 2 / 3
+            text = ax.annotate(
+                p.label,
+                (x, y),
+                xytext=(-4 if on_left else 4, 4),
+                textcoords="offset points",
+                ha="right" if on_left else "left",
+                fontsize=7,
+                color="0.15",
+            )
+            if p.href:
+                marker.set_url(p.href)
+                text.set_url(p.href)
         ax.grid(True, linewidth=0.4, alpha=0.5)
 
         described = "; ".join(f"{p.label} ({_fmt(x)}, {_fmt(y)})" for p, x, y in shown[:6])
