@@ -152,3 +152,30 @@ def test_a_hostile_card_name_renders_as_text(tmp_path):
         html = page.read_text()
         assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_registered_cards_without_a_run_are_listed_as_pending(tmp_path):
+    import shutil
+
+    cards = tmp_path / "cards"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "model_cards", cards)
+    extra = (cards / "mnist5k" / "lenet-standard.yaml").read_text()
+    (cards / "mnist5k" / "lenet-new.yaml").write_text(
+        extra.replace("id: mnist5k/lenet-standard", "id: mnist5k/lenet-new").replace(
+            "name: LeNet (standard training)", "name: A new LeNet"
+        )
+    )
+    out = tmp_path / "site"
+    result = runner.invoke(
+        app, ["site", "build", "--results", str(RESULTS), "--out", str(out), "--cards-dir", str(cards)]
+    )
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text()
+    pending = re.search(r'<p class="pending"[^>]*>(.*?)</p>', html, flags=re.S).group(1)
+    assert "<code>mnist5k/lenet-new</code> (A new LeNet)" in pending
+    assert "lenet-standard" not in pending and "lenet-pgd-at" not in pending
+
+
+def test_serve_refuses_a_folder_without_a_site(tmp_path):
+    result = runner.invoke(app, ["site", "serve", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "no site in" in result.stderr

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from invarbench.cli.common import DbOption, console, user_errors
+from invarbench.cli.common import CardsDirOption, DbOption, console, user_errors
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.site import build_site
 from invarbench.site.build import build_site_from_results
@@ -24,6 +24,7 @@ def build_command(
         "leaderboard/_site"
     ),
     db: DbOption = None,
+    cards_dir: CardsDirOption = None,
     results: Annotated[
         Path | None,
         typer.Option(
@@ -44,7 +45,37 @@ def build_command(
                 raise ValidationError("give --results or --db, not both")
             if not results.exists():
                 raise NotFoundError(f"results folder not found: {results}")
-            index = build_site_from_results(results, out)
+            index = build_site_from_results(results, out, cards_dir)
         else:
-            index = build_site(Store(db), out)
+            index = build_site(Store(db), out, cards_dir)
     console.print(f"Wrote {index}")
+
+
+@app.command("serve")
+def serve_command(
+    out: Annotated[Path, typer.Option("--out", help="The built site's folder (see 'site build').")] = Path(
+        "leaderboard/_site"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 8000,
+) -> None:
+    """Preview the built site at http://127.0.0.1:PORT/ until Ctrl-C (a local preview, not a web server)."""
+    import functools
+    import http.server
+
+    with user_errors():
+        if not (out / "index.html").is_file():
+            raise NotFoundError(f"no site in {out}: build it first with 'invarbench site build --out {out}'")
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+        try:
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError as exc:
+            raise ValidationError(
+                f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): choose another --port"
+            ) from None
+    console.print(f"Serving {out} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("Stopped.")
+    finally:
+        server.server_close()

@@ -81,6 +81,7 @@ class DatasetBoard:
     ranks: list[int] = field(default_factory=list)  # per ranked row: shared when the intervals overlap
     rank_metric: str = ""  # the metric the rows are ranked by
     seconds: list[str] = field(default_factory=list)  # per ranked row: the run's evaluation time
+    pending: list[tuple[str, str]] = field(default_factory=list)  # registered cards (id, name) with no run here
 
     @property
     def slug(self) -> str:
@@ -146,13 +147,31 @@ def _columns(rows: list[LeaderboardRow]) -> list[Column]:
     return columns + [Column(name, name, False, None, "") for name in others]
 
 
-def leaderboard(store: Store) -> list[DatasetBoard]:
+def registered_cards(cards_dir: Path | None) -> list[tuple[str, str, str]]:
+    """The valid cards under ``cards_dir`` (default: :func:`invarbench.cards.catalog.default_cards_dir`) as
+    (data set, id, name); an invalid card is left out (``invarbench cards validate`` reports it)."""
+    from invarbench.cards.catalog import card_paths, default_cards_dir, load_card
+    from invarbench.errors import InvarbenchError
+
+    root = cards_dir or default_cards_dir()
+    cards = []
+    for path in card_paths(root):
+        try:
+            card = load_card(path, check_location=True, cards_dir=root).card
+        except InvarbenchError:
+            continue
+        cards.append((card.dataset, card.id, card.name))
+    return sorted(cards)
+
+
+def leaderboard(store: Store, cards: list[tuple[str, str, str]] | None = None) -> list[DatasetBoard]:
     """One board per data set and suite version that has finished runs, by data set, suite and version.
 
     Its ranked rows are the newest full run of each model with that suite version, by
     :data:`RANK_METRIC`, then clean accuracy, with :func:`shared_ranks`; its unranked rows, listed
     apart, are the smoke and custom-data runs of that suite version (:meth:`Store.unranked_runs`), by
-    model card id and data. Returns the boards.
+    model card id and data; its pending list, the ``cards`` (data set, id, name) of its data set with no
+    run of that suite version. Returns the boards.
     """
     ranked: dict[tuple[str, str, int], list[LeaderboardRow]] = {}
     seconds: dict[int, str] = {}
@@ -183,6 +202,8 @@ def leaderboard(store: Store) -> list[DatasetBoard]:
         metric = RANK_METRIC if any(RANK_METRIC in r.metrics for r in rows) else "clean_accuracy"
         rows = sorted(rows, key=lambda r: (-value(r, metric), -value(r, "clean_accuracy"), r.card_id))
         unranked = sorted(apart.get(key, []), key=listed)
+        have = {r.card_id for r in rows} | {r.card_id for r in unranked}
+        pending = [(cid, name) for ds, cid, name in cards or [] if ds == dataset and cid not in have]
         boards.append(
             DatasetBoard(
                 dataset,
@@ -195,6 +216,7 @@ def leaderboard(store: Store) -> list[DatasetBoard]:
                 ranks=shared_ranks(rows, metric),
                 rank_metric=metric,
                 seconds=[seconds[r.run_id] for r in rows],
+                pending=pending,
             )
         )
     return boards
@@ -232,11 +254,12 @@ def _generated(store: Store) -> str:
     return max(times).strftime("%Y-%m-%d %H:%M UTC") if times else "no runs yet"
 
 
-def build_site(store: Store, out: Path) -> Path:
+def build_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
     """Write ``out/index.html`` and, per board, its downloads ``boards/<slug>.json`` (the results documents of
     its ranked runs, the interchange format of docs/store.md) and ``boards/<slug>.csv`` (one row per run and
-    metric). The same database gives the same bytes. Returns the index's path."""
-    boards = leaderboard(store)
+    metric). Registered cards (``cards_dir``) without a run of a board's suite version are listed as pending
+    under it. The same database and cards give the same bytes. Returns the index's path."""
+    boards = leaderboard(store, registered_cards(cards_dir))
     env = Environment(loader=PackageLoader("invarbench.site", "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
         boards=boards,
@@ -269,14 +292,14 @@ def build_site(store: Store, out: Path) -> Path:
     return index
 
 
-def build_site_from_results(results: Path, out: Path) -> Path:
+def build_site_from_results(results: Path, out: Path, cards_dir: Path | None = None) -> Path:
     """Build the site from published results files (``leaderboard/results/``), imported into a throwaway
     SQLite database, so that a deploy needs no database. Raises what the import raises for a bad file."""
     with tempfile.TemporaryDirectory(prefix="invarbench-site-") as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'results.db'}")
         try:
             import_path(store, results)
-            return build_site(store, out)
+            return build_site(store, out, cards_dir)
         finally:
             store.close()
 
