@@ -426,7 +426,9 @@ def model_pages(store: Store, boards: list[DatasetBoard]) -> list[ModelPage]:
                     paper=(paper.get("title", "paper"), paper["url"]) if paper and paper.get("url") else None,
                     metrics=metrics,
                     provenance=[
-                        ProvenanceCell(f.label, f.text(run)) for f in PROVENANCE_FIELDS if f.value(run) is not None
+                        ProvenanceCell(f.label, f.text(run))
+                        for f in PROVENANCE_FIELDS
+                        if f.value(run) is not None and f.name != "suite_settings"  # the hash stands for them here
                     ],
                     flags=[(f, docs.get(f, "")) for f in run.flags or []],
                     figures=_figures(run, _per_example(store, run.id)),
