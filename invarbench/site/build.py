@@ -260,12 +260,13 @@ def build_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
     metric). Registered cards (``cards_dir``) without a run of a board's suite version are listed as pending
     under it. The same database and cards give the same bytes. Returns the index's path."""
     boards = leaderboard(store, registered_cards(cards_dir))
+    generated = _generated(store)
     env = Environment(loader=PackageLoader("invarbench.site", "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
         boards=boards,
         unranked_title=UNRANKED_TITLE,
         version=invarbench.__version__,
-        generated=_generated(store),
+        generated=generated,
         rank_label=lambda name: next((c.label for c in metric_columns() if c.metric == name), name),
         page_path=model_page_path,
         scatters={b.slug: board_scatter(b) for b in boards},
@@ -273,20 +274,19 @@ def build_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     downloads = out / "boards"
     downloads.mkdir(exist_ok=True)
+    runs = {row.run_id: store.get_run(row.run_id) for board in boards for row in board.rows}  # each read once
     for board in boards:
-        runs = [store.get_run(row.run_id) for row in board.rows]
-        (downloads / f"{board.slug}.json").write_text(dumps([run_document(r) for r in runs]), encoding="utf-8")
-        (downloads / f"{board.slug}.csv").write_text(csv_text(runs), encoding="utf-8")
+        ranked = [runs[row.run_id] for row in board.rows]
+        (downloads / f"{board.slug}.json").write_text(dumps([run_document(r) for r in ranked]), encoding="utf-8")
+        (downloads / f"{board.slug}.csv").write_text(csv_text(ranked), encoding="utf-8")
     page_template = env.get_template("model.html")
-    for page in model_pages(store, boards):
+    for page in model_pages(store, boards, runs):
         target = out / page.path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(
-            page_template.render(page=page, generated=_generated(store), version=invarbench.__version__),
-            encoding="utf-8",
+            page_template.render(page=page, generated=generated, version=invarbench.__version__), encoding="utf-8"
         )
-        run_id = next(r.run_id for b in boards for r in b.rows if b.slug == page.board and r.card_id == page.card_id)
-        target.with_suffix(".json").write_text(dumps(run_document(store.get_run(run_id))), encoding="utf-8")
+        target.with_suffix(".json").write_text(dumps(run_document(runs[page.run_id])), encoding="utf-8")
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")
     return index
@@ -344,6 +344,7 @@ class ModelPage:
     flags: list[tuple[str, str]]  # (flag, what it means)
     figures: list[Figure]
     json_name: str
+    run_id: int
 
 
 def model_page_path(board: DatasetBoard, card_id: str) -> str:
@@ -373,8 +374,8 @@ def _figures(run: RunRecord, values: dict[str, dict[str, list]]) -> list[Figure]
     return figures
 
 
-def model_pages(store: Store, boards: list[DatasetBoard]) -> list[ModelPage]:
-    """One page per ranked run of every board."""
+def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRecord] | None = None) -> list[ModelPage]:
+    """One page per ranked run of every board (``runs``: the ranked runs already read, by id)."""
     import yaml
 
     from invarbench.measurements import flag_docs
@@ -384,7 +385,7 @@ def model_pages(store: Store, boards: list[DatasetBoard]) -> list[ModelPage]:
     pages = []
     for board in boards:
         for row in board.rows:
-            run = store.get_run(row.run_id)
+            run = runs[row.run_id] if runs and row.run_id in runs else store.get_run(row.run_id)
             card = yaml.safe_load(run.model.card_yaml) or {}
             hub = card.get("source", {}) if isinstance(card.get("source"), dict) else {}
             hub = hub.get("hub") if isinstance(hub.get("hub"), dict) else None
@@ -433,6 +434,7 @@ def model_pages(store: Store, boards: list[DatasetBoard]) -> list[ModelPage]:
                     flags=[(f, docs.get(f, "")) for f in run.flags or []],
                     figures=_figures(run, _per_example(store, run.id)),
                     json_name=Path(model_page_path(board, row.card_id)).with_suffix(".json").name,
+                    run_id=row.run_id,
                 )
             )
     return pages
