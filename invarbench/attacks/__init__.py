@@ -2,12 +2,13 @@
 
 Each takes the model per call, holds its hyperparameters in a small frozen dataclass, and
 reports progress only through an optional callback. docs/measurements.md states every
-protocol and default: §1.1 PGD (``pgd``), §1.2 the minimal L2 distance (``minnorm``), §2 NSPGD
+protocol and default: §1.1 PGD (``pgd``) and APGD (``apgd``), §1.2 the minimal L2 distance (``minnorm``), §2 NSPGD
 (``nspgd``), §3 path widths (``pathwidth``), §4 reliability checks (``checks``); its References
 list the papers.
 """
 
 from invarbench.attacks._tensors import check_finite_logits
+from invarbench.attacks.apgd import APGDConfig, APGDResult, apgd_attack
 from invarbench.attacks.checks import (
     FLAG_NAMES,
     ReliabilityConfig,
@@ -27,6 +28,8 @@ from invarbench.attacks.pathwidth import PathWidthConfig, PathWidthResult, path_
 from invarbench.attacks.pgd import PGDConfig, PGDResult, pgd_attack
 
 __all__ = [
+    "APGDConfig",
+    "APGDResult",
     "FLAG_NAMES",
     "BoundarySearchResult",
     "MinNormConfig",
@@ -39,6 +42,7 @@ __all__ = [
     "PathWidthResult",
     "ReliabilityConfig",
     "ReliabilityReport",
+    "apgd_attack",
     "boundary_search_l2",
     "check_finite_logits",
     "min_l2_distance",
