@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -9,8 +12,9 @@ import typer
 import yaml
 from rich.table import Table
 
-from invarbench.cli.common import CardsDirOption, console, user_errors, yaml_mapping
-from invarbench.errors import InvarbenchError, ValidationError
+from invarbench.cli.common import CardsDirOption, DbOption, console, user_errors, yaml_mapping
+from invarbench.cli.summary import append_summary, md
+from invarbench.errors import InvarbenchError, NotFoundError, ValidationError
 
 app = typer.Typer(
     help="Model cards: list, show, validate and create them.", no_args_is_help=True, rich_markup_mode="markdown"
@@ -82,6 +86,27 @@ def validate_command(
         list[Path] | None,
         typer.Argument(help="Card files to check. Default: every card under the cards folder.", show_default=False),
     ] = None,
+    changed: Annotated[
+        str | None,
+        typer.Option(
+            "--changed",
+            metavar="BASE",
+            help="Check only the cards added, modified or renamed since the git revision BASE (e.g. "
+            "origin/main; compared from its merge base with HEAD to the working tree, new files included), "
+            "list the deleted ones, and check the rules over every card (unique ids, each file where its id "
+            "says). Not with PATH.",
+            show_default=False,
+        ),
+    ] = None,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Check each Hub card on the Hub: repository, pinned revision and file exist, size within the "
+            "cap, sha256 matches (from the Hub's metadata; a file without LFS metadata is downloaded). With "
+            "HF_HUB_OFFLINE=1, in the local Hub cache.",
+        ),
+    ] = False,
     load: Annotated[
         bool, typer.Option("--load", help="Also download (if needed) and load each model, and check its logits.")
     ] = False,
@@ -89,31 +114,256 @@ def validate_command(
 ) -> None:
     """Check cards: schema, location, data set, architecture and the model file's checksum.
 
-    Exit code 1 when any card fails; each failure is one 'Error: ...' line on stderr.
+    Exit code 1 when any card fails; each failure is one 'Error: ...' line on stderr. In GitHub Actions
+    ($GITHUB_STEP_SUMMARY set) the outcome is also appended to the job summary as Markdown.
     """
     from invarbench.card_checks import check_card
     from invarbench.cards.catalog import card_paths, default_cards_dir
 
     root = cards_dir or default_cards_dir()
+    if changed is not None:
+        if paths:
+            typer.echo("Error: give card files or --changed BASE, not both", err=True)
+            raise typer.Exit(code=1)
+        _validate_changed(changed, root, load=load, online=online)
+        return
     targets = list(paths) if paths else card_paths(root)
     if not targets:
         typer.echo(f"Error: no model cards to validate in {root}", err=True)
         raise typer.Exit(code=1)
     failures = 0
+    outcomes: dict[Path, object] = {}
     for path in targets:
         try:
-            result = check_card(path, cards_dir=root, load=load)
+            result = check_card(path, cards_dir=root, load=load, online=online)
         except InvarbenchError as exc:
             failures += 1
+            outcomes[path] = str(exc)
             typer.echo(f"Error: {exc}", err=True)
             continue
+        outcomes[path] = result
         typer.echo(f"ok  {path}  ({result.ref.card.id})")
         for note in result.notes:
             typer.echo(f"    note: {note}")
+    append_summary(validation_markdown(outcomes, online=online, load=load))
     if failures:
         typer.echo(f"{failures} of {len(targets)} card(s) failed.", err=True)
         raise typer.Exit(code=1)
     typer.echo(f"{len(targets)} card(s) valid.")
+
+
+def _validate_changed(base: str, root: Path, *, load: bool, online: bool) -> None:
+    from invarbench.card_checks import check_changed_cards
+
+    with user_errors():
+        report = check_changed_cards(base, root, load=load, online=online)
+    changes = report.changes
+    typer.echo(f"Cards changed since {base} (merge base {changes.merge_base[:12]}) in {root}:")
+    for old, new in changes.renamed:
+        typer.echo(f"renamed  {old} -> {new}")
+    for path in changes.deleted:
+        typer.echo(f"deleted  {path}  (not validated)")
+    for path, outcome in report.checked.items():
+        if isinstance(outcome, str):
+            typer.echo(f"Error: {outcome}", err=True)
+            continue
+        typer.echo(f"ok  {path}  ({outcome.ref.card.id})")
+        for note in outcome.notes:
+            typer.echo(f"    note: {note}")
+    for note in report.global_notes:
+        typer.echo(f"note: {note}")
+    for error in report.global_errors:
+        typer.echo(f"Error: {error}", err=True)
+    append_summary(changed_markdown(report, online=online, load=load))
+    checked = len(report.checked)
+    if report.failures:
+        typer.echo(f"{report.failures} problem(s): {checked} changed card(s) checked.", err=True)
+        raise typer.Exit(code=1)
+    if not checked:
+        typer.echo(f"No card added or modified since {base}; the rules over every card hold.")
+        return
+    typer.echo(f"{checked} changed card(s) valid; the rules over every card hold.")
+
+
+def _what_checked(online: bool, load: bool) -> str:
+    what = "schema, location, data set, architecture, model file checksum"
+    if load:
+        return what + ", and the model loaded and probed"
+    if online:
+        return what + " (Hub files checked on the Hub)"
+    return what + " (Hub files only when in the local cache)"
+
+
+def _outcome_rows(outcomes: dict[Path, object]) -> list[str]:
+    rows = ["| card | file | result |", "| --- | --- | --- |"]
+    for path, outcome in outcomes.items():
+        if isinstance(outcome, str):
+            rows.append(f"| – | {md(path.name)} | ❌ {md(outcome)} |")
+        else:
+            notes = "; ".join(md(n) for n in outcome.notes)
+            rows.append(f"| `{md(outcome.ref.card.id)}` | {md(path.name)} | ✅ valid{': ' + notes if notes else ''} |")
+    return rows
+
+
+def validation_markdown(outcomes: dict[Path, object], *, online: bool, load: bool) -> str:
+    """The job summary of 'cards validate [PATH…]'."""
+    failed = sum(isinstance(v, str) for v in outcomes.values())
+    head = "❌" if failed else "✅"
+    lines = [
+        f"### {head} Model cards: {len(outcomes) - failed} of {len(outcomes)} valid",
+        "",
+        f"Checked: {_what_checked(online, load)}.",
+        "",
+        *_outcome_rows(outcomes),
+    ]
+    return "\n".join(lines)
+
+
+def changed_markdown(report, *, online: bool, load: bool) -> str:  # noqa: ANN001 - a ChangedCardsReport
+    """The job summary of 'cards validate --changed BASE'."""
+    changes = report.changes
+    head = "❌" if report.failures else "✅"
+    checked = len(report.checked)
+    lines = [f"### {head} Model cards changed since `{md(changes.base)}`", ""]
+    if checked:
+        valid = checked - sum(isinstance(v, str) for v in report.checked.values())
+        lines += [
+            f"{valid} of {checked} added or modified card(s) valid. Checked: {_what_checked(online, load)}.",
+            "",
+            *_outcome_rows(report.checked),
+            "",
+        ]
+    else:
+        lines += ["No card added or modified.", ""]
+    for old, new in changes.renamed:
+        lines.append(f"- renamed: {md(old.name)} → {md(new.parent.name + '/' + new.name)}")
+    for path in changes.deleted:
+        lines.append(f"- deleted: {md(path.parent.name + '/' + path.name)} (not validated)")
+    for error in report.global_errors:
+        lines.append(f"- ❌ {md(error)}")
+    for note in report.global_notes:
+        lines.append(f"- note: {md(note)}")
+    if not report.global_errors:
+        lines.append("- ✅ every card id is unique and every card file sits where its id says")
+    return "\n".join(lines)
+
+
+@app.command("changed")
+def changed_command(
+    base: Annotated[str, typer.Argument(help="The git revision to compare with, e.g. origin/main.")],
+    cards_dir: CardsDirOption = None,
+) -> None:
+    """Print the card files added, modified or renamed since the git revision BASE, one per line.
+
+    The cards that 'cards validate --changed BASE' checks, for a script to loop over (the card workflow
+    smoke-evaluates each). Nothing is printed when none changed.
+    """
+    from invarbench.cards.catalog import default_cards_dir
+    from invarbench.cards.changes import changed_cards
+
+    with user_errors():
+        changes = changed_cards(base, cards_dir or default_cards_dir())
+    for path in changes.to_validate:
+        typer.echo(_display(path))
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the current folder when it lies inside it."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+@app.command("status")
+def status_command(
+    suite: Annotated[
+        str, typer.Option(help="The suite whose current version decides: 'standard', 'quick' or a suite file.")
+    ] = "standard",
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            "--results",
+            help="Read the runs from published results files (e.g. leaderboard/results) instead of --db.",
+            show_default=False,
+        ),
+    ] = None,
+    db: DbOption = None,
+    cards_dir: CardsDirOption = None,
+) -> None:
+    """Print each registered card's submission status with the current version of a suite.
+
+    pending: no finished full run of the model file the card pins; evaluated: one exists (its run id);
+    failed: the newest full attempt failed (its stored error is the reason). Derived from the cards and the
+    runs, never kept by hand. Exit code 1 when a card does not load.
+    """
+    from invarbench.submissions import registered_cards, submission_statuses
+
+    with user_errors():
+        refs, broken = registered_cards(cards_dir)
+        if results is not None and db is not None:
+            raise ValidationError("give --results DIR or --db URL, not both")
+        with _runs_store(db, results) as store:
+            statuses = submission_statuses(store, refs, suite) if refs else []
+    for line in broken:
+        typer.echo(f"Error: {line}", err=True)
+    if not statuses:
+        typer.echo("No registered cards with a version of this suite.")
+        raise typer.Exit(code=1 if broken else 0)
+    table = Table(title=f"Submission status: {len(statuses)} card(s), suite {suite}")
+    table.add_column("card", no_wrap=True, min_width=max(len(s.card_id) for s in statuses))
+    table.add_column("suite")
+    table.add_column("status")
+    if results is None:  # run ids of a throwaway database would mean nothing
+        table.add_column("run", justify="right")
+    table.add_column("reason")
+    for s in statuses:
+        state = s.state + (" (running)" if s.running else "")
+        run = [] if results is not None else ["" if s.run_id is None else str(s.run_id)]
+        table.add_row(s.card_id, f"{s.suite} v{s.suite_version}", state, *run, s.reason or "")
+    console.print(table)
+    counts = {state: sum(s.state == state for s in statuses) for state in ("evaluated", "pending", "failed")}
+    typer.echo(", ".join(f"{n} {state}" for state, n in counts.items()))
+    append_summary(status_markdown(statuses, run_ids=results is None))
+    if broken:
+        raise typer.Exit(code=1)
+
+
+def status_markdown(statuses, *, run_ids: bool = True) -> str:  # noqa: ANN001 - SubmissionStatus list
+    """The job summary of 'cards status': one row per card."""
+    icon = {"evaluated": "✅", "pending": "⏳", "failed": "❌"}
+    head = ["card", "suite", "status", *(["run"] if run_ids else []), "reason"]
+    lines = ["### Submission status", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for s in statuses:
+        run = [("" if s.run_id is None else str(s.run_id))] if run_ids else []
+        cells = [f"`{md(s.card_id)}`", f"{md(s.suite)} v{s.suite_version}", f"{icon[s.state]} {s.state}", *run]
+        lines.append("| " + " | ".join([*cells, md(s.reason or "")]) + " |")
+    return "\n".join(lines)
+
+
+@contextmanager
+def _runs_store(db: str | None, results: Path | None) -> Iterator:
+    """The store to read runs from: ``db``, or the results files imported into a throwaway SQLite database."""
+    from invarbench.store import Store
+
+    if results is None:
+        store = Store(db)
+        try:
+            yield store
+        finally:
+            store.close()
+        return
+    from invarbench.store.export import import_path
+
+    if not results.exists():
+        raise NotFoundError(f"results folder not found: {results}")
+    with tempfile.TemporaryDirectory(prefix="invarbench-status-") as tmp:
+        store = Store(f"sqlite:///{Path(tmp) / 'results.db'}")
+        try:
+            import_path(store, results)
+            yield store
+        finally:
+            store.close()
 
 
 def _floats(text: str | None, what: str) -> list[float] | None:

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from invarbench.cards import resolve_card
-from invarbench.cli.common import CardsDirOption, DbOption, console, progress_bars, user_errors
+from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
+from invarbench.cli.summary import append_summary, md
 from invarbench.evaluation import EvalOptions, EvalOutcome, evaluate
 from invarbench.store import Store
 
@@ -45,8 +46,12 @@ def render_outcome(outcome: EvalOutcome) -> Table:
 
 def eval_command(
     model: Annotated[
-        str, typer.Argument(help="A model card id such as 'mnist5k/lenet-standard', or a path to a card YAML file.")
-    ],
+        str | None,
+        typer.Argument(
+            help="A model card id such as 'mnist5k/lenet-standard', or a path to a card YAML file. Not with --pending.",
+            show_default=False,
+        ),
+    ] = None,
     suite: Annotated[
         str,
         typer.Option(
@@ -100,8 +105,41 @@ def eval_command(
             "the same options, from its last stored batch. Without it, a new run starts.",
         ),
     ] = False,
+    pending: Annotated[
+        bool,
+        typer.Option(
+            "--pending",
+            help="Instead of MODEL: evaluate every registered card without a finished full run of the current "
+            "version of --suite (pending and failed ones; see 'invarbench cards status'), one after another, "
+            "continuing past failures; at the end, which failed and why (exit code 1 if any did).",
+        ),
+    ] = False,
 ) -> None:
-    """Evaluate MODEL with a suite, store every score with its provenance, and print a summary."""
+    """Evaluate MODEL with a suite, store every score with its provenance, and print a summary.
+
+    With --pending, every registered card that is not yet evaluated with the suite's current version.
+    In GitHub Actions ($GITHUB_STEP_SUMMARY set) the outcome is also appended to the job summary.
+    """
+    if pending or model is None:
+        from invarbench.cli.pending import eval_pending
+
+        if pending and model is not None:
+            raise fail(f"give MODEL or --pending, not both (got '{model}' and --pending)")
+        if not pending:
+            raise fail(
+                "missing MODEL: a card id such as 'mnist5k/lenet-standard' (see 'invarbench cards list'), or --pending"
+            )
+        if resume or data is not None:
+            raise fail(
+                "--pending resumes interrupted runs by itself and evaluates the test split: "
+                "leave out --resume and --data"
+            )
+        eval_pending(
+            EvalOptions(suite=suite, limit=limit, batch_size=batch_size, seed=seed, device=device, data_dir=data_dir),
+            db,
+            cards_dir,
+        )
+        return
     with user_errors():
         ref = resolve_card(model, cards_dir)
         store = Store(db)
@@ -130,3 +168,23 @@ def eval_command(
     elif resume:
         console.print(f"No unfinished run matched: started run {outcome.run_id}.")
     console.print(render_outcome(outcome))
+    append_summary(outcome_markdown(outcome))
+
+
+def outcome_markdown(outcome: EvalOutcome) -> str:
+    """The job summary of one evaluation: its metrics with their intervals, and its flags."""
+    lines = [
+        f"### ✅ `{md(outcome.card_id)}`: suite {md(outcome.suite.name)} v{outcome.suite.version}, "
+        f"{outcome.examples} examples, {md(outcome.device)}, run {outcome.run_id}",
+        "",
+        "| metric | value | 95 % CI | n |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for m in outcome.metrics:
+        ci = "–" if m.ci_low is None else f"[{m.ci_low:.4f}, {m.ci_high:.4f}]"
+        lines.append(f"| {md(m.name)} | {_fmt(m.value)} | {ci} | {m.n} |")
+    lines.append("")
+    lines.append(f"Flags: {', '.join(md(f) for f in outcome.flags)}" if outcome.flags else "No reliability flags.")
+    if not outcome.ranked:
+        lines.append("A smoke run (--limit) or a run on custom data: never ranked on the leaderboard.")
+    return "\n".join(lines)

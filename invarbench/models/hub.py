@@ -11,6 +11,8 @@ it as a model.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from invarbench.cards.schema import HubSource
@@ -89,9 +91,9 @@ def _offline_miss(hub: HubSource, cache_dir: Path, where: str) -> NotFoundError:
     )
 
 
-def download_model_file(hub: HubSource, *, where: str, cache_dir: Path | str | None = None) -> Path:
-    """Fetch ``hub.file`` at ``hub.revision`` into the Hub cache, check size and sha256, return its path."""
-    from huggingface_hub import hf_hub_download
+@contextmanager
+def _hub_errors(hub: HubSource, where: str, cache: Path) -> Iterator[None]:
+    """Turn huggingface_hub's errors into one line naming the card's field to check."""
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -101,20 +103,9 @@ def download_model_file(hub: HubSource, *, where: str, cache_dir: Path | str | N
         RevisionNotFoundError,
     )
 
-    from invarbench.cards.checksum import verify_sha256
-
-    limit = max_file_bytes()
-    offline = hub_offline()
-    cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
     target = f"'{hub.file}' of {hub.repo_id}@{hub.revision[:12]}"
-    kwargs = dict(revision=hub.revision, cache_dir=str(cache), local_files_only=offline)
     try:
-        if not offline:
-            info = hf_hub_download(hub.repo_id, hub.file, dry_run=True, **kwargs)
-            size = getattr(info, "file_size", None)
-            if size is not None and size > limit:
-                raise too_large(size, limit, where, hub.file)
-        local = Path(hf_hub_download(hub.repo_id, hub.file, **kwargs))
+        yield
     except LocalEntryNotFoundError:
         raise _offline_miss(hub, cache, where) from None
     except GatedRepoError:
@@ -131,16 +122,39 @@ def download_model_file(hub: HubSource, *, where: str, cache_dir: Path | str | N
             "against the repository's commit history"
         ) from None
     except EntryNotFoundError:
-        raise NotFoundError(
-            f"{where}: file '{hub.file}' not found in {hub.repo_id} at revision {hub.revision[:12]}: "
-            "check source.hub.file"
-        ) from None
+        raise _file_not_found(hub, where) from None
     except HfHubHTTPError as exc:
         raise InvarbenchError(
-            f"{where}: the Hub refused the download of {target}: {' '.join(str(exc).split())}"
+            f"{where}: the Hub refused the request for {target}: {' '.join(str(exc).split())}"
         ) from None
-    except OSError as exc:
-        raise InvarbenchError(f"{where}: could not store {target} in the Hub cache {cache}: {exc}") from None
+    except OSError as exc:  # no network, or the cache cannot be written
+        raise InvarbenchError(f"{where}: could not reach {target} (Hub or cache {cache}): {exc}") from None
+
+
+def _file_not_found(hub: HubSource, where: str) -> NotFoundError:
+    return NotFoundError(
+        f"{where}: file '{hub.file}' not found in {hub.repo_id} at revision {hub.revision[:12]}: check source.hub.file"
+    )
+
+
+def download_model_file(hub: HubSource, *, where: str, cache_dir: Path | str | None = None) -> Path:
+    """Fetch ``hub.file`` at ``hub.revision`` into the Hub cache, check size and sha256, return its path."""
+    from huggingface_hub import hf_hub_download
+
+    from invarbench.cards.checksum import verify_sha256
+
+    limit = max_file_bytes()
+    offline = hub_offline()
+    cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
+    target = f"'{hub.file}' of {hub.repo_id}@{hub.revision[:12]}"
+    kwargs = dict(revision=hub.revision, cache_dir=str(cache), local_files_only=offline)
+    with _hub_errors(hub, where, cache):
+        if not offline:
+            info = hf_hub_download(hub.repo_id, hub.file, dry_run=True, **kwargs)
+            size = getattr(info, "file_size", None)
+            if size is not None and size > limit:
+                raise too_large(size, limit, where, hub.file)
+        local = Path(hf_hub_download(hub.repo_id, hub.file, **kwargs))
     if not local.is_file():
         raise NotFoundError(f"{where}: the Hub cache entry for {target} is not a file: {local}")
     size = local.stat().st_size
@@ -148,3 +162,48 @@ def download_model_file(hub: HubSource, *, where: str, cache_dir: Path | str | N
         raise too_large(size, limit, where, hub.file)
     verify_sha256(local, hub.sha256, where)
     return local
+
+
+def check_hub_file(hub: HubSource, *, where: str, cache_dir: Path | str | None = None) -> str:
+    """Check on the Hub that the repository, the pinned revision and the file exist, that the file is
+    within the size cap, and that its sha256 is the card's; return how it was checked, one line.
+
+    Online, huggingface_hub's metadata call (``HfApi.get_paths_info`` at the revision) gives the file's
+    size and, for a file stored with Git LFS (as model files are), its sha256: nothing is downloaded.
+    A file without LFS metadata is downloaded into the Hub cache, only when its size is within the cap,
+    and hashed. With ``HF_HUB_OFFLINE=1`` the local Hub cache stands in for the Hub. Raises
+    :class:`NotFoundError` or :class:`ValidationError` naming the card's field to fix.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
+    if hub_offline():
+        download_model_file(hub, where=where, cache_dir=cache)
+        return f"{hub.file} found in the local Hub cache at {hub.revision[:12]} (HF_HUB_OFFLINE), sha256 matches"
+    limit = max_file_bytes()
+    with _hub_errors(hub, where, cache):
+        infos = HfApi().get_paths_info(hub.repo_id, [hub.file], revision=hub.revision)
+    entry = next((i for i in infos if i.path == hub.file), None)
+    if entry is None:
+        raise _file_not_found(hub, where)
+    if not isinstance(entry, RepoFile):
+        raise ValidationError(
+            f"{where}: '{hub.file}' is a folder in {hub.repo_id} at revision {hub.revision[:12]}, not a file: "
+            "check source.hub.file"
+        )
+    if entry.size > limit:
+        raise too_large(entry.size, limit, where, hub.file)
+    if entry.lfs is not None and entry.lfs.sha256:
+        if entry.lfs.sha256 != hub.sha256:
+            raise ValidationError(
+                f"{where}: checksum mismatch for {hub.file}: the card says sha256 {hub.sha256}, the Hub has "
+                f"{entry.lfs.sha256} for it at revision {hub.revision[:12]}. Copy the sha256 of the file you "
+                "uploaded into source.hub.sha256, or pin the revision that holds the file you meant."
+            )
+        return f"{hub.file} found on the Hub at {hub.revision[:12]} ({entry.size:,} bytes), sha256 matches"
+    download_model_file(hub, where=where, cache_dir=cache)
+    return (
+        f"{hub.file} found on the Hub at {hub.revision[:12]} ({entry.size:,} bytes, not in LFS: downloaded), "
+        "sha256 matches"
+    )

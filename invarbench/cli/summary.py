@@ -1,0 +1,40 @@
+"""GitHub Actions job summaries: Markdown appended to the file that ``$GITHUB_STEP_SUMMARY`` names.
+
+GitHub sets ``GITHUB_STEP_SUMMARY`` in every step and shows what the step appends to that file on the
+run's page and in the pull request's checks. Outside GitHub Actions the variable is unset and nothing
+is written. Card fields and error messages come from submitters: :func:`md` escapes them so that they
+stay text (no links, no HTML, no broken tables).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def md(text: object) -> str:
+    """``text`` as literal Markdown on one line: HTML characters as entities, Markdown characters escaped."""
+    one_line = " ".join(str(text).split())
+    html = one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SPECIAL.sub(r"\\\1", html)
+
+
+def summary_path() -> Path | None:
+    """The job summary file when running in GitHub Actions, else None."""
+    value = os.environ.get(SUMMARY_ENV, "").strip()
+    return Path(value) if value else None
+
+
+def append_summary(markdown: str) -> bool:
+    """Append ``markdown`` (followed by a blank line) to the job summary; False outside GitHub Actions."""
+    path = summary_path()
+    if path is None:
+        return False
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(markdown.rstrip("\n") + "\n\n")
+    return True
