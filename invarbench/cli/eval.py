@@ -10,7 +10,7 @@ from rich.table import Table
 
 from invarbench.cards import resolve_card
 from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
-from invarbench.cli.summary import append_summary, md
+from invarbench.cli.summary import append_summary, md, summarise_failure
 from invarbench.evaluation import EvalOptions, EvalOutcome, evaluate
 from invarbench.store import Store
 
@@ -140,7 +140,7 @@ def eval_command(
             cards_dir,
         )
         return
-    with user_errors():
+    with user_errors(), summarise_failure(f"`{md(model)}`: evaluation failed"):
         ref = resolve_card(model, cards_dir)
         store = Store(db)
         options = EvalOptions(

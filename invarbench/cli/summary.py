@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from invarbench.errors import InvarbenchError
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
@@ -38,3 +42,14 @@ def append_summary(markdown: str) -> bool:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(markdown.rstrip("\n") + "\n\n")
     return True
+
+
+@contextmanager
+def summarise_failure(title: str) -> Iterator[None]:
+    """Append ``### ❌ title`` and the error's one line to the job summary when an
+    :class:`InvarbenchError` passes through, then let it go on (to :func:`invarbench.cli.common.user_errors`)."""
+    try:
+        yield
+    except InvarbenchError as exc:
+        append_summary(f"### ❌ {title}\n\n{md(exc)}")
+        raise
