@@ -8,6 +8,15 @@ An example is *broken* as soon as any iterate (the random start included) is mis
 A broken example stays broken, so it leaves the working batch at once: the forward pass that
 checks an iterate is the same pass whose gradient makes the next step, and every further
 step only touches examples that are still robust. Early exit changes no result.
+
+L-inf PGD with sign steps and projection often falls into an exact cycle of iterates. With
+``cycle_detection``, each example's iterates within a restart get a cheap fingerprint (a fixed
+weighted sum, in float64); when a new iterate's fingerprint equals one of the last
+:data:`CYCLE_WINDOW` iterates', the two iterates are compared exactly, and only an exact repeat
+ends the example's restart: every later iterate would repeat one already checked, none of which
+was misclassified, so the example is robust for that restart. Iterates that merely come close
+never stop an example, and cycle detection, like early exit, changes no ``robust`` or
+``broken_at``.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from invarbench.attacks._tensors import DIVISOR_FLOOR, per_example
 
 Norm = Literal["linf", "l2"]
 _TINY = DIVISOR_FLOOR
+CYCLE_WINDOW = 8  # cycle detection compares each new iterate with this many previous ones (periods <= 8)
 
 
 @dataclass(frozen=True)
@@ -34,11 +44,14 @@ class PGDConfig:
     in [0, 1] pixel space in that norm; ``steps``: gradient steps per restart; ``step_size``:
     the step length alpha in the same units (``None`` means the usual ``2.5 * eps / steps``, see
     :attr:`alpha`); ``restarts``: random starts, each of ``steps`` steps; ``random_start``:
-    start at a random point of the ball (else at the clean image); ``early_exit``: let broken
-    examples leave the batch (changes no result, only the cost).
+    start at a random point of the ball (else at the clean image); ``cycle_detection`` (L-inf
+    only): end an example's restart as robust once its iterate exactly repeats one of the last
+    :data:`CYCLE_WINDOW` of that restart (changes no ``robust`` or ``broken_at``, only the cost; see
+    the module docstring); ``early_exit``: let broken examples leave the batch (changes no result,
+    only the cost).
 
-    Raises ``ValueError`` for an unknown ``norm``, ``eps < 0``, ``steps < 0``, ``restarts < 1``
-    or ``step_size <= 0``.
+    Raises ``ValueError`` for an unknown ``norm``, ``eps < 0``, ``steps < 0``, ``restarts < 1``,
+    ``step_size <= 0``, or ``cycle_detection`` with ``norm="l2"``.
     """
 
     norm: Norm
@@ -47,6 +60,7 @@ class PGDConfig:
     step_size: float | None = None
     restarts: int = 1
     random_start: bool = True
+    cycle_detection: bool = False
     early_exit: bool = field(default=True, metadata={"internal": True})  # changes no result: not a suite setting
 
     def __post_init__(self) -> None:
@@ -56,6 +70,8 @@ class PGDConfig:
             raise ValueError("PGD needs eps >= 0, steps >= 0 and restarts >= 1")
         if self.step_size is not None and self.step_size <= 0:
             raise ValueError("PGD needs step_size > 0 (or None for 2.5 * eps / steps)")
+        if self.cycle_detection and self.norm != "linf":
+            raise ValueError("cycle_detection is for L-inf PGD only (L2 steps rarely repeat an iterate exactly)")
 
     @property
     def alpha(self) -> float:
@@ -71,7 +87,7 @@ class PGDResult:
     the random start; -1 when misclassified clean; ``restarts * (steps + 1)`` when robust), and
     ``x_adv`` (``[n, C, H, W]``, dtype and device of ``x``, in [0, 1]: the first misclassified
     iterate, the clean image for clean-misclassified examples, the last iterate of the last
-    restart for robust examples). ``forward_backward_passes`` (int) counts the example-level
+    restart for robust examples, or with cycle detection the repeated iterate that ended it). ``forward_backward_passes`` (int) counts the example-level
     gradient computations."""
 
     robust: torch.Tensor
@@ -108,6 +124,15 @@ def _step(x_adv: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, cfg: PGDCon
     return (x0 + delta).clamp_(0.0, 1.0)
 
 
+def _fingerprint(x: torch.Tensor) -> torch.Tensor:
+    """A cheap per-example fingerprint ``[n]`` (float64) of iterates ``[n, ...]``: equal iterates have
+    equal fingerprints; equal fingerprints are only candidates, confirmed by an exact comparison."""
+    flat = x.flatten(1).double()
+    d = flat.shape[1]
+    weights = 1.0 + torch.remainder(torch.arange(d, dtype=torch.float64, device=x.device) * 0.6180339887498949, 1.0)
+    return (flat * weights).sum(dim=1)
+
+
 def pgd_attack(
     model: nn.Module,
     x: torch.Tensor,
@@ -130,7 +155,10 @@ def pgd_attack(
     still in the working batch (``step`` counts over restarts, from 1).
 
     With ``cfg.early_exit`` a broken example leaves the batch at once; without it every
-    example runs every step (the results are the same; only the cost differs).
+    example runs every step (the results are the same; only the cost differs). With
+    ``cfg.cycle_detection`` an example whose iterate exactly repeats an earlier one of the same
+    restart leaves the batch as robust for that restart (again the same ``robust`` and
+    ``broken_at``).
 
     Raises nothing of its own: the model's exceptions propagate, and torch raises
     ``RuntimeError`` when ``generator`` is on another device than ``x``. NaN/Inf gradient entries
@@ -158,6 +186,11 @@ def pgd_attack(
         x_adv = (x0 + _random_start(x0, cfg, generator)).clamp_(0.0, 1.0)
         # Without early exit the batch keeps broken examples; ``alive`` marks the unbroken ones.
         alive = torch.ones(idx.shape[0], dtype=torch.bool, device=x.device)
+        if cfg.cycle_detection:  # the last CYCLE_WINDOW iterates of this restart and their fingerprints
+            window = min(CYCLE_WINDOW, cfg.steps + 1)
+            ring = x_adv.new_empty((window, *x_adv.shape))
+            ring_fp = torch.empty((window, x_adv.shape[0]), dtype=torch.float64, device=x.device)
+            ring[0], ring_fp[0], filled = x_adv, _fingerprint(x_adv), 1
         for it in range(cfg.steps + 1):
             need_grad = it < cfg.steps
             if need_grad:
@@ -187,8 +220,29 @@ def pgd_attack(
                 if n_first == keep.shape[0]:
                     break
                 idx, x0, y0, x_adv, grad, alive = idx[keep], x0[keep], y0[keep], x_adv[keep], grad[keep], alive[keep]
+                if cfg.cycle_detection:
+                    ring, ring_fp = ring[:, keep], ring_fp[:, keep]
             x_adv = _step(x_adv, x0, grad, cfg)
+            if cfg.cycle_detection:
+                fp = _fingerprint(x_adv)
+                candidate = (ring_fp[:filled] == fp) & alive  # [filled, m]
+                if bool(candidate.any()):
+                    repeat = candidate & (ring[:filled] == x_adv).flatten(2).all(dim=2)
+                    done = repeat.any(dim=0)
+                    n_done = int(done.sum())
+                    if n_done:  # an exact repeat: robust for this restart, no further step can change that
+                        x_adv_out[idx[done]] = x_adv[done]
+                        keep = ~done
+                        if n_done == keep.shape[0]:
+                            idx = idx[keep]
+                            break
+                        idx, x0, y0, x_adv, alive = idx[keep], x0[keep], y0[keep], x_adv[keep], alive[keep]
+                        ring, ring_fp, fp = ring[:, keep], ring_fp[:, keep], fp[keep]
+                slot = (it + 1) % ring.shape[0]
+                ring[slot], ring_fp[slot] = x_adv, fp
+                filled = min(filled + 1, ring.shape[0])
             if on_step is not None:
                 on_step(restart * cfg.steps + it + 1, int(x_adv.shape[0]))
-        x_adv_out[idx[alive]] = x_adv[alive]
+        if idx.numel():
+            x_adv_out[idx[alive]] = x_adv[alive]
     return PGDResult(robust=robust, broken_at=broken_at, x_adv=x_adv_out, forward_backward_passes=passes)
