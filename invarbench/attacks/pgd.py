@@ -87,8 +87,8 @@ class PGDResult:
     the random start; -1 when misclassified clean; ``restarts * (steps + 1)`` when robust), and
     ``x_adv`` (``[n, C, H, W]``, dtype and device of ``x``, in [0, 1]: the first misclassified
     iterate, the clean image for clean-misclassified examples, the last iterate of the last
-    restart for robust examples, or with cycle detection the repeated iterate that ended it). ``forward_backward_passes`` (int) counts the example-level
-    gradient computations."""
+    restart for robust examples, or with cycle detection the repeated iterate that ended it).
+    ``forward_backward_passes`` (int) counts the example-level gradient computations."""
 
     robust: torch.Tensor
     broken_at: torch.Tensor
