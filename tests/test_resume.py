@@ -65,11 +65,13 @@ def _stopping_after(batches: int, exc: type[BaseException]):
 
 
 def _numbers(store: Store, run_id: int) -> tuple:
-    """Everything a run's result is: its metrics (every field) and every per-example value, as exact text."""
+    """Everything a run's result is: its metrics (every field), every per-example value, as exact
+    text, and its files (NSPGD's image strips, by name and sha256)."""
     run = store.get_run(run_id)
     metrics = [(m.name, repr(m.value), repr(m.stderr), repr(m.ci_low), repr(m.ci_high), m.n) for m in run.metrics]
     examples = json.dumps(encode_floats(store.stored_batches(run_id)), sort_keys=True)
-    return metrics, examples, list(run.flags)
+    files = sorted((a.name, a.sha256) for a in run.artifacts)
+    return metrics, examples, list(run.flags), files
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,7 @@ def _reference(tmp_path_factory) -> tuple:
     assert outcome.examples == LIMIT and not outcome.resumed
     numbers = _numbers(store, outcome.run_id)
     assert len(numbers[0]) >= 2 and numbers[0][0][0] == "clean_accuracy"
+    assert [name for name, _ in numbers[3]][:2] == ["nspgd-strip-00009.json", "nspgd-strip-00009.png"]
     return numbers
 
 

@@ -9,7 +9,8 @@ runs them in order. The contract with the runner (which stores, resumes and repo
   per measurement, the per-example (or per-pair) values of examples ``start:stop`` of ``data``
   as JSON-ready lists (the fields each measurement declares). It depends only on its arguments,
   so a resumed run recomputes nothing and changes nothing. ``note`` (optional) hears what it is
-  working on, step by step;
+  working on, step by step. ``measure_batch_with_artifacts`` also returns the batch's files
+  (NSPGD's image strips), stored with the batch;
 - ``aggregate(per_example, suite)`` turns the concatenation of all batches' values into the
   metrics, and ``result_flags(per_example, suite)`` into the flags read from them.
 
@@ -119,6 +120,21 @@ def measure_batch(
 
     ``note``, when given, is told what runs now ("pgd_l2 step 12/40 (57 left)", ...). Raises
     :class:`ModelOutputError` on NaN/Inf logits, naming the measurement and the count."""
+    return measure_batch_with_artifacts(model, data, start, stop, suite, generator, note=note, device=device)[0]
+
+
+def measure_batch_with_artifacts(
+    model: nn.Module,
+    data: EvalData,
+    start: int,
+    stop: int,
+    suite,
+    generator: torch.Generator,  # noqa: ANN001
+    note: Note | None = None,
+    device: torch.device | None = None,
+) -> tuple[PerExample, dict[str, bytes]]:
+    """:func:`measure_batch`, and the files the measurements made for the batch (artifact name ->
+    bytes, e.g. NSPGD's image strips), which are stored with the run."""
     device = model_device(model) if device is None else device
     names = [m.name for m in MEASUREMENTS.in_order() if m.name == _ALWAYS or m.name in suite.measurements]
     gens = measurement_generators(generator, names)
@@ -154,7 +170,13 @@ def measure_batch(
             with _trusted(model), _finite_logits(model, name, start, stop):
                 results[name] = m.measure(ctx, settings)
         _check_fields(m, results[name].fields, stop - start)
-    return {name: out.fields for name, out in results.items() if out.fields}
+    artifacts: dict[str, bytes] = {}
+    for name, out in results.items():
+        clash = sorted(set(out.artifacts) & set(artifacts))
+        if clash:
+            raise RuntimeError(f"measurement {name} returned artifact {clash[0]!r}, which another measurement made")
+        artifacts.update(out.artifacts)
+    return {name: out.fields for name, out in results.items() if out.fields}, artifacts
 
 
 def _check_fields(m, fields: dict[str, list], batch: int) -> None:  # noqa: ANN001 - a Measurement

@@ -12,14 +12,20 @@ and the Python API (:func:`invarbench.evaluate_model`) are the sinks that store 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from invarbench.data.registry import EvalData
 from invarbench.errors import ModelOutputError, ValidationError
-from invarbench.evaluation.measure import aggregate, measure_batch, merge_batches, reliability_flags, result_flags
+from invarbench.evaluation.measure import (
+    aggregate,
+    measure_batch_with_artifacts,
+    merge_batches,
+    reliability_flags,
+    result_flags,
+)
 from invarbench.measurements import PerExample
 from invarbench.metrics.stats import MetricValue
 
@@ -33,13 +39,16 @@ def batch_seed(seed: int, batch_start: int) -> int:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """Examples ``start:stop``: the per-example values of every measurement (``values``), and whether
-    they were ``computed`` now (False: read back from ``stored``)."""
+    """Examples ``start:stop``: the per-example values of every measurement (``values``), whether
+    they were ``computed`` now (False: read back from ``stored``), and the files the measurements
+    made for the batch (``artifacts``: name -> bytes; empty for a stored batch, whose files are
+    stored already)."""
 
     start: int
     stop: int
     values: PerExample
     computed: bool
+    artifacts: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,8 +99,8 @@ def run_suite(
             continue
         gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
         told = None if note is None else (lambda what, s=start, e=stop: note(s, e, what))
-        values = measure_batch(model, data, start, stop, suite, gen, note=told, device=device)
-        yield BatchResult(start, stop, values, computed=True)
+        values, artifacts = measure_batch_with_artifacts(model, data, start, stop, suite, gen, note=told, device=device)
+        yield BatchResult(start, stop, values, computed=True, artifacts=artifacts)
 
 
 def finish_suite(batches: Iterable[PerExample], suite, check_flags: list[str]) -> SuiteResult:  # noqa: ANN001

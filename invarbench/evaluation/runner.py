@@ -255,7 +255,12 @@ def evaluate_loaded(
         ):
             if batch.computed:
                 store.add_examples(
-                    run_id, batch.start, batch.values, duration_s=spent(), peak_memory_bytes=peak_memory_bytes(device)
+                    run_id,
+                    batch.start,
+                    batch.values,
+                    artifacts=batch.artifacts,
+                    duration_s=spent(),
+                    peak_memory_bytes=peak_memory_bytes(device),
                 )
             batches.append(batch.values)
             advance(batch.stop - batch.start)

@@ -53,11 +53,14 @@ class MetricSpec:
 @dataclass
 class BatchOutput:
     """What a measurement returns for one batch: ``fields`` (per-example or per-pair lists, stored
-    with the run; an empty mapping stores nothing) and ``extra`` (in-memory results that later
-    measurements of the same batch may use, never stored)."""
+    with the run; an empty mapping stores nothing), ``extra`` (in-memory results that later
+    measurements of the same batch may use, never stored) and ``artifacts`` (files stored with the
+    run beside the batch, e.g. the PNG of an image strip: plain file name -> bytes; names must be
+    unique across the run, and no metric may read them)."""
 
     fields: dict[str, list]
     extra: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

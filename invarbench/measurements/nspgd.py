@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,6 +14,7 @@ import torch
 
 from invarbench.attacks.nspgd import NSPGDConfig, nspgd
 from invarbench.measurements.base import BatchContext, BatchOutput, Measurement, MetricSpec, PerExample, floats
+from invarbench.measurements.images import image_strip_png
 from invarbench.metrics.stats import MetricValue, mean_metric
 
 CLOSURE = MetricSpec(
@@ -118,9 +120,91 @@ _WALK_FIELDS = (
 )
 
 
+# The image strips: pictures of a few walks, stored with the run for the site (no metric reads them).
+IMAGE_STRIPS = 4  # pairs drawn per run
+STRIP_POINTS = 5  # walk panels before the end point: iterations 0, a/5, 2a/5, 3a/5, 4a/5 of a walk of a steps
+_STRIP_SALT = 0x57219  # keeps the strips' draw apart from every other use of the suite seed
+
+
+def strip_pairs(count: int, seed: int) -> np.ndarray:
+    """The pairs (ascending) whose walks get an image strip: :data:`IMAGE_STRIPS` of pairs
+    ``0..count-1`` (all when fewer), drawn without replacement by a partial Fisher-Yates shuffle
+    driven by the raw 64-bit outputs of PCG64 seeded with ``SeedSequence([seed, salt])`` (exact across
+    numpy versions). They depend on the suite's seed and the number of pairs only."""
+    take = min(IMAGE_STRIPS, count)
+    bits = np.random.PCG64(np.random.SeedSequence([seed, _STRIP_SALT]))
+    order = list(range(count))
+    for j in range(take):
+        k = j + int(bits.random_raw()) % (count - j)
+        order[j], order[k] = order[k], order[j]
+    return np.sort(np.asarray(order[:take], dtype=np.int64))
+
+
+def strip_name(pair: int, ext: str) -> str:
+    """The artifact name of pair ``pair``'s strip: ``nspgd-strip-00012.png`` (the picture) or ``.json``."""
+    return f"nspgd-strip-{pair:05d}.{ext}"
+
+
+def image_strip(
+    ctx: BatchContext, cfg: NSPGDSettings, pair: int, source: int, target: int, accepted: int
+) -> dict[str, bytes]:
+    """Walk pair ``pair`` again on its own, recording :data:`STRIP_POINTS` evenly spaced iterates of
+    its ``accepted`` steps, and draw the strip: source, those iterates, the end point, target (one
+    PNG, :func:`invarbench.measurements.images.image_strip_png`), with a JSON that gives, per panel,
+    its label, iteration, the model's source-class confidence (softmax probability), its predicted
+    class and the L2 distance left to the target. Deterministic: the walk has no randomness. The
+    pair walks alone here, and float kernels can differ between a batch and one image, so the
+    strip's end point can differ from the stored pair's in the last digits (its numbers are its
+    own walk's, consistent with its pictures)."""
+    data = ctx.data
+    x0 = data.x[source : source + 1].to(ctx.device)
+    xt = data.x[target : target + 1].to(ctx.device)
+    c = data.y[source : source + 1].to(ctx.device)
+    iters = sorted({(accepted * j) // STRIP_POINTS for j in range(STRIP_POINTS)})
+    res = nspgd(ctx.model, x0, c, xt, dataclasses.replace(cfg, record_at=tuple(iters)))
+    panels = [x0[0]]
+    labels = [("source", 0)]
+    for slot, it in enumerate(iters):
+        if it > 0 and bool(res.path_valid[0, slot]):
+            panels.append(res.path_points[0, slot])
+            labels.append((f"step {it}", it))
+    end = int(res.accepted_steps[0])
+    panels += [res.x_final[0], xt[0]]
+    labels += [(f"end (step {end})", end), ("target", None)]
+    images = torch.stack(panels)
+    with torch.no_grad():
+        probs = torch.softmax(ctx.model(images).double(), dim=1)
+    p_source = probs[:, int(data.y[source])]
+    distance = (images - xt).flatten(1).double().norm(dim=1)
+    png = strip_name(pair, "png")
+    doc = {
+        "pair": pair,
+        "source": source,
+        "target": target,
+        "source_label": int(data.y[source]),
+        "target_label": int(data.y[target]),
+        "accepted_steps": end,
+        "image": png,
+        "panels": [
+            {
+                "label": label,
+                "iteration": it,
+                "p_source": p,
+                "predicted": pred,
+                "distance_to_target_l2": d,
+            }
+            for (label, it), p, pred, d in zip(labels, floats(p_source), probs.argmax(dim=1).tolist(), floats(distance))
+        ],
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
+    return {png: image_strip_png(images), strip_name(pair, "json"): text.encode()}
+
+
 def measure(ctx: BatchContext, cfg: NSPGDSettings) -> BatchOutput:
     """Walk the batch's pairs. Pairs whose path widths the suite measures record their path points
-    (``extra["width_group"]``: their rows, source classes and :class:`NSPGDResult`, for ``path_width``)."""
+    (``extra["width_group"]``: their rows, source classes and :class:`NSPGDResult`, for ``path_width``).
+    The walking pairs among :func:`strip_pairs` also get their image strips (``artifacts``), drawn
+    after every number is computed, so they change none."""
     pw = ctx.suite.measurements.get("path_width")
     data, start = ctx.data, ctx.start
     plan = pair_plan(data.y, cfg.pairs, ctx.suite.seed, start=start, stop=ctx.stop)
@@ -170,7 +254,13 @@ def measure(ctx: BatchContext, cfg: NSPGDSettings) -> BatchOutput:
                 fields[key][r] = v
         if group_width:
             extra["width_group"] = (plan.sources[rows], data.y[src], res)
-    return BatchOutput(fields, extra)
+    artifacts: dict[str, bytes] = {}
+    if cfg.max_iter > 0:
+        drawn = set(strip_pairs(min(cfg.pairs.num_pairs, len(data)), ctx.suite.seed).tolist())
+        for r, (s, t) in enumerate(zip(plan.sources.tolist(), plan.targets.tolist())):
+            if s in drawn and valid[r]:
+                artifacts.update(image_strip(ctx, cfg, s, s, t, fields["accepted_steps"][r]))
+    return BatchOutput(fields, extra, artifacts)
 
 
 def aggregate(per_example: PerExample, cfg: NSPGDSettings, suite: object) -> list[MetricValue]:  # noqa: ARG001

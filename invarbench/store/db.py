@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -388,14 +388,18 @@ class Store:
         batch_start: int,
         values: dict[str, dict[str, list]],
         *,
+        artifacts: Mapping[str, bytes] | None = None,
         duration_s: float | None = None,
         peak_memory_bytes: int | None = None,
     ) -> None:
-        """Store ALL measurements of one batch in one transaction: a batch is stored whole or not at all.
+        """Store ALL measurements of one batch, and the files they made for it (``artifacts``: plain
+        file name -> bytes, see :meth:`add_artifact`), in one transaction: a batch is stored whole
+        or not at all, so a resumed run finds every file of the batches it does not redo.
 
         ``duration_s`` and ``peak_memory_bytes`` (the run's totals so far) are recorded with it, so
         that even a run killed later says how long it ran and how much memory it used.
         """
+        files = [_artifact(run_id, name, data) for name, data in (artifacts or {}).items()]
 
         def add(s: Session) -> None:
             run = s.get(RunRecord, run_id)
@@ -403,6 +407,11 @@ class Store:
                 raise NotFoundError(f"run {run_id} not found")
             for measurement, fields in values.items():
                 s.add(ExampleRecord(run_id=run_id, measurement=measurement, batch_start=batch_start, values=fields))
+            for record in files:
+                s.execute(
+                    delete(ArtifactRecord).where(ArtifactRecord.run_id == run_id, ArtifactRecord.name == record.name)
+                )
+                s.add(record)
             _record_progress(run, duration_s, peak_memory_bytes)
             s.flush()
 
@@ -473,26 +482,16 @@ class Store:
         self._write(fail)
 
     def add_artifact(self, run_id: int, name: str, data: bytes, media_type: str | None = None) -> None:
-        """Store (or replace) the file ``name`` of a run, e.g. an image strip the site shows."""
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            raise ValidationError(f"artifact name '{name}' must be a plain file name such as 'examples.png'")
-        media_type = media_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        """Store (or replace) the file ``name`` of a run, e.g. an image strip the site shows. Raises
+        :class:`ValidationError` for a name that is not a plain file name, :class:`NotFoundError`
+        for an unknown run."""
+        record = _artifact(run_id, name, data, media_type)
 
         def add(s: Session) -> None:
             if s.get(RunRecord, run_id) is None:
                 raise NotFoundError(f"run {run_id} not found")
             s.execute(delete(ArtifactRecord).where(ArtifactRecord.run_id == run_id, ArtifactRecord.name == name))
-            s.add(
-                ArtifactRecord(
-                    run_id=run_id,
-                    name=name,
-                    media_type=media_type,
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    size_bytes=len(data),
-                    data=bytes(data),
-                    created_at=datetime.now(timezone.utc),
-                )
-            )
+            s.add(record)
 
         self._write(add)
 
@@ -711,6 +710,21 @@ def suite_file_examples(suite_name: str, dataset: str, suite_version: int) -> in
     except InvarbenchError:
         return None
     return suite.num_examples if suite.version == suite_version else None
+
+
+def _artifact(run_id: int, name: str, data: bytes, media_type: str | None = None) -> ArtifactRecord:
+    """A run's file as a record; :class:`ValidationError` unless ``name`` is a plain file name."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValidationError(f"artifact name '{name}' must be a plain file name such as 'examples.png'")
+    return ArtifactRecord(
+        run_id=run_id,
+        name=name,
+        media_type=media_type or mimetypes.guess_type(name)[0] or "application/octet-stream",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        data=bytes(data),
+        created_at=datetime.now(timezone.utc),
+    )
 
 
 def _record_progress(run: RunRecord, duration_s: float | None, peak_memory_bytes: int | None) -> None:
