@@ -227,7 +227,10 @@ def test_cli_suites_list():
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if "│" in line]
     assert len(rows) == 8
-    assert any(line.split("│")[1:4] == [" standard ", " mnist5k  ", "       3 "] for line in rows)
+    assert any(
+        line.split("│")[1:4] == [" standard ", " mnist5k  ", f"{load_suite('standard', 'mnist5k').version:>8} "]
+        for line in rows
+    )
 
 
 def test_cli_suites_show_prints_the_resolved_yaml():
