@@ -13,7 +13,7 @@ import yaml
 from rich.table import Table
 
 from invarbench.cli.common import CardsDirOption, DbOption, console, user_errors, yaml_mapping
-from invarbench.cli.summary import append_summary, md
+from invarbench.cli.summary import append_summary, code, md
 from invarbench.errors import InvarbenchError, NotFoundError, ValidationError
 
 app = typer.Typer(
@@ -201,7 +201,7 @@ def _outcome_rows(outcomes: dict[Path, object]) -> list[str]:
             rows.append(f"| – | {md(path.name)} | ❌ {md(outcome)} |")
         else:
             notes = "; ".join(md(n) for n in outcome.notes)
-            rows.append(f"| `{md(outcome.ref.card.id)}` | {md(path.name)} | ✅ valid{': ' + notes if notes else ''} |")
+            rows.append(f"| {code(outcome.ref.card.id)} | {md(path.name)} | ✅ valid{': ' + notes if notes else ''} |")
     return rows
 
 
@@ -224,7 +224,7 @@ def changed_markdown(report, *, online: bool, load: bool) -> str:  # noqa: ANN00
     changes = report.changes
     head = "❌" if report.failures else "✅"
     checked = len(report.checked)
-    lines = [f"### {head} Model cards changed since `{md(changes.base)}`", ""]
+    lines = [f"### {head} Model cards changed since {code(changes.base)}", ""]
     if checked:
         valid = checked - sum(isinstance(v, str) for v in report.checked.values())
         lines += [
@@ -336,7 +336,7 @@ def status_markdown(statuses, *, run_ids: bool = True) -> str:  # noqa: ANN001 -
     lines = ["### Submission status", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for s in statuses:
         run = [("" if s.run_id is None else str(s.run_id))] if run_ids else []
-        cells = [f"`{md(s.card_id)}`", f"{md(s.suite)} v{s.suite_version}", f"{icon[s.state]} {s.state}", *run]
+        cells = [f"{code(s.card_id)}", f"{md(s.suite)} v{s.suite_version}", f"{icon[s.state]} {s.state}", *run]
         lines.append("| " + " | ".join([*cells, md(s.reason or "")]) + " |")
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from invarbench.cards import resolve_card
 from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
-from invarbench.cli.summary import append_summary, md, summarise_failure
+from invarbench.cli.summary import append_summary, code, md, summarise_failure
 from invarbench.evaluation import EvalOptions, EvalOutcome, evaluate
 from invarbench.store import Store
 
@@ -140,7 +140,7 @@ def eval_command(
             cards_dir,
         )
         return
-    with user_errors(), summarise_failure(f"`{md(model)}`: evaluation failed"):
+    with user_errors(), summarise_failure(f"{code(model)}: evaluation failed"):
         ref = resolve_card(model, cards_dir)
         store = Store(db)
         options = EvalOptions(
@@ -174,7 +174,7 @@ def eval_command(
 def outcome_markdown(outcome: EvalOutcome) -> str:
     """The job summary of one evaluation: its metrics with their intervals, and its flags."""
     lines = [
-        f"### ✅ `{md(outcome.card_id)}`: suite {md(outcome.suite.name)} v{outcome.suite.version}, "
+        f"### ✅ {code(outcome.card_id)}: suite {md(outcome.suite.name)} v{outcome.suite.version}, "
         f"{outcome.examples} examples, {md(outcome.device)}, run {outcome.run_id}",
         "",
         "| metric | value | 95 % CI | n |",

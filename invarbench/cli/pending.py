@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from invarbench.cli.common import console, progress_bars, user_errors
-from invarbench.cli.summary import append_summary, md
+from invarbench.cli.summary import append_summary, code, md
 from invarbench.evaluation import EvalOptions
 from invarbench.evaluation.pending import PendingResult, evaluate_pending, plan_pending
 from invarbench.store import Store
@@ -54,7 +54,7 @@ def eval_pending(options: EvalOptions, db: str | None, cards_dir: Path | None) -
     lines = [f"### {'❌' if failed else '✅'} Pending evaluations: {len(ok)} of {len(results)} evaluated", ""]
     lines += [outcome_markdown(r.outcome) for r in ok]
     if failed:
-        lines += ["", "Failed:", ""] + [f"- `{md(r.card)}`: {md(r.error)}" for r in failed]
+        lines += ["", "Failed:", ""] + [f"- {code(r.card)}: {md(r.error)}" for r in failed]
     append_summary("\n".join(lines))
     typer.echo(f"{len(ok)} of {len(results)} card(s) evaluated.")
     if failed:

@@ -18,14 +18,23 @@ from invarbench.errors import InvarbenchError
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+# Always placed after other text on a line, so that line-start syntax (#, -, +, 1.) cannot start; links
+# and images need '[', emphasis '*' or '_', tables '|', code '`', strikethrough '~'.
+_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
 def md(text: object) -> str:
-    """``text`` as literal Markdown on one line: HTML characters as entities, Markdown characters escaped."""
+    """``text`` as literal Markdown on one line, to be placed after other text: HTML characters as entities,
+    the Markdown characters that act mid-line escaped."""
     one_line = " ".join(str(text).split())
     html = one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _SPECIAL.sub(r"\\\1", html)
+
+
+def code(text: object) -> str:
+    """``text`` as an inline code span on one line (backticks become quotes; ``|`` is escaped for tables,
+    which GitHub applies before code spans)."""
+    return "`" + " ".join(str(text).split()).replace("`", "'").replace("|", "\\|") + "`"
 
 
 def summary_path() -> Path | None:
