@@ -7,8 +7,10 @@ import csv
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from invarbench.cli.app import app
@@ -155,8 +157,6 @@ def test_a_hostile_card_name_renders_as_text(tmp_path):
 
 
 def test_registered_cards_without_a_run_are_listed_as_pending(tmp_path):
-    import shutil
-
     cards = tmp_path / "cards"
     shutil.copytree(Path(__file__).resolve().parents[1] / "model_cards", cards)
     extra = (cards / "mnist5k" / "lenet-standard.yaml").read_text()
@@ -179,3 +179,76 @@ def test_registered_cards_without_a_run_are_listed_as_pending(tmp_path):
 def test_serve_refuses_a_folder_without_a_site(tmp_path):
     result = runner.invoke(app, ["site", "serve", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "no site in" in result.stderr
+
+
+# --- NSPGD image strips ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quick_run_db(tmp_path_factory) -> Path:
+    """A database with a full quick-suite run of the bundled standard LeNet: ranked, so it gets a model page."""
+    from invarbench.cards import resolve_card
+    from invarbench.evaluation import EvalOptions, evaluate
+
+    path = tmp_path_factory.mktemp("quick") / "quick.db"
+    store = Store(f"sqlite:///{path}")
+    assert evaluate(resolve_card("mnist5k/lenet-standard"), store, EvalOptions(suite="quick", device="cpu")).ranked
+    store.close()
+    return path
+
+
+def _quick_run_store(tmp_path: Path, db: Path) -> tuple[Store, int]:
+    """A copy of the quick run's database, and the run's id."""
+    shutil.copy(db, tmp_path / "quick.db")
+    store = Store(f"sqlite:///{tmp_path / 'quick.db'}")
+    [run] = store.list_runs()
+    return store, run.id
+
+
+def test_a_model_page_shows_the_image_strips_the_run_stored(tmp_path, quick_run_db):
+    from PIL import Image
+
+    store, run_id = _quick_run_store(tmp_path, quick_run_db)
+    stored = {a.name: a.data for a in store.get_run(run_id).artifacts}
+    strips = sorted(n for n in stored if n.endswith(".json"))
+    assert len(strips) == 4  # the quick suite's drawn pairs all walk on this model
+    build_site(store, tmp_path / "site")
+    [page] = (tmp_path / "site" / "models").rglob("*.html")
+    html = page.read_text()
+    for name in strips:
+        doc = json.loads(stored[name])
+        png = page.parent / page.stem / doc["image"]
+        assert png.read_bytes() == stored[doc["image"]]  # the run's own picture, copied as it is
+        width, height = Image.open(png).size
+        figure = re.search(rf'<figure class="strip" id="pair-{doc["pair"]}".*?</figure>', html, flags=re.S).group(0)
+        # One window onto the PNG per panel, each at its own offset, the panel's numbers under it.
+        lefts = [int(v) for v in re.findall(r"object-position: -(\d+)px 0", figure)]
+        panel = (width - (len(doc["panels"]) - 1) * 4) // len(doc["panels"])
+        assert lefts == [k * (panel + 4) for k in range(len(doc["panels"]))]
+        assert figure.count(f'src="{page.stem}/{doc["image"]}"') == len(doc["panels"])
+        assert f'height="{height}"' in figure
+        cells = re.findall(r'<td class="num">([^<]*)</td>', figure)
+        assert cells == [f"{p['p_source']:.3f}" for p in doc["panels"]] + [str(p["predicted"]) for p in doc["panels"]]
+        assert re.findall(r'<th scope="col">([^<]*)<br>', figure) == [p["label"] for p in doc["panels"]]
+        assert f"class-{doc['source_label']} source" in figure and f"class-{doc['target_label']} target" in figure
+    # A second build gives the same bytes, pictures included.
+    build_site(store, tmp_path / "again")
+    for path in (tmp_path / "site").rglob("*"):
+        if path.is_file():
+            assert path.read_bytes() == (tmp_path / "again" / path.relative_to(tmp_path / "site")).read_bytes()
+
+
+def test_a_malformed_strip_is_left_out_not_shown_wrong(tmp_path, quick_run_db):
+    store, run_id = _quick_run_store(tmp_path, quick_run_db)
+    names = sorted(a.name for a in store.get_run(run_id).artifacts if a.name.endswith(".json"))
+    store.add_artifact(run_id, names[0], b"{not json")
+    broken = json.loads(next(a.data for a in store.get_run(run_id).artifacts if a.name == names[1]))
+    broken["image"] = "../../index.html"  # a path out of the run's files: never followed
+    store.add_artifact(run_id, names[1], json.dumps(broken).encode())
+    store.add_artifact(run_id, names[2].replace(".json", ".png"), b"not a png")
+    store.add_artifact(run_id, "notes.json", b"{}")  # not a strip: ignored
+    build_site(store, tmp_path / "site")
+    [page] = (tmp_path / "site" / "models").rglob("*.html")
+    html = page.read_text()
+    assert re.findall(r'<figure class="strip" id="pair-(\d+)"', html) == [str(int(names[3][12:17]))]
+    assert sorted(p.name for p in (page.parent / page.stem).iterdir()) == [names[3].replace(".json", ".png")]

@@ -10,6 +10,9 @@ the suite version's full number of examples (:meth:`Store.leaderboard_runs`). Sm
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,6 +290,13 @@ def build_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
             page_template.render(page=page, generated=generated, version=invarbench.__version__), encoding="utf-8"
         )
         target.with_suffix(".json").write_text(dumps(run_document(runs[page.run_id])), encoding="utf-8")
+        if page.strips:
+            pictures = target.parent / page.files_dir
+            pictures.mkdir(exist_ok=True)
+            stored = {a.name: a.data for a in runs[page.run_id].artifacts}
+            for strip in page.strips:
+                name = strip.src.rsplit("/", 1)[-1]
+                (pictures / name).write_bytes(stored[name])
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")
     return index
@@ -328,6 +338,83 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class StripPanel:
+    """One image of an NSPGD strip: what it is ("source", "step 6", "end (step 17)", "target"), the
+    model's confidence in the source class there (softmax probability) and its predicted class."""
+
+    label: str
+    p_source: float
+    predicted: int
+    left: int  # where the panel starts in the strip's PNG, in pixels
+
+
+@dataclass(frozen=True)
+class ImageStrip:
+    """An NSPGD walk as the run drew it (:mod:`invarbench.measurements.nspgd`, ``image_strip``): the PNG
+    (``src``, relative to the model page; ``width`` x ``height`` pixels, panels of ``panel_width`` pixels
+    side by side), its alt text and its panels. The page shows each panel in its own table cell, a
+    window onto the one PNG, so that the numbers stand under their image at any width."""
+
+    pair: int
+    src: str
+    width: int
+    height: int
+    panel_width: int
+    alt: str
+    caption: str
+    panels: list[StripPanel]
+
+
+STRIP_NAME = re.compile(r"^nspgd-strip-\d{5}\.(png|json)$")
+
+
+def _strips(run: RunRecord, folder: str) -> list[ImageStrip]:
+    """The run's image strips, by pair; a strip whose JSON or PNG is missing or malformed (an imported
+    file of someone else's) is left out rather than shown wrong. ``folder``: where the page finds the PNGs."""
+    from PIL import Image, UnidentifiedImageError
+
+    from invarbench.measurements.images import GAP_PX
+
+    files = {a.name: a.data for a in run.artifacts if STRIP_NAME.match(a.name)}
+    strips = []
+    for name in sorted(n for n in files if n.endswith(".json")):
+        try:
+            doc = json.loads(files[name])
+            png = files[doc["image"]]
+            with Image.open(io.BytesIO(png)) as image:
+                width, height = image.size
+            count = len(doc["panels"])
+            panel_width, rest = divmod(width - (count - 1) * GAP_PX, count)
+            if rest or panel_width < 1:
+                continue  # not a strip of this many panels
+            panels = [
+                StripPanel(str(p["label"]), float(p["p_source"]), int(p["predicted"]), k * (panel_width + GAP_PX))
+                for k, p in enumerate(doc["panels"])
+            ]
+            src, tgt = int(doc["source_label"]), int(doc["target_label"])
+            pair, steps = int(doc["pair"]), int(doc["accepted_steps"])
+            start_d = float(doc["panels"][0]["distance_to_target_l2"])
+            end_d = float(doc["panels"][-2]["distance_to_target_l2"])
+        except (ValueError, KeyError, TypeError, IndexError, UnidentifiedImageError):
+            continue
+        if len(panels) < 3 or doc["image"] != name.removesuffix(".json") + ".png":
+            continue
+        end = panels[-2]
+        alt = (
+            f"NSPGD walk of pair {pair}: a class-{src} source (source-class confidence {panels[0].p_source:.3f}) "
+            f"and {len(panels) - 3} images along the walk to its end point after {steps} steps (confidence "
+            f"{end.p_source:.3f}, predicted class {end.predicted}), then the class-{tgt} target; the distance to "
+            f"the target fell from {start_d:.2f} to {end_d:.2f} (L2)."
+        )
+        caption = (
+            f"Pair {pair}: example {doc['source']} (class {src}) toward example {doc['target']} (class {tgt}); "
+            f"{steps} steps accepted, L2 distance to the target {start_d:.2f} → {end_d:.2f}."
+        )
+        strips.append(ImageStrip(pair, f"{folder}/{doc['image']}", width, height, panel_width, alt, caption, panels))
+    return strips
+
+
+@dataclass(frozen=True)
 class ModelPage:
     """The page of one ranked run: the card, every metric, full provenance, the flags explained, the figures."""
 
@@ -345,6 +432,8 @@ class ModelPage:
     figures: list[Figure]
     json_name: str
     run_id: int
+    strips: list[ImageStrip] = field(default_factory=list)  # NSPGD walks, their PNGs in ``files_dir``
+    files_dir: str = ""  # the folder of the page's pictures, relative to the page
 
 
 def model_page_path(board: DatasetBoard, card_id: str) -> str:
@@ -435,6 +524,8 @@ def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRec
                     figures=_figures(run, _per_example(store, run.id)),
                     json_name=Path(model_page_path(board, row.card_id)).with_suffix(".json").name,
                     run_id=row.run_id,
+                    strips=_strips(run, Path(model_page_path(board, row.card_id)).stem),
+                    files_dir=Path(model_page_path(board, row.card_id)).stem,
                 )
             )
     return pages
