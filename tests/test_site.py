@@ -113,7 +113,7 @@ def test_every_ranked_model_has_a_page_with_its_metrics_flags_provenance_and_fig
     assert [p.stem for p in pages] == ["lenet-pgd-at", "lenet-standard"]
     html = pages[0].read_text()
     assert "gradient_attack_weaker_than_search</span>: a gradient-free boundary search found closer" in html
-    assert "Robust accuracy (PGD L∞)" in html and "suite settings hash" in html and "float32" in html
+    assert "Robust accuracy (L∞)" in html and "suite settings hash" in html and "float32" in html
     assert html.count("<svg") == 2 and html.count('role="img" aria-label="') == 2
     assert "Equi-confidence tube" in html and "Histogram of the minimal adversarial L2 distance of 979 examples" in html
     doc = json.loads(pages[0].with_suffix(".json").read_text())
