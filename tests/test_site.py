@@ -252,3 +252,74 @@ def test_a_malformed_strip_is_left_out_not_shown_wrong(tmp_path, quick_run_db):
     html = page.read_text()
     assert re.findall(r'<figure class="strip" id="pair-(\d+)"', html) == [str(int(names[3][12:17]))]
     assert sorted(p.name for p in (page.parent / page.stem).iterdir()) == [names[3].replace(".json", ".png")]
+
+
+def test_the_board_and_the_pages_show_each_cards_submission_status(tmp_path):
+    """Registered cards against the published runs: evaluated ones are ranked, a card with no run is
+    pending, a card whose newest full attempt failed is listed with the stored error, and a card
+    that now pins another file is pending again, which its page says."""
+    from invarbench.store.export import import_path
+    from invarbench.store.provenance import Provenance
+
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    import_path(store, RESULTS)
+    [board] = leaderboard(store)
+    cards = tmp_path / "cards"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "model_cards", cards)
+    standard = (cards / "mnist5k" / "lenet-standard.yaml").read_text()
+    for name in ("lenet-new", "lenet-broken"):
+        (cards / "mnist5k" / f"{name}.yaml").write_text(
+            standard.replace("mnist5k/lenet-standard", f"mnist5k/{name}").replace("(standard training)", name)
+        )
+    at = cards / "mnist5k" / "lenet-pgd-at.yaml"
+    pinned = re.search(r"sha256: ([0-9a-f]{64})", at.read_text()).group(1)
+    at.write_text(at.read_text().replace(pinned, "d" * 64))  # the card now pins another file
+    file_sha = re.search(r"sha256: ([0-9a-f]{64})", standard).group(1)
+    model = store.upsert_model(
+        card_id="mnist5k/lenet-broken",
+        name="lenet-broken",
+        dataset="mnist5k",
+        card_yaml="id: mnist5k/lenet-broken\n",
+        card_sha256="c" * 64,
+        file_sha256=file_sha,
+        hub_repo=None,
+        hub_revision=None,
+        training_method="standard",
+    )
+    full = board.rows[0].full_examples
+    run = store.start_run(
+        model,
+        Provenance(
+            suite_name=board.suite,
+            suite_version=board.version,
+            dataset="mnist5k",
+            invarbench_version="0",
+            git_commit=None,
+            torch_version="2",
+            device="cpu",
+            seed=0,
+            batch_size=250,
+            examples_requested=full,
+            examples_effective=full,
+            suite_num_examples=full,
+            data_source=None,
+            model_dtype="float32",
+            suite_settings=None,
+            suite_settings_hash=None,
+        ),
+    )
+    store.fail_run(run, "model card mnist5k/lenet-broken: the model returned NaN or Inf logits <b>here</b>")
+
+    build_site(store, tmp_path / "site", cards)
+    html = (tmp_path / "site" / "index.html").read_text()
+    pending = re.search(r'<p class="pending"[^>]*>(.*?)</p>', html, flags=re.S).group(1)
+    assert re.findall(r"<code>([^<]+)</code>", pending) == ["mnist5k/lenet-new", "mnist5k/lenet-pgd-at"]
+    failed = re.search(r'<div class="failed"[^>]*>(.*?)</div>', html, flags=re.S).group(1)
+    assert f"<code>mnist5k/lenet-broken</code> (LeNet lenet-broken), run {run}:" in failed
+    assert "NaN or Inf logits &lt;b&gt;here&lt;/b&gt;" in failed  # the stored error, as text
+    pages = {p.stem: p.read_text() for p in (tmp_path / "site" / "models").rglob("*.html")}
+    assert 'data-state="evaluated"' in pages["lenet-standard"]
+    assert (
+        'data-state="pending"' in pages["lenet-pgd-at"]
+        and "the card now pins another model file" in pages["lenet-pgd-at"]
+    )

@@ -14,17 +14,20 @@ import io
 import json
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 import invarbench
+from invarbench.cards.catalog import CardRef
 from invarbench.measurements import metric_specs
-from invarbench.store.db import CUSTOM_DATA, Store, best_full_runs, newest_unranked
+from invarbench.store.db import CUSTOM_DATA, Store, best_full_runs, newest_unranked, suite_file_examples
 from invarbench.store.export import csv_text, dumps, import_path, run_document
 from invarbench.store.provenance import PROVENANCE_FIELDS
 from invarbench.store.schema import RunRecord
+from invarbench.submissions import FAILED, PENDING, SubmissionStatus, SuiteTarget, derive_statuses
 
 UNRANKED_TITLE = "Smoke runs and runs on custom data — not ranked"
 
@@ -84,7 +87,11 @@ class DatasetBoard:
     ranks: list[int] = field(default_factory=list)  # per ranked row: shared when the intervals overlap
     rank_metric: str = ""  # the metric the rows are ranked by
     seconds: list[str] = field(default_factory=list)  # per ranked row: the run's evaluation time
-    pending: list[tuple[str, str]] = field(default_factory=list)  # registered cards (id, name) with no run here
+    # The registered cards of the data set with this suite version that are not evaluated (the cards
+    # given to :func:`leaderboard`; invarbench.submissions): pending, or failed with the stored error.
+    pending: list[SubmissionStatus] = field(default_factory=list)
+    failed: list[SubmissionStatus] = field(default_factory=list)
+    statuses: dict[str, SubmissionStatus] = field(default_factory=dict)  # every given card's, by id
 
     @property
     def slug(self) -> str:
@@ -150,37 +157,23 @@ def _columns(rows: list[LeaderboardRow]) -> list[Column]:
     return columns + [Column(name, name, False, None, "") for name in others]
 
 
-def registered_cards(cards_dir: Path | None) -> list[tuple[str, str, str]]:
-    """The valid cards under ``cards_dir`` (default: :func:`invarbench.cards.catalog.default_cards_dir`) as
-    (data set, id, name); an invalid card is left out (``invarbench cards validate`` reports it)."""
-    from invarbench.cards.catalog import card_paths, default_cards_dir, load_card
-    from invarbench.errors import InvarbenchError
-
-    root = cards_dir or default_cards_dir()
-    cards = []
-    for path in card_paths(root):
-        try:
-            card = load_card(path, check_location=True, cards_dir=root).card
-        except InvarbenchError:
-            continue
-        cards.append((card.dataset, card.id, card.name))
-    return sorted(cards)
-
-
-def leaderboard(store: Store, cards: list[tuple[str, str, str]] | None = None) -> list[DatasetBoard]:
+def leaderboard(store: Store, cards: Sequence[CardRef] | None = None) -> list[DatasetBoard]:
     """One board per data set and suite version that has finished runs, by data set, suite and version.
 
     Its ranked rows are the newest full run of each model with that suite version, by
     :data:`RANK_METRIC`, then clean accuracy, with :func:`shared_ranks`; its unranked rows, listed
     apart, are the smoke and custom-data runs of that suite version (:meth:`Store.unranked_runs`), by
-    model card id and data; its pending list, the ``cards`` (data set, id, name) of its data set with no
-    run of that suite version. Returns the boards.
+    model card id and data; its submissions, the status of each of the registered ``cards`` of its data
+    set with that suite version (:func:`invarbench.submissions.derive_statuses`) that is not evaluated:
+    pending (no full run of the file the card pins, or one running) or failed (with the stored error).
+    Returns the boards.
     """
     ranked: dict[tuple[str, str, int], list[LeaderboardRow]] = {}
     seconds: dict[int, str] = {}
     apart: dict[tuple[str, str, int], list[LeaderboardRow]] = {}
     standings = store.standings()
     by_id = {st.run.id: st for st in standings}
+    all_runs = store.list_runs() if cards else []  # every status: a failed full run is a failed submission
     for run in best_full_runs(standings, per_suite_version=True):
         st = by_id[run.id]
         ranked.setdefault((run.dataset, run.suite_name, run.suite_version), []).append(
@@ -205,8 +198,11 @@ def leaderboard(store: Store, cards: list[tuple[str, str, str]] | None = None) -
         metric = RANK_METRIC if any(RANK_METRIC in r.metrics for r in rows) else "clean_accuracy"
         rows = sorted(rows, key=lambda r: (-value(r, metric), -value(r, "clean_accuracy"), r.card_id))
         unranked = sorted(apart.get(key, []), key=listed)
-        have = {r.card_id for r in rows} | {r.card_id for r in unranked}
-        pending = [(cid, name) for ds, cid, name in cards or [] if ds == dataset and cid not in have]
+        full = next((r.full_examples for r in [*rows, *unranked] if r.full_examples), None)
+        full = full or suite_file_examples(suite, dataset, version)
+        mine = [c for c in cards or [] if c.card.dataset == dataset]
+        # Without the suite version's full size no run can be told full: no statuses rather than wrong ones.
+        statuses = derive_statuses(mine, all_runs, {dataset: SuiteTarget(suite, version, full)}) if full else []
         boards.append(
             DatasetBoard(
                 dataset,
@@ -219,7 +215,9 @@ def leaderboard(store: Store, cards: list[tuple[str, str, str]] | None = None) -
                 ranks=shared_ranks(rows, metric),
                 rank_metric=metric,
                 seconds=[seconds[r.run_id] for r in rows],
-                pending=pending,
+                pending=[st for st in statuses if st.state == PENDING],
+                failed=[st for st in statuses if st.state == FAILED],
+                statuses={st.card_id: st for st in statuses},
             )
         )
     return boards
@@ -262,7 +260,9 @@ def build_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
     its ranked runs, the interchange format of docs/store.md) and ``boards/<slug>.csv`` (one row per run and
     metric). Registered cards (``cards_dir``) without a run of a board's suite version are listed as pending
     under it. The same database and cards give the same bytes. Returns the index's path."""
-    boards = leaderboard(store, registered_cards(cards_dir))
+    from invarbench.submissions import registered_cards
+
+    boards = leaderboard(store, registered_cards(cards_dir)[0])  # a card that does not load is left out
     generated = _generated(store)
     env = Environment(loader=PackageLoader("invarbench.site", "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
@@ -432,6 +432,7 @@ class ModelPage:
     figures: list[Figure]
     json_name: str
     run_id: int
+    status: SubmissionStatus | None = None  # the card's submission status with the board's suite version
     strips: list[ImageStrip] = field(default_factory=list)  # NSPGD walks, their PNGs in ``files_dir``
     files_dir: str = ""  # the folder of the page's pictures, relative to the page
 
@@ -524,6 +525,7 @@ def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRec
                     figures=_figures(run, _per_example(store, run.id)),
                     json_name=Path(model_page_path(board, row.card_id)).with_suffix(".json").name,
                     run_id=row.run_id,
+                    status=board.statuses.get(row.card_id),
                     strips=_strips(run, Path(model_page_path(board, row.card_id)).stem),
                     files_dir=Path(model_page_path(board, row.card_id)).stem,
                 )
