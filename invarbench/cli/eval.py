@@ -11,7 +11,7 @@ from rich.table import Table
 from invarbench.cards import resolve_card
 from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
 from invarbench.cli.summary import append_summary, code, md, summarise_failure
-from invarbench.evaluation import EvalOptions, EvalOutcome, evaluate
+from invarbench.evaluation import EvalOptions, EvalOutcome, distributed, evaluate
 from invarbench.store import Store
 
 
@@ -114,12 +114,25 @@ def eval_command(
             "continuing past failures; at the end, which failed and why (exit code 1 if any did).",
         ),
     ] = False,
+    dist_timeout: Annotated[
+        float,
+        typer.Option(
+            "--dist-timeout",
+            help="Under torchrun: minutes a process waits for the others at each exchange of batches before "
+            "the run fails (resumable). A process that dies fails the run at once; this catches one that hangs. "
+            "Must exceed the slowest batch.",
+        ),
+    ] = distributed.DEFAULT_TIMEOUT_MINUTES,
 ) -> None:
     """Evaluate MODEL with a suite, store every score with its provenance, and print a summary.
 
     With --pending, every registered card that is not yet evaluated with the suite's current version.
     In GitHub Actions ($GITHUB_STEP_SUMMARY set) the outcome is also appended to the job summary.
     """
+    with user_errors():
+        ranks = distributed.ranks_from_environment(dist_timeout)
+    if pending and ranks is not None:
+        raise fail("--pending runs one process: launch it without torchrun, or evaluate one MODEL per torchrun")
     if pending or model is None:
         from invarbench.cli.pending import eval_pending
 
@@ -142,7 +155,7 @@ def eval_command(
         return
     with user_errors(), summarise_failure(f"{code(model)}: evaluation failed"):
         ref = resolve_card(model, cards_dir)
-        store = Store(db)
+        store = Store(db) if ranks is None or ranks.main else None  # rank 0 alone writes the store
         options = EvalOptions(
             suite=suite,
             limit=limit,
@@ -152,10 +165,14 @@ def eval_command(
             data_dir=data_dir,
             data=data,
             resume=resume,
+            ranks=ranks,
         )
         try:
-            with progress_bars() as progress:
-                outcome = evaluate(ref, store, options, progress)
+            if ranks is None or ranks.main:
+                with progress_bars() as progress:
+                    outcome = evaluate(ref, store, options, progress)
+            else:
+                outcome = evaluate(ref, store, options)
         except KeyboardInterrupt:
             typer.echo(
                 f"Interrupted: the completed batches are stored; continue with 'invarbench eval {model} "
@@ -163,6 +180,14 @@ def eval_command(
                 err=True,
             )
             raise typer.Exit(code=130) from None
+        except BaseException as exc:
+            if not distributed.is_stopped(exc):
+                raise
+            raise fail(f"{distributed.stopped_message()}: rerun with --resume") from None
+        finally:
+            distributed.leave()
+    if ranks is not None and not ranks.main:
+        return  # rank 0 prints the outcome
     if outcome.resumed:
         console.print(f"Resumed run {outcome.run_id}: {outcome.batches_reused} stored batch(es) reused.")
     elif resume:

@@ -97,10 +97,35 @@ def run_suite(
         if start in stored:
             yield BatchResult(start, stop, stored[start], computed=False)
             continue
-        gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
-        told = None if note is None else (lambda what, s=start, e=stop: note(s, e, what))
-        values, artifacts = measure_batch_with_artifacts(model, data, start, stop, suite, gen, note=told, device=device)
-        yield BatchResult(start, stop, values, computed=True, artifacts=artifacts)
+        yield measure_one(model, data, suite, seed=seed, start=start, stop=stop, device=device, note=note)
+
+
+def batch_grid(examples: int, batch_size: int) -> dict[int, int]:
+    """The batches of a run, start -> stop: ``batch_size`` examples each (the last may be shorter).
+    The grid depends on the examples and the batch size only, never on the number of processes.
+    Raises :class:`ValidationError` for a batch size below 1."""
+    if batch_size < 1:
+        raise ValidationError(f"--batch-size must be at least 1, got {batch_size}")
+    return {start: min(start + batch_size, examples) for start in range(0, examples, batch_size)}
+
+
+def measure_one(
+    model: nn.Module,
+    data: EvalData,
+    suite,  # noqa: ANN001 - a Suite
+    *,
+    seed: int,
+    start: int,
+    stop: int,
+    device: torch.device,
+    note: BatchNote | None = None,
+) -> BatchResult:
+    """Examples ``start:stop`` measured with their own generator (seeded by :func:`batch_seed`): the
+    same values whichever process computes them, and whatever batches came before."""
+    gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
+    told = None if note is None else (lambda what: note(start, stop, what))
+    values, artifacts = measure_batch_with_artifacts(model, data, start, stop, suite, gen, note=told, device=device)
+    return BatchResult(start, stop, values, computed=True, artifacts=artifacts)
 
 
 def finish_suite(batches: Iterable[PerExample], suite, check_flags: list[str]) -> SuiteResult:  # noqa: ANN001

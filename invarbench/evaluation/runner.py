@@ -17,7 +17,9 @@ from invarbench.card_checks import check_card_context
 from invarbench.cards.catalog import CardRef
 from invarbench.data import load_eval_data
 from invarbench.errors import InvarbenchError, ModelOutputError, ValidationError
-from invarbench.evaluation.pipeline import check_model, finish_suite, run_suite
+from invarbench.evaluation import distributed
+from invarbench.evaluation.distributed import Ranks
+from invarbench.evaluation.pipeline import BatchResult, batch_grid, check_model, finish_suite, measure_one, run_suite
 from invarbench.metrics.stats import MetricValue
 from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
@@ -42,6 +44,9 @@ class EvalOptions:
     data: str | None = None
     # Continue the newest unfinished run with the same model snapshot and provenance, if any.
     resume: bool = False
+    # This process's place in a run launched by torchrun (distributed.ranks_from_environment); None:
+    # a single process. Rank 0 alone is given a store; the others pass None.
+    ranks: Ranks | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,9 @@ class ModelRecord:
     training_method: str
 
 
-def evaluate(ref: CardRef, store: Store, options: EvalOptions, progress: ProgressFactory = no_progress) -> EvalOutcome:
+def evaluate(
+    ref: CardRef, store: Store | None, options: EvalOptions, progress: ProgressFactory = no_progress
+) -> EvalOutcome:
     """Evaluate the model of ``ref`` on its data set's suite and record the run in ``store``.
 
     Runs the checks of 'invarbench cards validate' first, then loads the model (its file's checksum
@@ -153,10 +160,23 @@ def evaluate(ref: CardRef, store: Store, options: EvalOptions, progress: Progres
     its stored batches are read back instead of recomputed, so its metrics equal those of an
     uninterrupted run. A run that raises (Ctrl-C included) is marked failed with the error, and can be
     resumed. Raises :class:`InvarbenchError` subclasses with one-line messages naming the card.
+
+    Under torchrun (``options.ranks``) every process calls this; the batches are shared among them
+    (:mod:`invarbench.evaluation.distributed`), rank 0 alone is given the ``store`` (the others pass
+    None), and every rank returns the same outcome.
     """
     card = ref.card
     suite = load_suite(options.suite, card.dataset)
     device = resolve_device(options.device)
+    if options.ranks is not None:
+        if options.ranks.main and store is None:
+            raise ValueError("rank 0 of a distributed run needs the store")
+        distributed.join(options.ranks)
+        if device.type == "cuda":
+            device = torch.device("cuda", options.ranks.local_rank % torch.cuda.device_count())
+            torch.cuda.set_device(device)
+    elif store is None:
+        raise ValueError("a single process needs the store")
     if options.batch_size < 1:
         raise ValidationError(f"--batch-size must be at least 1, got {options.batch_size}")
     check_card_context(ref)  # the same checks as 'invarbench cards validate'
@@ -210,7 +230,8 @@ def evaluate_loaded(
             f"{where} declares input size {list(model.input_shape)}, but data set "
             f"'{record.dataset}' has images of size {list(data.x.shape[1:])}"
         )
-    model_id = store.upsert_model(**dataclasses.asdict(record))
+    ranks = options.ranks
+    main = ranks is None or ranks.main
     prov = Provenance(
         suite_name=suite.name,
         suite_version=suite.version,
@@ -229,11 +250,19 @@ def evaluate_loaded(
         suite_settings=suite.settings(),
         suite_settings_hash=suite.settings_hash(),
     )
-    resumed: ResumedRun | None = store.resume_run(model_id, prov) if options.resume else None
-    if resumed is not None:
-        run_id, stored, spent_before = resumed.run_id, resumed.batches, resumed.duration_s
+    resumed: ResumedRun | None = None
+    if main:
+        model_id = store.upsert_model(**dataclasses.asdict(record))
+        resumed = store.resume_run(model_id, prov) if options.resume else None
+        if resumed is not None:
+            run_id, stored, spent_before = resumed.run_id, resumed.batches, resumed.duration_s
+        else:
+            run_id, stored, spent_before = store.start_run(model_id, prov), {}, 0.0
+    if ranks is not None:  # rank 0 alone reads and writes the store: the others learn the run from it
+        start = (run_id, stored, spent_before, resumed is not None) if main else None
+        run_id, stored, spent_before, was_resumed = distributed.broadcast(ranks, start, "starting the run")
     else:
-        run_id, stored, spent_before = store.start_run(model_id, prov), {}, 0.0
+        was_resumed = resumed is not None
     started = time.perf_counter()
 
     def spent() -> float:
@@ -241,9 +270,9 @@ def evaluate_loaded(
 
     try:
         advance = progress(f"{record.card_id} · {suite.name} v{suite.version}", len(data))
-        check_flags = check_model(model, data, suite, seed=seed, device=device)
+        check_flags = check_model(model, data, suite, seed=seed, device=device) if main else []
         batches = []
-        for batch in run_suite(
+        for batch in (_sharded if ranks is not None else run_suite)(
             model,
             data,
             suite,
@@ -252,8 +281,9 @@ def evaluate_loaded(
             device=device,
             stored=stored,
             note=lambda s, e, what: advance(0, f"{s}-{e}: {what}"),
+            **({"ranks": ranks} if ranks is not None else {}),
         ):
-            if batch.computed:
+            if batch.computed and main:
                 store.add_examples(
                     run_id,
                     batch.start,
@@ -262,15 +292,22 @@ def evaluate_loaded(
                     duration_s=spent(),
                     peak_memory_bytes=peak_memory_bytes(device),
                 )
-            batches.append(batch.values)
+            batches.append((batch.start, batch.values))
             advance(batch.stop - batch.start)
-        result = finish_suite(batches, suite, check_flags)
+        if ranks is not None:
+            check_flags = distributed.broadcast(ranks, check_flags, "sharing the reliability checks' flags")
+        result = finish_suite([values for _, values in sorted(batches, key=lambda b: b[0])], suite, check_flags)
         duration = spent()
         peak = peak_memory_bytes(device)
-        store.finish_run(run_id, result.metrics, result.flags, duration_s=duration, peak_memory_bytes=peak)
+        if main:
+            store.finish_run(run_id, result.metrics, result.flags, duration_s=duration, peak_memory_bytes=peak)
     except BaseException as exc:
+        if not main:
+            raise
         if isinstance(exc, KeyboardInterrupt):
             message = interrupted_message(record.card_id)
+        elif distributed.is_stopped(exc):
+            message = f"{distributed.stopped_message()}; the finished batches are stored: rerun with --resume"
         elif isinstance(exc, ModelOutputError):
             message = f"{where}: {exc}"  # the measurements only know the model: name it
         elif isinstance(exc, InvarbenchError):
@@ -291,7 +328,7 @@ def evaluate_loaded(
         examples=len(data),
         duration_s=duration,
         device=prov.device,
-        resumed=resumed is not None,
+        resumed=was_resumed,
         batches_reused=len(stored),
         peak_memory_bytes=peak,
         per_example=result.per_example,
@@ -299,3 +336,36 @@ def evaluate_loaded(
         ranked=options.data is None and len(data) == suite.num_examples,
         provenance=prov.values(),
     )
+
+
+def _sharded(
+    model: ModelWrapper,
+    data,  # noqa: ANN001 - EvalData
+    suite: Suite,
+    *,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    stored: dict,
+    note,  # noqa: ANN001 - a BatchNote
+    ranks: Ranks,
+):  # noqa: ANN202 - an iterator of BatchResult
+    """:func:`run_suite` shared among the ranks of a distributed run: the stored batches first (as
+    they are), then every other batch of the same grid, computed by one rank and received by all,
+    round by round (:func:`invarbench.evaluation.distributed.sharded`). The values of a batch are
+    those of a single process, whichever rank computes them. Yields in completion order."""
+    grid = batch_grid(len(data), batch_size)
+    unexpected = sorted(set(stored) - set(grid))
+    if unexpected:
+        raise ValidationError(f"stored batches at examples {unexpected} do not fit batch size {batch_size}")
+    for start in sorted(stored):
+        yield BatchResult(start, grid[start], stored[start], computed=False)
+    todo = {s: e for s, e in grid.items() if s not in stored}
+    costs = {s: distributed.batch_cost(suite, s, e) for s, e in todo.items()}
+    own_note = note if ranks.main else None
+
+    def compute(start: int, stop: int) -> BatchResult:
+        return measure_one(model, data, suite, seed=seed, start=start, stop=stop, device=device, note=own_note)
+
+    for results in distributed.sharded(ranks, todo, costs, compute):
+        yield from results
