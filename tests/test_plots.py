@@ -22,7 +22,9 @@ from invarbench.store.codec import decode_floats
 
 SVG = "{http://www.w3.org/2000/svg}"
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
-RESULT = Path(__file__).resolve().parents[1] / "leaderboard/results/mnist5k/lenet-standard__standard-v3.json"
+RESULT = next(
+    (Path(__file__).resolve().parents[1] / "leaderboard/results/mnist5k").glob("lenet-standard__standard-v*.json")
+)
 
 # Two pairs, two path points (iterations 0 and 10), radii 1 and 2; pair 1 did not reach iteration 10.
 TUBE = {
