@@ -63,7 +63,7 @@ def _numbers(db: Path, run_id: int = 1) -> tuple:
     run = store.get_run(run_id)
     metrics = [(m.name, repr(m.value), repr(m.stderr), repr(m.ci_low), repr(m.ci_high), m.n) for m in run.metrics]
     examples = json.dumps(encode_floats(store.stored_batches(run_id)), sort_keys=True)
-    files = sorted((a.name, a.sha256) for a in run.artifacts)
+    files = sorted((a.name, a.sha256) for a in run.artifacts if a.name != "execution.json")  # how, not what
     out = (run.status, metrics, examples, list(run.flags), files)
     store.close()
     return out
@@ -94,6 +94,10 @@ def test_two_processes_give_exactly_the_numbers_of_one(suite, single, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("clean_accuracy") == 1  # rank 0 alone prints
     assert _numbers(db) == single
+    store = Store(f"sqlite:///{db}")
+    [execution] = [json.loads(a.data) for a in store.get_run(1).artifacts if a.name == "execution.json"]
+    store.close()
+    assert execution["processes"] == 2 and execution["batch_size"] == 4
 
 
 @pytest.mark.slow

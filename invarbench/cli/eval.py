@@ -12,6 +12,8 @@ from invarbench.cards import resolve_card
 from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
 from invarbench.cli.summary import append_summary, code, md, summarise_failure
 from invarbench.evaluation import EvalOptions, EvalOutcome, distributed, evaluate
+from invarbench.evaluation.runner import batch_size_of
+from invarbench.evaluation.speed import check_precision
 from invarbench.store import Store
 
 
@@ -70,8 +72,14 @@ def eval_command(
     ] = None,
     device: Annotated[str, typer.Option(help="auto (a CUDA GPU when available, else the CPU), cpu or cuda.")] = "auto",
     batch_size: Annotated[
-        int, typer.Option(min=1, help="Examples per batch; also the unit of progress and storage.")
-    ] = 250,
+        str,
+        typer.Option(
+            metavar="B|auto",
+            help="Examples per batch: the unit of seeding, progress, storage and --resume (another size draws other "
+            "random numbers). 'auto': batches of 250 (the numbers of --batch-size 250), with as many images given "
+            "to the model at once as fit, found per measurement, backing off on out-of-memory errors.",
+        ),
+    ] = "250",
     seed: Annotated[
         int | None,
         typer.Option(
@@ -114,6 +122,22 @@ def eval_command(
             "continuing past failures; at the end, which failed and why (exit code 1 if any did).",
         ),
     ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(
+            metavar="float32|bf16",
+            help="float32, or bf16: the model's forward passes under bfloat16 autocast (faster on recent GPUs; "
+            "lower precision can mask gradients). Recorded as the run's model dtype.",
+        ),
+    ] = "float32",
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the model's network; its effect on logits and gradients is measured first and "
+            "recorded with the run, whose device reads '... · torch.compile'.",
+        ),
+    ] = False,
     dist_timeout: Annotated[
         float,
         typer.Option(
@@ -131,6 +155,8 @@ def eval_command(
     """
     with user_errors():
         ranks = distributed.ranks_from_environment(dist_timeout)
+        batch_size_of(batch_size)
+        check_precision(precision)
     if pending and ranks is not None:
         raise fail("--pending runs one process: launch it without torchrun, or evaluate one MODEL per torchrun")
     if pending or model is None:
@@ -148,7 +174,16 @@ def eval_command(
                 "leave out --resume and --data"
             )
         eval_pending(
-            EvalOptions(suite=suite, limit=limit, batch_size=batch_size, seed=seed, device=device, data_dir=data_dir),
+            EvalOptions(
+                suite=suite,
+                limit=limit,
+                batch_size=batch_size,
+                seed=seed,
+                device=device,
+                data_dir=data_dir,
+                precision=precision,
+                compile=compile_model,
+            ),
             db,
             cards_dir,
         )
@@ -166,6 +201,8 @@ def eval_command(
             data=data,
             resume=resume,
             ranks=ranks,
+            precision=precision,
+            compile=compile_model,
         )
         try:
             if ranks is None or ranks.main:
@@ -193,6 +230,17 @@ def eval_command(
     elif resume:
         console.print(f"No unfinished run matched: started run {outcome.run_id}.")
     console.print(render_outcome(outcome))
+    if outcome.execution is not None and outcome.execution.get("images_at_once"):
+        sizes = ", ".join(f"{k} {v}" for k, v in outcome.execution["images_at_once"].items())
+        console.print(f"Images given to the model at once (--batch-size auto): {sizes}.")
+    if outcome.execution is not None and outcome.execution.get("compile"):
+        effect = outcome.execution["compile"]
+        console.print(
+            f"--compile, on {effect['examples']} examples: logits differ by at most "
+            f"{effect['max_abs_logit_difference']:.3g}, input gradients by "
+            f"{effect['max_relative_gradient_difference']:.3g} (relative), "
+            f"{effect['predictions_changed']} prediction(s) changed."
+        )
     append_summary(outcome_markdown(outcome))
 
 

@@ -26,6 +26,7 @@ NaN/Inf logits on every forward pass, and each measurement's count is checked wh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -35,6 +36,7 @@ from invarbench.attacks import check_finite_logits
 from invarbench.attacks.checks import reliability_flags as _check_flags
 from invarbench.data.registry import EvalData
 from invarbench.errors import ModelOutputError
+from invarbench.evaluation.memory import MemoryPlan
 from invarbench.measurements import MEASUREMENTS, BatchContext, BatchOutput, PerExample, measurement_generators
 from invarbench.metrics.stats import MetricValue
 from invarbench.progress import Note
@@ -132,16 +134,24 @@ def measure_batch_with_artifacts(
     generator: torch.Generator,  # noqa: ANN001
     note: Note | None = None,
     device: torch.device | None = None,
+    memory: MemoryPlan | None = None,
 ) -> tuple[PerExample, dict[str, bytes]]:
     """:func:`measure_batch`, and the files the measurements made for the batch (artifact name ->
-    bytes, e.g. NSPGD's image strips), which are stored with the run."""
+    bytes, e.g. NSPGD's image strips), which are stored with the run. With ``memory``
+    (``--batch-size auto``), the model is given at most the plan's number of images at once per
+    measurement, and a measurement that runs out of memory is run again with fewer
+    (:mod:`invarbench.evaluation.memory`): the values are the same."""
     device = model_device(model) if device is None else device
     names = [m.name for m in MEASUREMENTS.in_order() if m.name == _ALWAYS or m.name in suite.measurements]
     gens = measurement_generators(generator, names)
-    x = data.x[start:stop].to(device)
-    y = data.y[start:stop].to(device)
-    with _finite_logits(model, "the clean forward pass", start, stop), torch.no_grad():
-        logits = model(x)
+    x = data.x[start:stop].to(device, non_blocking=True)
+    y = data.y[start:stop].to(device, non_blocking=True)
+
+    def clean(net: nn.Module) -> torch.Tensor:
+        with _finite_logits(net, "the clean forward pass", start, stop), torch.no_grad():
+            return net(x)
+
+    logits = clean(model) if memory is None else memory.run("clean", model, clean, lambda: None)
     check_finite_logits(logits)
     pred = torch.softmax(logits.double(), dim=1).max(dim=1).indices
     results: dict[str, BatchOutput] = {}
@@ -163,12 +173,16 @@ def measure_batch_with_artifacts(
             results=results,
             note=note,
         )
-        settings = suite.measurements.get(name)
-        if name == _ALWAYS:
-            results[name] = m.measure(ctx, settings)
+        if memory is None:
+            results[name] = _measure(m, ctx)
         else:
-            with _trusted(model), _finite_logits(model, name, start, stop):
-                results[name] = m.measure(ctx, settings)
+            state = gens[name].get_state()
+            results[name] = memory.run(
+                name,
+                model,
+                lambda net, m=m, ctx=ctx: _measure(m, dataclasses.replace(ctx, model=net)),
+                lambda gen=gens[name], state=state: gen.set_state(state),
+            )
         _check_fields(m, results[name].fields, stop - start)
     artifacts: dict[str, bytes] = {}
     for name, out in results.items():
@@ -177,6 +191,15 @@ def measure_batch_with_artifacts(
             raise RuntimeError(f"measurement {name} returned artifact {clash[0]!r}, which another measurement made")
         artifacts.update(out.artifacts)
     return {name: out.fields for name, out in results.items() if out.fields}, artifacts
+
+
+def _measure(m, ctx: BatchContext) -> BatchOutput:  # noqa: ANN001 - a Measurement
+    """One measurement on one batch, watched for NaN/Inf logits (the clean pass has its own watch)."""
+    settings = ctx.suite.measurements.get(m.name)
+    if m.name == _ALWAYS:
+        return m.measure(ctx, settings)
+    with _trusted(ctx.model), _finite_logits(ctx.model, m.name, ctx.start, ctx.stop):
+        return m.measure(ctx, settings)
 
 
 def _check_fields(m, fields: dict[str, list], batch: int) -> None:  # noqa: ANN001 - a Measurement

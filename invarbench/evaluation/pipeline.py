@@ -26,6 +26,7 @@ from invarbench.evaluation.measure import (
     reliability_flags,
     result_flags,
 )
+from invarbench.evaluation.memory import MemoryPlan
 from invarbench.measurements import PerExample
 from invarbench.metrics.stats import MetricValue
 
@@ -80,11 +81,13 @@ def run_suite(
     device: torch.device,
     stored: Mapping[int, PerExample] | None = None,
     note: BatchNote | None = None,
+    memory: MemoryPlan | None = None,
 ) -> Iterator[BatchResult]:
     """Measure ``data`` with ``suite`` batch by batch (see the module doc); ``model`` must already be
-    on ``device``. Raises :class:`ValidationError` for a batch size below 1 or stored batches that do
-    not start at a multiple of it, and whatever a measurement raises (``ModelOutputError`` on NaN
-    logits)."""
+    on ``device``. ``memory`` (``--batch-size auto``): how many images the model is given at once,
+    per measurement (:mod:`invarbench.evaluation.memory`). Raises :class:`ValidationError` for a
+    batch size below 1 or stored batches that do not start at a multiple of it, and whatever a
+    measurement raises (``ModelOutputError`` on NaN logits, ``OutOfMemory``)."""
     if batch_size < 1:
         raise ValidationError(f"--batch-size must be at least 1, got {batch_size}")
     stored = dict(stored or {})
@@ -97,7 +100,9 @@ def run_suite(
         if start in stored:
             yield BatchResult(start, stop, stored[start], computed=False)
             continue
-        yield measure_one(model, data, suite, seed=seed, start=start, stop=stop, device=device, note=note)
+        yield measure_one(
+            model, data, suite, seed=seed, start=start, stop=stop, device=device, note=note, memory=memory
+        )
 
 
 def batch_grid(examples: int, batch_size: int) -> dict[int, int]:
@@ -119,12 +124,15 @@ def measure_one(
     stop: int,
     device: torch.device,
     note: BatchNote | None = None,
+    memory: MemoryPlan | None = None,
 ) -> BatchResult:
     """Examples ``start:stop`` measured with their own generator (seeded by :func:`batch_seed`): the
     same values whichever process computes them, and whatever batches came before."""
     gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
     told = None if note is None else (lambda what: note(start, stop, what))
-    values, artifacts = measure_batch_with_artifacts(model, data, start, stop, suite, gen, note=told, device=device)
+    values, artifacts = measure_batch_with_artifacts(
+        model, data, start, stop, suite, gen, note=told, device=device, memory=memory
+    )
     return BatchResult(start, stop, values, computed=True, artifacts=artifacts)
 
 

@@ -19,7 +19,15 @@ from invarbench.data import load_eval_data
 from invarbench.errors import InvarbenchError, ModelOutputError, ValidationError
 from invarbench.evaluation import distributed
 from invarbench.evaluation.distributed import Ranks
+from invarbench.evaluation.memory import MemoryPlan, is_out_of_memory
 from invarbench.evaluation.pipeline import BatchResult, batch_grid, check_model, finish_suite, measure_one, run_suite
+from invarbench.evaluation.speed import (
+    EXECUTION_ARTIFACT,
+    Autocast,
+    check_precision,
+    compile_model,
+    execution_document,
+)
 from invarbench.metrics.stats import MetricValue
 from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
@@ -29,13 +37,17 @@ from invarbench.store.db import ResumedRun, Store
 from invarbench.suites.schema import Suite, load_suite
 
 DEVICES = ("auto", "cpu", "cuda")
+# The batch of --batch-size auto: the unit of seeding and storage stays the default one, so an auto
+# run has the numbers of a --batch-size 250 run and resumes one; auto only chooses how many images
+# the model is given at once (invarbench.evaluation.memory).
+AUTO_BATCH_SIZE = 250
 
 
 @dataclass(frozen=True)
 class EvalOptions:
     suite: str = "standard"
     limit: int | None = None
-    batch_size: int = 250
+    batch_size: int | str = 250  # or "auto"
     seed: int | None = None  # None: the suite's seed
     device: str = "auto"
     data_dir: Path | None = None
@@ -47,6 +59,8 @@ class EvalOptions:
     # This process's place in a run launched by torchrun (distributed.ranks_from_environment); None:
     # a single process. Rank 0 alone is given a store; the others pass None.
     ranks: Ranks | None = None
+    precision: str = "float32"  # or "bf16": autocast (invarbench.evaluation.speed)
+    compile: bool = False  # torch.compile the model's network, its effect measured first
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,23 @@ class EvalOutcome:
     model_dtype: str | None = None  # the floating dtype the model computes in
     ranked: bool = True  # a full run on the data set's test split (not --limit, not --data)
     provenance: dict | None = None  # the run's provenance fields, as stored
+    execution: dict | None = None  # how it was computed (execution.json), for auto, bf16, compile, torchrun
+
+
+def batch_size_of(value: int | str) -> tuple[int, bool]:
+    """``--batch-size``: (examples per batch, whether ``auto``). ``auto`` is :data:`AUTO_BATCH_SIZE`
+    examples per batch with the images given to the model at once found per measurement. Raises
+    :class:`ValidationError` for anything but a whole number from 1 or ``auto``."""
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return AUTO_BATCH_SIZE, True
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValidationError(f"--batch-size must be a whole number from 1 or 'auto', got '{value}'") from None
+    if value < 1:
+        raise ValidationError(f"--batch-size must be at least 1, got {value}")
+    return int(value), False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -177,8 +208,8 @@ def evaluate(
             torch.cuda.set_device(device)
     elif store is None:
         raise ValueError("a single process needs the store")
-    if options.batch_size < 1:
-        raise ValidationError(f"--batch-size must be at least 1, got {options.batch_size}")
+    batch_size_of(options.batch_size)
+    check_precision(options.precision)
     check_card_context(ref)  # the same checks as 'invarbench cards validate'
     loaded = load_model(ref, device)
     hub = card.source.hub
@@ -232,6 +263,18 @@ def evaluate_loaded(
         )
     ranks = options.ranks
     main = ranks is None or ranks.main
+    batch_size, auto = batch_size_of(options.batch_size)
+    precision = check_precision(options.precision)
+    if device.type == "cuda":  # the whole evaluated set on the GPU once: no copy per batch or measurement
+        x, y = data.x.pin_memory().to(device, non_blocking=True), data.y.pin_memory().to(device, non_blocking=True)
+        data = dataclasses.replace(data, x=x, y=y)
+    compiled = None
+    if options.compile:
+        n = min(suite.checks.examples, len(data))
+        compiled = compile_model(model, data.x[:n].to(device), data.y[:n].to(device))
+    net = Autocast(model, device.type) if precision == "bf16" else model
+    model_dtype = "bfloat16 (autocast)" if precision == "bf16" else str(model.compute_dtype).removeprefix("torch.")
+    memory = MemoryPlan(auto=True) if auto else None
     prov = Provenance(
         suite_name=suite.name,
         suite_version=suite.version,
@@ -239,13 +282,13 @@ def evaluate_loaded(
         invarbench_version=invarbench.__version__,
         git_commit=git_commit(),
         torch_version=torch.__version__,
-        device=device_name(device),
+        device=device_name(device) + (" · torch.compile" if options.compile else ""),
         seed=seed,
-        batch_size=options.batch_size,
+        batch_size=batch_size,
         examples_requested=requested,
         examples_effective=len(data),
         data_source=data.source if options.data is not None else None,
-        model_dtype=str(model.compute_dtype).removeprefix("torch."),
+        model_dtype=model_dtype,
         suite_num_examples=suite.num_examples,
         suite_settings=suite.settings(),
         suite_settings_hash=suite.settings_hash(),
@@ -270,17 +313,18 @@ def evaluate_loaded(
 
     try:
         advance = progress(f"{record.card_id} · {suite.name} v{suite.version}", len(data))
-        check_flags = check_model(model, data, suite, seed=seed, device=device) if main else []
+        check_flags = check_model(net, data, suite, seed=seed, device=device) if main else []
         batches = []
         for batch in (_sharded if ranks is not None else run_suite)(
-            model,
+            net,
             data,
             suite,
             seed=seed,
-            batch_size=options.batch_size,
+            batch_size=batch_size,
             device=device,
             stored=stored,
             note=lambda s, e, what: advance(0, f"{s}-{e}: {what}"),
+            memory=memory,
             **({"ranks": ranks} if ranks is not None else {}),
         ):
             if batch.computed and main:
@@ -294,12 +338,27 @@ def evaluate_loaded(
                 )
             batches.append((batch.start, batch.values))
             advance(batch.stop - batch.start)
+        used = memory.record() if memory is not None else None
         if ranks is not None:
             check_flags = distributed.broadcast(ranks, check_flags, "sharing the reliability checks' flags")
+            if memory is not None:  # the fewest images at once any process settled on, per measurement
+                records = distributed.all_gather(ranks, used, "sharing the images given at once")
+                used = {k: min(r[k] for r in records if k in r) for k in sorted({k for r in records for k in r})}
+        execution = None
+        if auto or compiled is not None or precision != "float32" or ranks is not None:
+            execution = {
+                "batch_size": "auto" if auto else batch_size,
+                "images_at_once": used,
+                "precision": precision,
+                "compile": compiled,
+                "processes": 1 if ranks is None else ranks.world,
+            }
         result = finish_suite([values for _, values in sorted(batches, key=lambda b: b[0])], suite, check_flags)
         duration = spent()
         peak = peak_memory_bytes(device)
         if main:
+            if execution is not None:
+                store.add_artifact(run_id, EXECUTION_ARTIFACT, execution_document(execution), "application/json")
             store.finish_run(run_id, result.metrics, result.flags, duration_s=duration, peak_memory_bytes=peak)
     except BaseException as exc:
         if not main:
@@ -310,6 +369,8 @@ def evaluate_loaded(
             message = f"{distributed.stopped_message()}; the finished batches are stored: rerun with --resume"
         elif isinstance(exc, ModelOutputError):
             message = f"{where}: {exc}"  # the measurements only know the model: name it
+        elif is_out_of_memory(exc):  # without --batch-size auto
+            message = f"out of memory ({type(exc).__name__}): use --batch-size auto, or a smaller --batch-size"
         elif isinstance(exc, InvarbenchError):
             message = str(exc)
         else:
@@ -335,6 +396,7 @@ def evaluate_loaded(
         model_dtype=prov.model_dtype,
         ranked=options.data is None and len(data) == suite.num_examples,
         provenance=prov.values(),
+        execution=execution,
     )
 
 
@@ -349,6 +411,7 @@ def _sharded(
     stored: dict,
     note,  # noqa: ANN001 - a BatchNote
     ranks: Ranks,
+    memory: MemoryPlan | None,
 ):  # noqa: ANN202 - an iterator of BatchResult
     """:func:`run_suite` shared among the ranks of a distributed run: the stored batches first (as
     they are), then every other batch of the same grid, computed by one rank and received by all,
@@ -365,7 +428,9 @@ def _sharded(
     own_note = note if ranks.main else None
 
     def compute(start: int, stop: int) -> BatchResult:
-        return measure_one(model, data, suite, seed=seed, start=start, stop=stop, device=device, note=own_note)
+        return measure_one(
+            model, data, suite, seed=seed, start=start, stop=stop, device=device, note=own_note, memory=memory
+        )
 
     for results in distributed.sharded(ranks, todo, costs, compute):
         yield from results

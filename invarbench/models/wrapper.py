@@ -106,6 +106,8 @@ class ModelWrapper(nn.Module):
             x = x.to(self.input_dtype)
         try:
             logits = self.model(x)
+        except torch.cuda.OutOfMemoryError:
+            raise  # the device's limit, not the model's fault: --batch-size auto retries with fewer images
         except Exception as exc:  # noqa: BLE001 - whatever the model's own code raises is the model's fault
             raise ModelRaisedError(exc, int(x.shape[0])) from None
         if isinstance(logits, torch.Tensor) and logits.is_floating_point():

@@ -1,0 +1,103 @@
+"""The opt-ins that trade exactness for speed: ``--precision bf16`` (autocast) and ``--compile``
+(``torch.compile``), and what the runner records about how a run was computed (``execution.json``).
+
+Evaluation computes in float32 by default: lower precision rounds gradients and logits, and can
+mask gradients (a flat bf16 loss surface makes an attack look weaker than it is). Both opt-ins
+are recorded on the run, where its dtype and device are shown, and ``--resume`` continues only a
+run made with the same ones:
+
+- ``--precision bf16``: every forward pass of the model runs under ``torch.autocast`` with
+  bfloat16 (matrix products and convolutions in bf16, reductions in float32); the logits are
+  returned as float32. The run's ``model_dtype`` reads ``bfloat16 (autocast)``.
+- ``--compile``: the model's network is compiled with ``torch.compile`` (inductor: fused kernels,
+  which round differently). Before the run, the compiled and the eager network are compared on the
+  reliability checks' examples (logits and input gradients of the cross-entropy loss), and the
+  differences are recorded; the run's ``device`` ends in `` · torch.compile``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import torch
+from torch import nn
+
+from invarbench.errors import ValidationError
+
+PRECISIONS = ("float32", "bf16")
+EXECUTION_ARTIFACT = "execution.json"
+
+
+def check_precision(name: str) -> str:
+    """``name`` if it is one of :data:`PRECISIONS`; else :class:`ValidationError` naming them."""
+    if name not in PRECISIONS:
+        raise ValidationError(f"unknown precision '{name}': use one of {', '.join(PRECISIONS)}")
+    return name
+
+
+class Autocast(nn.Module):
+    """``model`` with every forward pass under ``torch.autocast(device_type, bfloat16)``; logits
+    ``[B, K]`` come back as float32. Every other attribute is the wrapped model's."""
+
+    def __init__(self, model: nn.Module, device_type: str) -> None:
+        super().__init__()
+        self.inner = model
+        self.device_type = device_type
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["inner"], name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            out = self.inner(x)
+        return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
+
+
+def _logits_and_gradients(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    with contextlib.ExitStack() as stack:
+        trusted = getattr(net, "trusted_inputs", None)
+        if trusted is not None:
+            stack.enter_context(trusted())
+        logits = net(x)
+        (grad,) = torch.autograd.grad(nn.functional.cross_entropy(logits.float(), y, reduction="sum"), x)
+    return logits.detach().double(), grad.detach().double()
+
+
+def compile_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """Compile ``model.model`` (the network inside the wrapper) in place with ``torch.compile`` and
+    measure what it changes on images ``x`` ``[N, C, H, W]`` (float32 in [0, 1]) with labels ``y``
+    ``[N]``: the largest absolute difference of the logits and of the input gradients of the summed
+    cross-entropy (float64 numbers), the largest relative one of the gradients (to the largest
+    eager gradient entry), and how many predictions changed. Raises :class:`ValidationError` when
+    compiling fails (no C compiler for inductor, an unsupported model)."""
+    eager_logits, eager_grad = _logits_and_gradients(model, x, y)
+    eager_net = model.model
+    model.model = torch.compile(eager_net)
+    try:
+        logits, grad = _logits_and_gradients(model, x, y)
+    except Exception as exc:  # noqa: BLE001 - any compiler failure is reported in one line
+        model.model = eager_net
+        text = str(exc).strip().splitlines()
+        raise ValidationError(
+            f"--compile: torch.compile failed on this model ({type(exc).__name__}: {text[0] if text else ''}); "
+            "evaluate without --compile"
+        ) from None
+    scale = float(eager_grad.abs().max()) or 1.0
+    return {
+        "examples": int(x.shape[0]),
+        "max_abs_logit_difference": float((logits - eager_logits).abs().max()),
+        "max_abs_gradient_difference": float((grad - eager_grad).abs().max()),
+        "max_relative_gradient_difference": float((grad - eager_grad).abs().max()) / scale,
+        "predictions_changed": int((logits.argmax(1) != eager_logits.argmax(1)).sum()),
+    }
+
+
+def execution_document(execution: dict[str, Any]) -> bytes:
+    """The run's ``execution.json``: how it was computed (not what), as sorted, indented JSON."""
+    return (json.dumps(execution, sort_keys=True, indent=1) + "\n").encode()
