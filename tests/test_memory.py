@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from invarbench.errors import ValidationError
 from invarbench.evaluation import EvalOptions, evaluate
 from invarbench.evaluation.measure import measure_batch_with_artifacts
 from invarbench.evaluation.memory import ChunkedModel, MemoryPlan, OutOfMemory, is_out_of_memory
+from invarbench.evaluation.speed import compile_model
 from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.store import Store
@@ -224,3 +226,32 @@ def test_bf16_is_recorded_as_the_model_dtype_and_bad_values_are_one_line(tmp_pat
     for bad in ("0", "big"):
         with pytest.raises(ValidationError, match="^--batch-size must be"):
             evaluate(resolve_card("mnist5k/lenet-standard"), Store("sqlite://"), EvalOptions(batch_size=bad))
+
+
+class _Shifted(nn.Module):
+    """A stand-in for a compiled network: the same logits plus ``shift`` (inductor's kernels round
+    differently; here by a known amount), or raising as a compiler without a C compiler does."""
+
+    def __init__(self, net: nn.Module, shift: float, fails: bool = False) -> None:
+        super().__init__()
+        self.net, self.shift, self.fails = net, shift, fails
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fails:
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore lines")
+        return self.net(x) + self.shift
+
+
+def test_compile_measures_and_records_what_it_changes_or_fails_in_one_line(lenet, data, monkeypatch):
+    model = copy.deepcopy(lenet)
+    monkeypatch.setattr(torch, "compile", lambda net: _Shifted(net, 1e-3))
+    effect = compile_model(model, data.x[:4], data.y[:4])
+    assert isinstance(model.model, _Shifted) and effect["examples"] == 4 and effect["predictions_changed"] == 0
+    assert effect["max_abs_logit_difference"] == pytest.approx(1e-3, rel=1e-3)
+    assert 0 < effect["max_abs_gradient_difference"] < 1e-3  # the same network: rounding only
+    broken = copy.deepcopy(lenet)
+    monkeypatch.setattr(torch, "compile", lambda net: _Shifted(net, 0.0, fails=True))
+    message = "--compile: torch.compile failed on this model (RuntimeError: InvalidCxxCompiler: No working C++ compiler"
+    with pytest.raises(ValidationError, match="^" + re.escape(message + " found); evaluate without --compile") + "$"):
+        compile_model(broken, data.x[:4], data.y[:4])
+    assert not isinstance(broken.model, _Shifted)  # the eager network is back

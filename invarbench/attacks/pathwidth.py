@@ -111,9 +111,9 @@ def _directions(d: torch.Tensor, count: int, generator: torch.Generator | None) 
     """``count`` unit directions [count, D] orthogonal to ``d`` [D] (Gaussian, projected, normalised)."""
     u = torch.randn((count, d.numel()), generator=generator, device=d.device, dtype=d.dtype)
     dn = d.norm()
-    if float(dn) > 0:
-        e = d / dn
-        u -= (u @ e)[:, None] * e[None, :]
+    # No host synchronisation: a zero ``d`` gives e = 0, and subtracting 0 leaves u exactly as it is.
+    e = d / torch.where(dn > 0, dn, torch.ones_like(dn))
+    u -= (u @ e)[:, None] * e[None, :]
     return u / u.norm(dim=1, keepdim=True).clamp_min(_TINY)
 
 

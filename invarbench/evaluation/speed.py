@@ -83,6 +83,7 @@ def compile_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[st
         logits, grad = _logits_and_gradients(model, x, y)
     except Exception as exc:  # noqa: BLE001 - any compiler failure is reported in one line
         model.model = eager_net
+        exc = getattr(exc, "original", exc)  # the wrapper's ModelRaisedError: what the compiled network raised
         text = str(exc).strip().splitlines()
         raise ValidationError(
             f"--compile: torch.compile failed on this model ({type(exc).__name__}: {text[0] if text else ''}); "
