@@ -272,6 +272,10 @@ def evaluate_loaded(
     if options.compile:
         n = min(suite.checks.examples, len(data))
         compiled = compile_model(model, data.x[:n].to(device), data.y[:n].to(device))
+    if precision == "bf16" and device.type == "cuda":
+        # Tensor cores run bf16 convolutions fastest on channels-last weights (a float32 run keeps
+        # the model's own layout: another layout picks other kernels, which round differently).
+        model.model.to(memory_format=torch.channels_last)
     net = Autocast(model, device.type) if precision == "bf16" else model
     model_dtype = "bfloat16 (autocast)" if precision == "bf16" else str(model.compute_dtype).removeprefix("torch.")
     memory = MemoryPlan(auto=True) if auto else None

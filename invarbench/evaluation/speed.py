@@ -8,7 +8,8 @@ run made with the same ones:
 
 - ``--precision bf16``: every forward pass of the model runs under ``torch.autocast`` with
   bfloat16 (matrix products and convolutions in bf16, reductions in float32); the logits are
-  returned as float32. The run's ``model_dtype`` reads ``bfloat16 (autocast)``.
+  returned as float32; on a GPU the network's weights are made channels-last (the layout tensor
+  cores run bf16 convolutions fastest in). The run's ``model_dtype`` reads ``bfloat16 (autocast)``.
 - ``--compile``: the model's network is compiled with ``torch.compile`` (inductor: fused kernels,
   which round differently). Before the run, the compiled and the eager network are compared on the
   reliability checks' examples (logits and input gradients of the cross-entropy loss), and the
