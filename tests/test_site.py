@@ -83,6 +83,7 @@ def test_a_board_never_mixes_suite_versions(tmp_path):
     import_path(store, RESULTS)
     path = next((RESULTS / "mnist5k").glob("lenet-standard__standard-v*.json"))
     doc = json.loads(path.read_text())
+    doc["artifacts"] = []  # a copy elsewhere: without the files beside the original
     doc["run"]["uid"] = "00000000-0000-0000-0000-000000000000"
     doc["run"]["suite_version"] = 99
     from invarbench.store.export import content_digest
@@ -141,6 +142,7 @@ def test_a_hostile_card_name_renders_as_text(tmp_path):
 
     path = next((RESULTS / "mnist5k").glob("lenet-standard__standard-v*.json"))
     doc = json.loads(path.read_text())
+    doc["artifacts"] = []  # a copy elsewhere: without the files beside the original
     doc["model"]["name"] = "<script>alert(1)</script>"
     doc["model"]["card_yaml"] = doc["model"]["card_yaml"].replace(
         "name: LeNet (standard training)", "name: <script>alert(1)</script>"
