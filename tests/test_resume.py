@@ -170,7 +170,15 @@ def test_a_killed_evaluation_resumes_to_exactly_the_numbers_of_an_uninterrupted_
     assert killed.status == "running" and 2 <= len(kept) < LIMIT // BATCH  # nothing could mark it
 
     # Resume, then Ctrl-C the resumed process: it records the interruption and says how to go on.
-    second = subprocess.Popen([*args, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it, also when the tests themselves run in the background, whose
+    # children inherit an ignored SIGINT (a non-interactive shell's '&').
+    second = subprocess.Popen(
+        [*args, "--resume"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     lock = _hold_write_lock_once_stored(db_file, len(kept) + 1, second)
     second.send_signal(signal.SIGINT)
     lock.execute("ROLLBACK")
