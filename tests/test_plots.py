@@ -235,7 +235,7 @@ def test_figures_of_a_published_result(published):
     lo = [row[0][-1] for row in pw["q_lo"][:5] if row[0] is not None]
     last = [row[-1][-1] for row in pw["q_lo"][:5] if row[-1] is not None]
     assert f"radii up to {radii[-1]:.3g} around {len(points)} path points" in tube.alt
-    assert f"NSPGD iterations {points[0]} to {points[-1]}), mean over 5 pairs." in tube.alt
+    assert f"NSPGD iterations {points[0]} to {points[-1]}), mean over the first 5 of {len(pw['p0'])} pairs." in tube.alt
     assert f"quantile is {statistics.fmean(lo):.3g} at iteration {points[0]}" in tube.alt
     assert f"and {statistics.fmean(last):.3g} at iteration {points[-1]}." in tube.alt
     assert f"iteration {points[0]}" in _texts(tube)

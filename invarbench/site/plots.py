@@ -177,6 +177,8 @@ def tube_plot(
         raise ValueError(f"radii must be finite and positive, got {radii}")
     n_points, n_radii = len(points), len(rs)
     n_pairs = min(max_pairs, len(p0))
+    # Say when the figure shows fewer pairs than the path_width metric averages over.
+    over = _plural(n_pairs, "pair") if n_pairs == len(p0) else f"the first {n_pairs} of {len(p0)} pairs"
     xs = [0.0, *rs]
 
     bands = []  # (iteration, pairs with a value, lo curve, hi curve), over xs
@@ -232,14 +234,14 @@ def tube_plot(
             handles.append(Patch(facecolor=colour, edgecolor=colour, alpha=0.6, label=label))
         ax.set_xlim(0, xs[-1] if n_radii else 1)
         ax.set_ylim(0, 1.02)
-        ax.set_title(f"{Q_LO_LABEL}–{Q_HI_LABEL} quantiles, mean over {_plural(n_pairs, 'pair')}", loc="left")
+        ax.set_title(f"{Q_LO_LABEL}–{Q_HI_LABEL} quantiles, mean over {over}", loc="left")
         ax.grid(True, linewidth=0.4, alpha=0.5)
         fig.legend(handles=handles, loc="outside right center", title="path point", frameon=False)
 
         alt = (
             f"{title}: the {Q_LO_LABEL} to {Q_HI_LABEL} quantiles of the source-class confidence at L2 radii "
             f"up to {_fmt(xs[-1])} around {_plural(len(bands), 'path point')} (NSPGD iterations "
-            f"{bands[0][0]} to {bands[-1][0]}), mean over {_plural(n_pairs, 'pair')}."
+            f"{bands[0][0]} to {bands[-1][0]}), mean over {over}."
         )
         ends = [(it, lo_curve[-1]) for it, _, lo_curve, _ in bands if n_radii and lo_curve[-1] is not None]
         if ends:
