@@ -28,8 +28,8 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; [ $$status -eq 5 ] && exit 0; exit $$status
 
 lint: $(STAMP)
-	$(BIN)/ruff check invarbench tests benchmarks
-	$(BIN)/ruff format --check invarbench tests benchmarks
+	$(BIN)/ruff check invarbench tests benchmarks tools
+	$(BIN)/ruff format --check invarbench tests benchmarks tools
 
 # Retrain the bundled reference models (a few minutes on a CPU); update the cards' sha256 after.
 reference-models: $(STAMP)

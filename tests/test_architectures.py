@@ -12,7 +12,8 @@ from invarbench.models.architectures import ARCHITECTURES, build_architecture, c
 from invarbench.models.loading import load_state_dict_checked, strip_prefixes
 
 # Architectures for MNIST-sized inputs; every other registered one takes CIFAR's 3x32x32.
-MNIST_SIZED = {"lenet", "smallcnn"}
+MNIST_SIZED = {"lenet", "smallcnn", "kw_mnist_cnn", "eran_convsmall", "madry_cnn_tiny_nopool", "colt_convmed"}
+MNIST_SIZED |= {"eran_mlp"}
 # Cheap enough to run for real on a shared CPU; the others run on the meta device (shapes only).
 REAL_FORWARD = {"lenet", "smallcnn", "resnet20"}
 

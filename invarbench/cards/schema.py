@@ -16,8 +16,10 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 CARD_SCHEMA_VERSION = 1
 FORMATS = ("safetensors", "torch-export")
-TRAINING_METHODS = ("standard", "pgd-at", "trades", "ccat", "other")
-ADVERSARIAL_METHODS = ("pgd-at", "trades", "ccat")
+TRAINING_METHODS = ("standard", "pgd-at", "trades", "ccat", "certified", "other")
+# Methods trained against a threat model: the card states its norm and eps (or, on a card with an
+# ``origin`` whose upstream does not state them, writes them as null).
+ADVERSARIAL_METHODS = ("pgd-at", "trades", "ccat", "certified")
 NORMS = ("linf", "l2")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -194,7 +196,7 @@ class Preprocessing(_Strict):
 class Training(_Strict):
     """How the model was trained: the method and, for adversarial training, the threat model."""
 
-    method: Literal["standard", "pgd-at", "trades", "ccat", "other"]
+    method: Literal["standard", "pgd-at", "trades", "ccat", "certified", "other"]
     norm: Literal["linf", "l2"] | None = None
     eps: float | None = Field(
         default=None,
@@ -215,7 +217,9 @@ class Training(_Strict):
     @model_validator(mode="after")
     def _threat_model(self) -> Training:
         if self.method in ADVERSARIAL_METHODS:
-            if self.norm is None or self.eps is None:
+            # An explicit null (``eps: null``) says "not stated upstream"; ModelCard allows it only with an origin.
+            absent = [f for f in ("norm", "eps") if getattr(self, f) is None and f not in self.model_fields_set]
+            if absent:
                 raise ValueError(f"method '{self.method}' needs the training threat model: norm (linf or l2) and eps")
         elif self.method == "standard" and (self.norm is not None or self.eps is not None):
             raise ValueError("method 'standard' has no threat model: remove norm and eps")
@@ -239,6 +243,79 @@ class Paper(_Strict):
         return v
 
 
+class ReportedNumber(_Strict):
+    """One number the upstream reports for its own checkpoint, and where it says so.
+
+    ``value`` is in ``unit``: ``percent`` (99.48), ``fraction`` (0.3364) or ``count`` (980 correct out
+    of ``examples``). ``examples`` is how many test images the number counts, the first ones of the
+    split in order (e.g. 1000 for ERAN's ``acc`` field, 10000 for the whole MNIST test set), when the
+    upstream says so; tests compare a card's model against a clean accuracy or error with it.
+    """
+
+    metric: str = Field(min_length=1, description="what was measured, e.g. 'clean accuracy', 'certified robust error'")
+    value: float = Field(allow_inf_nan=False)
+    unit: Literal["percent", "fraction", "count"]
+    split: str = Field(min_length=1, description="the data it was measured on, e.g. 'MNIST test set'")
+    examples: int | None = Field(default=None, gt=0, description="the first N images of the split, when stated")
+    where: str = Field(min_length=1, description="where the upstream states it: file and place, or checkpoint field")
+
+    @model_validator(mode="after")
+    def _range(self) -> ReportedNumber:
+        limit = {"percent": 100.0, "fraction": 1.0}.get(self.unit)
+        if self.value < 0 or (limit is not None and self.value > limit):
+            raise ValueError(f"a value in unit '{self.unit}' must lie in [0, {limit or 'examples'}], got {self.value}")
+        if self.unit == "count":
+            if self.examples is None:
+                raise ValueError("a count needs 'examples': the number of test images it counts")
+            if self.value != int(self.value) or self.value > self.examples:
+                raise ValueError(f"a count is a whole number of at most examples={self.examples}, got {self.value}")
+        return self
+
+
+class Origin(_Strict):
+    """Where a public checkpoint comes from: the upstream file, its makers, and what they state about it.
+
+    For models that someone else trained and published (optional for submitted cards). ``training``
+    is the upstream's own account, with "not stated upstream" where it is silent, never a guess;
+    ``reported`` lists the upstream's numbers, each with where it is stated.
+    """
+
+    repository: str = Field(description="the upstream repository's URL, e.g. https://github.com/org/name")
+    commit: str = Field(description="the full 40-hex commit the file was taken from")
+    path: str = Field(description="the file's path inside the repository at that commit")
+    sha256: str = Field(description="sha256 of the upstream file's bytes (before conversion)")
+    license: str = Field(min_length=1, description="the upstream repository's licence, an SPDX identifier")
+    authors: str = Field(min_length=1, description="who trained or published the model")
+    paper: Paper | None = None
+    training: str = Field(min_length=1, description="training as the upstream states it; 'not stated upstream'")
+    reported: list[ReportedNumber] = Field(default_factory=list)
+    notes: str | None = Field(default=None, description="what the conversion selected or dropped, and why")
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, v: str) -> str:
+        if not _URL_RE.match(v):
+            raise ValueError(f"repository must be the repository's http(s) URL, got '{v}'")
+        return v
+
+    @field_validator("commit")
+    @classmethod
+    def _commit(cls, v: str) -> str:
+        if not _HEX40_RE.match(v):
+            raise ValueError(f"commit must be the full 40-character lowercase commit hash (git rev-parse), got '{v}'")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return _safe_relative_file(v, "path")
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str) -> str:
+        return _sha256(v, "sha256")
+
+
 class ModelCard(_Strict):
     schema_version: int = CARD_SCHEMA_VERSION
     id: str = Field(description="'<dataset>/<name>'; the card lives at model_cards/<dataset>/<name>.yaml")
@@ -254,6 +331,7 @@ class ModelCard(_Strict):
     license: str = Field(min_length=1, description="an SPDX identifier such as MIT or Apache-2.0")
     submitted_by: str = Field(min_length=1)
     notes: str | None = None
+    origin: Origin | None = None
 
     @field_validator("schema_version")
     @classmethod
@@ -283,6 +361,14 @@ class ModelCard(_Strict):
             raise FieldError("architecture", "format 'safetensors' needs an 'architecture' (name and kwargs)")
         if self.format == "torch-export" and self.architecture is not None:
             raise FieldError("architecture", "format 'torch-export' carries its own graph: remove 'architecture'")
+        if self.training.method in ADVERSARIAL_METHODS and self.origin is None:
+            for field in ("norm", "eps"):
+                if getattr(self.training, field) is None:
+                    raise FieldError(
+                        f"training.{field}",
+                        f"training.{field} is null: only a card with an 'origin' (a public checkpoint whose "
+                        f"upstream does not state it) may leave it out; give the {field} the model was trained with",
+                    )
         if self.training.method == "other" and not self.notes:
             raise FieldError("notes", "training method 'other' needs 'notes' that describe the method")
         file_name = self.source.file_name.lower()

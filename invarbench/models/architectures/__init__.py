@@ -123,3 +123,4 @@ from invarbench.models.architectures import mnist  # noqa: E402,F401  isort: ski
 from invarbench.models.architectures import cifar_resnet  # noqa: E402,F401  isort: skip
 from invarbench.models.architectures import preact_resnet  # noqa: E402,F401  isort: skip
 from invarbench.models.architectures import wide_resnet  # noqa: E402,F401  isort: skip
+from invarbench.models.architectures import verification_mnist  # noqa: E402,F401  isort: skip

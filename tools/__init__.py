@@ -1,0 +1,1 @@
+"""Maintenance scripts kept with the repository (not part of the installed package)."""
