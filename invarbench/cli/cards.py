@@ -75,8 +75,15 @@ def show_command(
 
     with user_errors():
         ref = resolve_card(model, cards_dir)
-    data = ref.card.model_dump(mode="json", exclude_none=True)
+    card = ref.card
+    data = card.model_dump(mode="json", exclude_none=True)
+    for field in ("norm", "eps"):  # an explicit null says "not stated upstream": show it, do not hide it
+        if getattr(card.training, field) is None and field in card.training.model_fields_set:
+            data["training"][field] = None
     typer.echo(f"# {ref.path}  (card sha256 {ref.sha256})")
+    if card.origin is not None:
+        o = card.origin
+        typer.echo(f"# upstream: {o.repository} at {o.commit[:12]}, {o.path} (sha256 {o.sha256[:16]}…, {o.license})")
     typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100), nl=False)
 
 
@@ -427,7 +434,7 @@ def new_command(
     ] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std.", show_default=False)] = None,
     training: Annotated[
-        str | None, typer.Option(help="standard, pgd-at, trades, ccat or other.", show_default=False)
+        str | None, typer.Option(help="standard, pgd-at, trades, ccat, certified or other.", show_default=False)
     ] = None,
     norm: Annotated[
         str | None, typer.Option(help="Training threat model norm: linf or l2.", show_default=False)
@@ -502,7 +509,7 @@ def new_command(
             submitted_by=ask(submitted_by, "Submitted by", "--submitted-by"),
             training_method=ask(
                 training,
-                "Training method (standard, pgd-at, trades, ccat, other)",
+                "Training method (standard, pgd-at, trades, ccat, certified, other)",
                 "--training",
                 default="standard",
                 sure=True,
