@@ -124,3 +124,4 @@ from invarbench.models.architectures import cifar_resnet  # noqa: E402,F401  iso
 from invarbench.models.architectures import preact_resnet  # noqa: E402,F401  isort: skip
 from invarbench.models.architectures import wide_resnet  # noqa: E402,F401  isort: skip
 from invarbench.models.architectures import verification_mnist  # noqa: E402,F401  isort: skip
+from invarbench.models.architectures import verification_cifar  # noqa: E402,F401  isort: skip
