@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from invarbench.card_checks import check_card
-from invarbench.cards.catalog import card_paths, load_card
+from invarbench.cards.catalog import card_from_data, card_paths, load_card
 from invarbench.cards.schema import ModelCard
+from invarbench.errors import InvarbenchError
 from invarbench.models.loading import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,3 +170,66 @@ def test_clean_accuracy_matches_the_upstream(conversion, mnist_test):
         sampling = Z * math.sqrt(accuracy * (1 - accuracy) / n)
         measured = float(correct.float().mean())
         assert abs(measured - accuracy) <= sampling + rounding, (conversion.card, measured, accuracy)
+
+
+def _card_data(card_id: str) -> dict:
+    return yaml.safe_load(_ref(card_id).raw)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda o: o.update(commit="f94f414"), "origin.commit: commit must be the full 40-character"),
+        (lambda o: o.update(repository="github.com/x/y"), "origin.repository: repository must be"),
+        (lambda o: o.update(sha256="5b99"), "origin.sha256: sha256 must be the 64 lowercase hex"),
+        (lambda o: o.update(path="../x.pt"), "origin.path: path must be a relative path"),
+        (lambda o: o.update(training=""), "origin.training: String should have at least 1 character"),
+        (lambda o: o["paper"].update(url="ftp://x"), "origin.paper.url: url must start with http"),
+        (lambda o: o["reported"][0].update(value=100.5), "must lie in [0, 100.0], got 100.5"),
+        (lambda o: o["reported"][0].update(unit="count", value=994, examples=None), "a count needs 'examples'"),
+        (lambda o: o["reported"][0].update(unit="count", value=994.5, examples=1000), "a whole number of at most"),
+        (lambda o: o["reported"][0].update(unit="count", value=1001, examples=1000), "a whole number of at most"),
+        (lambda o: o["reported"][0].update(value=float("nan")), "origin.reported.0.value"),
+        (lambda o: o["reported"][0].pop("where"), "origin.reported.0.where: required field is missing"),
+    ],
+)
+def test_origin_refuses_what_it_cannot_vouch_for(change, message, tmp_path):
+    data = _card_data("mnist/trades-smallcnn")
+    change(data["origin"])
+    with pytest.raises(InvarbenchError) as info:
+        card_from_data(data, tmp_path / "card.yaml")
+    assert message in str(info.value)
+
+
+def test_an_unstated_training_threat_model_is_null_on_a_card_with_an_origin(tmp_path):
+    data = _card_data("mnist/sdp-cnn-a-adv")
+    data["training"] = {"method": "pgd-at", "norm": "linf", "epsilon": None}
+    card = card_from_data(data, tmp_path / "card.yaml")
+    assert card.training.eps is None and card.training.norm == "linf"
+    # Left out rather than written as null: still the error every submitter gets.
+    data["training"] = {"method": "pgd-at", "norm": "linf"}
+    with pytest.raises(InvarbenchError, match="needs the training threat model"):
+        card_from_data(data, tmp_path / "card.yaml")
+    # Without an origin, null is no way out of stating the threat model.
+    data["training"] = {"method": "certified", "norm": None, "eps": 0.1}
+    del data["origin"]
+    with pytest.raises(InvarbenchError, match=r"training\.norm is null: only a card with an 'origin'"):
+        card_from_data(data, tmp_path / "card.yaml")
+
+
+def test_cards_show_prints_the_origin_and_the_unstated_eps(tmp_path):
+    from typer.testing import CliRunner
+
+    from invarbench.cli.app import app
+
+    data = _card_data("mnist/sdp-cnn-a-adv")
+    data["training"] = {"method": "pgd-at", "norm": "linf", "eps": None}
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / "sdp-cnn-a-adv.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(app, ["cards", "show", str(folder / "sdp-cnn-a-adv.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "# upstream: https://github.com/Verified-Intelligence/alpha-beta-CROWN at 8250d5fbd530, " in result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["training"] == {"method": "pgd-at", "norm": "linf", "eps": None}
+    assert shown["origin"]["sha256"] == "3a1dbfc656e45be2cf6e8ae709c43da0fa0f3b71762c8a0842df72868f2b3459"
