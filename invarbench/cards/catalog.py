@@ -1,8 +1,9 @@
 """Finding, reading and validating model cards (an I/O edge).
 
 Cards are untrusted: they are read with a safe YAML loader that also refuses duplicate keys
-(a reviewer reads the first, a plain loader keeps the last) and Python-specific tags, and are
-capped in size before parsing.
+(a reviewer reads the first, a plain loader keeps the last), Python-specific tags, anchors and
+aliases (``&a`` / ``*a``: a 1 KB "billion laughs" card would expand to gigabytes) and nesting
+deeper than :data:`MAX_CARD_DEPTH`, and are capped in size (:data:`MAX_CARD_BYTES`) before parsing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from invarbench.registry import did_you_mean
 
 CARDS_ENV = "INVARBENCH_CARDS"
 MAX_CARD_BYTES = 64 * 1024
+MAX_CARD_DEPTH = 32  # nested mappings and lists; a card needs about 4
 CARD_SUFFIXES = (".yaml", ".yml")
 
 
@@ -51,7 +53,28 @@ def default_cards_dir() -> Path:
 
 
 class _CardLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate keys."""
+    """``yaml.SafeLoader`` that refuses duplicate keys, anchors, aliases and deep nesting."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "YAML anchors and aliases (&name, *name) are not allowed in model cards: write each value out",
+                event.start_mark,
+            )
+        if self._depth >= MAX_CARD_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_CARD_DEPTH} levels deep: a card is a few levels", event.start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _mapping_without_duplicates(loader: _CardLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -74,8 +97,16 @@ def _mapping_without_duplicates(loader: _CardLoader, node: yaml.MappingNode, dee
 _CardLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
-def parse_card_yaml(raw: bytes, path: Path) -> object:
-    """Parse card bytes with the safe loader; one clear error line on any problem."""
+def parse_card_yaml(raw: bytes | str, path: Path | str) -> object:
+    """Parse a card's text with the guarded loader (see the module docstring): plain values only.
+
+    ``path`` names where the text came from in the error (a card file, or e.g. a results file's
+    ``card_yaml``). Raises :class:`ValidationError`, one line naming ``path``, for invalid YAML, a
+    tag, a duplicate key, an anchor or alias, deep nesting or more than :data:`MAX_CARD_BYTES` bytes.
+    """
+    size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
+    if size > MAX_CARD_BYTES:
+        raise ValidationError(f"model card {path} is {size:,} bytes; a card is at most {MAX_CARD_BYTES:,} bytes")
     try:
         return yaml.load(raw, Loader=_CardLoader)  # noqa: S506 - _CardLoader is a SafeLoader
     except yaml.YAMLError as exc:
@@ -173,7 +204,8 @@ def load_card(path: Path | str, *, check_location: bool = False, cards_dir: Path
     size = path.stat().st_size
     if size > MAX_CARD_BYTES:
         raise ValidationError(f"model card {path} is {size:,} bytes; a card is at most {MAX_CARD_BYTES:,} bytes")
-    raw = path.read_bytes()
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_CARD_BYTES + 1)  # a file that grew since stat() is still capped
     card = card_from_data(parse_card_yaml(raw, path), path)
     if check_location:
         check_card_location(card, path, cards_dir or default_cards_dir())

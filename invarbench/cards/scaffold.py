@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from invarbench.cards.catalog import card_from_data
-from invarbench.cards.checksum import sha256_file
+from invarbench.cards.checksum import model_sha256
 from invarbench.cards.schema import CARD_SCHEMA_VERSION, ModelCard
 from invarbench.errors import ValidationError
 
@@ -61,7 +61,7 @@ def card_data(f: CardFields, card_path: Path) -> dict[str, object]:
     if f.file is not None:
         if not f.file.is_file():
             raise ValidationError(f"model file not found: {f.file}")
-        sha = sha256_file(f.file)
+        sha = model_sha256(f.file, "--file")
     if f.hub_repo is not None:
         file_name = f.hub_file or (f.file.name if f.file is not None else None)
         if not (f.hub_revision and file_name and sha):

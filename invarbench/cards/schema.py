@@ -7,12 +7,13 @@ fix. The schema is documented for submitters in ``docs/model-cards.md``; keep th
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CARD_SCHEMA_VERSION = 1
 FORMATS = ("safetensors", "torch-export")
@@ -45,6 +46,29 @@ class FieldError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+def _finite(value: float) -> float:
+    # NaN passes every "refuse when v <= 0" check and infinity every "v > 0" one: refuse both first.
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value} (NaN and infinity are not numbers a card can hold)")
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+"""The type of every float field of a card: a number, never NaN, ``inf`` or ``-inf`` (nor their strings)."""
+
+
+def _finite_values(value: object, field: str) -> None:
+    """Refuse NaN and infinity anywhere in free-form values (nested lists and mappings)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number, got {value} (NaN and infinity are not numbers)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite_values(item, f"{field}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _finite_values(item, f"{field}[{i}]")
 
 
 class _Strict(BaseModel):
@@ -150,6 +174,13 @@ class Architecture(_Strict):
     name: str
     kwargs: dict[str, object] = Field(default_factory=dict)
 
+    @field_validator("kwargs")
+    @classmethod
+    def _kwargs(cls, v: dict[str, object]) -> dict[str, object]:
+        for key, value in v.items():
+            _finite_values(value, str(key))
+        return v
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -161,8 +192,8 @@ class Architecture(_Strict):
 class Preprocessing(_Strict):
     """What the wrapper does to images in [0, 1] before the network sees them."""
 
-    mean: list[float] | None = None
-    std: list[float] | None = None
+    mean: list[FiniteFloat] | None = None
+    std: list[FiniteFloat] | None = None
     input_size: list[int] = Field(description="[channels, height, width]")
 
     @field_validator("input_size")
@@ -183,9 +214,9 @@ class Preprocessing(_Strict):
                     f"{field} needs one value per channel: input_size has {channels} channels, "
                     f"{field} has {len(values)}"
                 )
-        if self.std is not None and any(s <= 0 for s in self.std):
+        if self.std is not None and not all(s > 0 for s in self.std):  # written so that NaN fails too
             raise ValueError(f"std values must be positive, got {self.std}")
-        if any(not 0 <= m <= 1 for m in self.mean or []) or any(s > 1 for s in self.std or []):
+        if not all(0 <= m <= 1 for m in self.mean or []) or not all(s <= 1 for s in self.std or []):
             raise ValueError(
                 f"mean {self.mean} and std {self.std} must be on the [0, 1] scale of the images (e.g. mean 0.1307, "
                 "std 0.3081 for MNIST), not on the 0-255 scale"
@@ -198,7 +229,7 @@ class Training(_Strict):
 
     method: Literal["standard", "pgd-at", "trades", "ccat", "certified", "other"]
     norm: Literal["linf", "l2"] | None = None
-    eps: float | None = Field(
+    eps: FiniteFloat | None = Field(
         default=None,
         validation_alias=AliasChoices("eps", "epsilon"),
         description="the training budget on the [0, 1] pixel scale; a number or a fraction such as '8/255'",
@@ -224,9 +255,9 @@ class Training(_Strict):
         elif self.method == "standard" and (self.norm is not None or self.eps is not None):
             raise ValueError("method 'standard' has no threat model: remove norm and eps")
         if self.eps is not None:
-            if self.eps <= 0:
+            if not self.eps > 0:  # written so that NaN fails too
                 raise ValueError(f"eps must be positive, got {self.eps}")
-            if self.norm == "linf" and self.eps > 1:
+            if self.norm == "linf" and not self.eps <= 1:
                 raise ValueError(f"eps is on the [0, 1] pixel scale: write 8/255 (0.0314), not 8; got {self.eps}")
         return self
 

@@ -38,7 +38,11 @@ def build_command(
     """Render the leaderboard into OUT: one board per data set and suite version, with the newest finished full
     run of each model ranked (models whose intervals overlap share a rank), JSON and CSV downloads of each board;
     smoke runs (--limit) and runs on custom data (--data) listed apart, not ranked. The same results give the
-    same bytes."""
+    same bytes.
+
+    The site is built in a temporary folder beside OUT that then replaces OUT in one rename, under a lock: nothing
+    of an earlier build survives, and a second build into OUT at the same time stops with one line. An OUT that
+    is not empty and not an earlier site build is never replaced (docs/site.md)."""
     with user_errors():
         if results is not None:
             if db is not None:

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from invarbench.cards.checksum import sha256_file
+from invarbench.cards.checksum import refuse_lfs_pointer, sha256_file
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.models.loading import load_state_dict_checked
 from invarbench.models.safe_export import load_exported_module
@@ -129,6 +132,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from safetensors or a torch checkpoint (``torch.load(weights_only=True)``)."""
     if not path.is_file():
         raise NotFoundError(f"weights file not found: {path}")
+    refuse_lfs_pointer(path, "--weights")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -235,10 +239,36 @@ def pack(
         raise ValidationError(f"the model returns {classes} logits per image, not --num-classes {num_classes}")
 
     program = export_program(model, size, dtype)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(out))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.packing-", dir=out.parent))
+    except OSError as exc:
+        raise ValidationError(f"cannot write {out} ({exc.strerror}): choose a writable --out") from None
+    try:
+        # Saved and checked beside --out, then renamed into place: a program that fails the checks, or a
+        # pack that is interrupted, leaves no file (and an earlier --out as it was).
+        written = staging / out.name
+        torch.export.save(program, str(written))
+        diff = _check_saved(written, out, spec, probe, reference, dtype)
+        os.replace(written, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return PackResult(
+        path=out,
+        sha256=sha256_file(out),
+        size_bytes=out.stat().st_size,
+        input_size=size,
+        num_classes=classes,
+        max_abs_diff=diff,
+        dtype=dtype,
+    )
 
-    reloaded = load_exported_module(out, f"packed file {out}", max(out.stat().st_size * 2, 1 << 20))
+
+def _check_saved(
+    written: Path, out: Path, spec: str, probe: torch.Tensor, reference: torch.Tensor, dtype: torch.dtype
+) -> float:
+    """Load the saved program back through invarbench's checks; its max |logit difference| to the module."""
+    reloaded = load_exported_module(written, f"packed file {out}", max(written.stat().st_size * 2, 1 << 20))
     with torch.no_grad():
         try:
             again = reloaded(probe)
@@ -255,15 +285,7 @@ def pack(
             f"{_dtype_name(dtype)} allows {allowed:.3g}): does the forward depend on state that export cannot "
             "capture (randomness, globals)?"
         )
-    return PackResult(
-        path=out,
-        sha256=sha256_file(out),
-        size_bytes=out.stat().st_size,
-        input_size=size,
-        num_classes=classes,
-        max_abs_diff=diff,
-        dtype=dtype,
-    )
+    return diff
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -256,6 +256,15 @@ def _generated(store: Store) -> str:
 
 
 def build_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
+    """:func:`render_site` into a temporary sibling folder of ``out`` that then replaces ``out`` in one rename,
+    under a lock (:func:`invarbench.site.publish.publish_site`: nothing of an earlier build survives; a second
+    build into ``out`` at the same time fails with one line). Returns ``out/index.html``."""
+    from invarbench.site.publish import publish_site
+
+    return publish_site(out, lambda folder: render_site(store, folder, cards_dir))
+
+
+def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
     """Write ``out/index.html`` and, per board, its downloads ``boards/<slug>.json`` (the results documents of
     its ranked runs, the interchange format of docs/store.md) and ``boards/<slug>.csv`` (one row per run and
     metric). Registered cards (``cards_dir``) without a run of a board's suite version are listed as pending

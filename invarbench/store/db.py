@@ -106,6 +106,24 @@ def redact(url: str | URL) -> str:
         return str(url)
 
 
+def _check_sqlite_location(database: Path) -> None:
+    """Create the SQLite database's folder; one line naming it when it cannot be created or written (SQLite
+    writes its journal, ``-wal`` and ``-shm`` beside the database, so even reading needs a writable folder)."""
+    folder = database.parent
+    fix = "make it writable, or choose another --db (or $INVARBENCH_DB)"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValidationError(
+            f"cannot create the database folder {folder} ({exc.strerror}): create it, or choose another --db "
+            "(or $INVARBENCH_DB)"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValidationError(f"the database folder {folder} is not writable: {fix}")
+    if database.exists() and not os.access(database, os.R_OK | os.W_OK):
+        raise ValidationError(f"the database file {database} is not writable: {fix}")
+
+
 def _is_locked(exc: OperationalError) -> bool:
     text = str(exc.orig).lower()
     return "database is locked" in text or "database is busy" in text
@@ -175,7 +193,7 @@ class Store:
         if self.backend == "sqlite":
             database = parsed.database
             if database and database != ":memory:":
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _check_sqlite_location(Path(database).expanduser())
             kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000}
         elif self.backend == "postgresql":
             kwargs["pool_pre_ping"] = True
