@@ -182,7 +182,7 @@ def add_model(store: Store, card_id: str = "toy/model", card_sha256: str = SHA_A
 
 def provenance(**changes) -> Provenance:
     """A toy run's provenance; the fields that format version 1 did not have are None unless given (as for a
-    run stored before migrations 0004 and 0005)."""
+    run stored before migrations 0004, 0005 and 0006)."""
     fields = dict(
         suite_name="quick",
         suite_version=1,
@@ -200,6 +200,7 @@ def provenance(**changes) -> Provenance:
         model_dtype=None,
         suite_settings=None,
         suite_settings_hash=None,
+        data_digest=None,
     )
     fields.update(changes)
     return Provenance(**fields)

@@ -129,7 +129,7 @@ def test_a_database_at_the_first_migration_is_upgraded_with_its_data(db_url):
         _insert_first_version_data(conn)
     engine.dispose()
     before = Store(db_url, migrate_schema=False).schema_status()
-    assert (before.current, [m.revision for m in before.pending]) == ("0001", ["0002", "0003", "0004", "0005"])
+    assert (before.current, [m.revision for m in before.pending]) == ("0001", ["0002", "0003", "0004", "0005", "0006"])
 
     store = Store(db_url)  # opening upgrades
     assert store.schema_status().up_to_date
@@ -180,7 +180,7 @@ def test_a_database_at_0003_gets_the_model_dtype_and_the_suite_size_and_keeps_it
     assert Store(db_url, migrate_schema=False).schema_status().current == "0003"
 
     store = Store(db_url)  # opening upgrades to the newest
-    assert store.schema_status().current == "0005"
+    assert store.schema_status().current == "0006"
     _assert_first_version_data_kept(store)
     with store.engine.connect() as conn:
         columns = {c["name"]: c for c in inspect(conn).get_columns("runs")}
@@ -226,8 +226,8 @@ def test_a_database_at_0004_gets_the_suite_settings_and_keeps_its_runs(db_url):
         )
     engine.dispose()
 
-    store = Store(db_url)  # opening upgrades to 0005
-    assert store.schema_status().current == "0005"
+    store = Store(db_url)  # opening upgrades to the newest
+    assert store.schema_status().current == "0006"
     _assert_first_version_data_kept(store)
     with store.engine.connect() as conn:
         columns = {c["name"]: c for c in inspect(conn).get_columns("runs")}
@@ -248,6 +248,56 @@ def test_a_database_at_0004_gets_the_suite_settings_and_keeps_its_runs(db_url):
     )
 
 
+def test_a_database_at_0005_gets_the_data_digest_and_keeps_its_runs(db_url):
+    _migrate_to(db_url, "0001")
+    engine = create_engine(Store(db_url, migrate_schema=False).engine.url)
+    with engine.begin() as conn:
+        _insert_first_version_data(conn)
+    engine.dispose()
+    older = Store(db_url, migrate_schema=False).engine
+    assert migrations.upgrade(older, "0005") == ["0002", "0003", "0004", "0005"]  # invarbench when 0005 was newest
+    older.dispose()
+    old = replace(
+        _prov(), model_dtype="float32", suite_num_examples=6, suite_settings={"seed": 0}, suite_settings_hash="e" * 64
+    )
+    engine = create_engine(Store(db_url, migrate_schema=False).engine.url)
+    with engine.begin() as conn:  # a failed run as invarbench left it at 0005, to be resumed
+        runs = Table("runs", MetaData(), autoload_with=conn)
+        assert "data_digest" not in runs.c
+        conn.execute(
+            runs.insert().values(
+                uid="0" * 36,
+                model_id=1,
+                status="failed",
+                error="boom",
+                flags=[],
+                started_at=T0,
+                finished_at=T0,
+                attempts=1,
+                **{k: v for k, v in old.values().items() if k in runs.c},
+            )
+        )
+    engine.dispose()
+
+    store = Store(db_url)  # opening upgrades to 0006
+    assert store.schema_status().current == "0006"
+    _assert_first_version_data_kept(store)
+    with store.engine.connect() as conn:
+        columns = {c["name"]: c for c in inspect(conn).get_columns("runs")}
+    assert columns["data_digest"]["nullable"]
+    assert [(r.id, r.data_digest, r.suite_settings_hash) for r in store.list_runs()] == [
+        (1, None, None),
+        (2, None, "e" * 64),
+    ]
+    # the old failed run recorded no digest: a run that records one does not continue it
+    digest = "v1:" + "a" * 64
+    assert store.resume_run(1, replace(old, data_digest=digest)) is None
+    resumed = store.resume_run(1, old)
+    assert resumed is not None and resumed.run_id == 2
+    new = store.start_run(1, replace(old, data_digest=digest))
+    assert store.get_run(new).data_digest == digest
+
+
 def test_a_database_made_before_migrations_existed_is_adopted_and_upgraded(sqlite_url):
     engine = create_engine(sqlite_url)
     first_schema_metadata().create_all(engine)  # what invarbench 0.1.0's Store() did
@@ -260,7 +310,7 @@ def test_a_database_made_before_migrations_existed_is_adopted_and_upgraded(sqlit
     result = runner.invoke(app, ["db", "upgrade", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
-        f"Upgraded {sqlite_url} to schema revision 0005 (applied 0001, 0002, 0003, 0004, 0005)."
+        f"Upgraded {sqlite_url} to schema revision 0006 (applied 0001, 0002, 0003, 0004, 0005, 0006)."
     )
     store = Store(sqlite_url)
     _assert_first_version_data_kept(store)
@@ -271,6 +321,7 @@ def test_a_database_made_before_migrations_existed_is_adopted_and_upgraded(sqlit
         ("0003", True, True),
         ("0004", True, True),
         ("0005", True, True),
+        ("0006", True, True),
     ]
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
@@ -281,15 +332,15 @@ def test_db_status_shows_pending_migrations_and_changes_nothing(sqlite_url):
     result = runner.invoke(app, ["db", "status", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     assert f"Database: {sqlite_url}" in result.output
-    assert "Schema revision: 0001; newest: 0005" in result.output
-    assert "4 migration(s) pending: run 'invarbench db upgrade'" in result.output
+    assert "Schema revision: 0001; newest: 0006" in result.output
+    assert "5 migration(s) pending: run 'invarbench db upgrade'" in result.output
     assert Store(sqlite_url, migrate_schema=False).schema_status().current == "0001"
 
     assert runner.invoke(app, ["db", "upgrade", "--db", sqlite_url]).output.strip() == (
-        f"Upgraded {sqlite_url} to schema revision 0005 (applied 0002, 0003, 0004, 0005)."
+        f"Upgraded {sqlite_url} to schema revision 0006 (applied 0002, 0003, 0004, 0005, 0006)."
     )
     again = runner.invoke(app, ["db", "upgrade", "--db", sqlite_url])
-    assert again.output.strip() == f"{sqlite_url} is already at the newest schema revision 0005."
+    assert again.output.strip() == f"{sqlite_url} is already at the newest schema revision 0006."
     assert "Up to date." in runner.invoke(app, ["db", "status", "--db", sqlite_url]).output
 
 

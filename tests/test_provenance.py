@@ -59,6 +59,7 @@ FULL = provenance(
     git_commit="c" * 40,
     data_source="npz:/data/mine.npz sha256:" + "0" * 64,
     model_dtype="bfloat16",
+    data_digest="v1:" + "d" * 64,
     **settings_fields(),
 )
 
@@ -114,6 +115,7 @@ def test_the_fields_metadata_is_consistent():
     assert all(f.nullable for f in PROVENANCE_FIELDS if f.since > 1)
     assert V2_RUN_FIELDS == RUN_FIELDS_SINCE[2] == ("suite_num_examples", "data_source", "model_dtype")
     assert RUN_FIELDS_SINCE[3] == ("suite_settings_hash", "suite_settings")
+    assert RUN_FIELDS_SINCE[4] == ("data_digest",)
     # resume matching compares values in SQL: never a JSON column (PostgreSQL's json has no equality)
     by_name = {f.name: f for f in PROVENANCE_FIELDS}
     assert not by_name["suite_settings"].resume and by_name["suite_settings_hash"].resume

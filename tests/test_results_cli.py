@@ -258,7 +258,8 @@ def test_the_leaderboard_layout_is_one_stable_file_per_model_and_suite_version(s
         "examples",
         "artifacts",
     ]
-    assert (doc["format"], doc["format_version"]) == ("invarbench-results", FORMAT_VERSION)
+    # the toy runs record suite settings but no data digest: format version 3, the newest but one
+    assert (doc["format"], doc["format_version"]) == ("invarbench-results", 3) and FORMAT_VERSION == 4
     assert (doc["run"]["model_dtype"], doc["run"]["data_source"], doc["run"]["suite_num_examples"]) == (
         "float32",
         None,
@@ -406,7 +407,7 @@ def test_compare_shows_differences_and_where_provenance_differs(sqlite_url):
     assert _flat(same.stdout).endswith(
         "Same model snapshot, status and provenance (suite, suite version, dataset, seed, batch size, examples "
         "requested, examples evaluated, device, invarbench, git commit, torch, examples in the suite, data, model "
-        "dtype, suite settings hash)."
+        "dtype, suite settings hash, data digest)."
     )
 
 

@@ -309,6 +309,7 @@ def test_the_board_and_the_pages_show_each_cards_submission_status(tmp_path):
             model_dtype="float32",
             suite_settings=None,
             suite_settings_hash=None,
+            data_digest=None,
         ),
     )
     store.fail_run(run, "model card mnist5k/lenet-broken: the model returned NaN or Inf logits <b>here</b>")

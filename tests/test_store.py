@@ -245,7 +245,7 @@ model_id = store.upsert_model(card_id="toy/model", name="m", dataset="toy", card
 prov = Provenance(suite_name="quick", suite_version=1, dataset="toy", invarbench_version="0", git_commit=None,
                   torch_version="0", device="cpu", seed=tag, batch_size=1, examples_requested=batches,
                   examples_effective=batches, suite_num_examples=batches, data_source=None, model_dtype="float32",
-                  suite_settings={"seed": 0, "eps": 0.1 + 0.2}, suite_settings_hash="5" * 64)
+                  suite_settings={"seed": 0, "eps": 0.1 + 0.2}, suite_settings_hash="5" * 64, data_digest=None)
 run_id = store.start_run(model_id, prov)
 for start in range(batches):
     store.add_examples(run_id, start, {"a": {"x": [tag + start / 7]}, "b": {"y": [start]}}, duration_s=float(start))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from invarbench.data.digests import examples_digest
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.registry import Registry
 
@@ -39,6 +40,9 @@ class EvalData:
     # Where the images came from: the data set's name, or "npz:<path> sha256:<digest>" for a
     # custom evaluation set that replaced the data set's images (the data set still picks the suite).
     source: str = ""
+    # The data digest of these examples (invarbench.data.digests.examples_digest): "v1:<sha256 hex>"
+    # of the uint8 images and int64 labels in order, whatever file they were read from.
+    digest: str = ""
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -64,6 +68,10 @@ def load_eval_data(
 
     ``custom="npz:PATH"`` replaces the data set's images by those of an ``.npz`` file (see
     :func:`read_custom_npz`); ``dataset`` still names the data set (and so the suite's budgets).
+    The data set's own files may hold only a prefix of the split (e.g. the first 1,000 CIFAR-10
+    test images in a ``test_batch`` of 1,000 rows): they must then hold at least ``limit`` images,
+    else :class:`ValidationError` says how many they hold. A custom set may hold fewer (all are
+    evaluated). The returned :class:`EvalData` carries the examples' data digest.
     """
     spec = DATASETS.get(dataset)
     if custom is not None:
@@ -80,13 +88,29 @@ def load_eval_data(
     if limit is not None:
         if limit < 1:
             raise ValidationError(f"--limit must be at least 1, got {limit}")
+        if custom is None and total < limit:
+            raise ValidationError(
+                f"the {split} files of data set '{dataset}' in {_folder(data_dir)} hold {total} images, "
+                f"fewer than the {limit} to evaluate: put a copy that holds at least the first {limit} there "
+                f"(or pass --data-dir with one), or pass --limit {total} for a smoke run (never ranked)"
+            )
         images, labels = images[:limit], labels[:limit]
     # A fresh tensor with the canonical NCHW strides: an array transposed from NHWC with one channel
     # counts as contiguous yet keeps odd strides, and convolutions then take another kernel whose
     # numbers differ in the last bits. The same images must give the same numbers.
     x = torch.empty(images.shape, dtype=torch.float32).copy_(torch.from_numpy(images)).div_(255.0)
     y = torch.from_numpy(np.ascontiguousarray(labels)).long()
-    return EvalData(dataset=dataset, split=split, x=x, y=y, total=total, source=source)
+    digest = examples_digest(images, labels)
+    return EvalData(dataset=dataset, split=split, x=x, y=y, total=total, source=source, digest=digest)
+
+
+def _folder(data_dir: Path | None) -> str:
+    """Where the data set's files were read from, for messages."""
+    if data_dir is not None:
+        return str(data_dir)
+    from invarbench.data.vision import default_data_dir
+
+    return f"{default_data_dir()} (the default data folder)"
 
 
 def read_custom_npz(custom: str, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, str]:

@@ -9,7 +9,10 @@ layout, so a folder that torchvision filled works as it is:
 - cifar10: ``cifar-10-batches-py/test_batch`` (``data_batch_1`` .. ``data_batch_5`` for train);
 - cifar100: ``cifar-100-python/test`` (``train``).
 
-An evaluation needs only the test files. When they are missing, invarbench downloads them with
+An evaluation needs only the test files, and they may hold only the first test images (a
+``test_batch`` of the official file's first 1,000 rows, an IDX pair of the first 1,000): a run
+evaluates the first ``num_examples`` and gets the data digest of the full split's first
+``num_examples`` (:mod:`invarbench.data.digests`). When they are missing, invarbench downloads them with
 torchvision's download helpers (checksums verified) unless ``INVARBENCH_OFFLINE=1``; when that
 is set or the download fails, the error names the folder and the files it expected.
 The published order of each test split is the order of its file.

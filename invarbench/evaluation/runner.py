@@ -33,7 +33,7 @@ from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.progress import ProgressFactory, no_progress
 from invarbench.store import Provenance
-from invarbench.store.db import ResumedRun, Store
+from invarbench.store.db import FULL, ResumedRun, Store, run_kind
 from invarbench.suites.schema import Suite, load_suite
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -78,7 +78,7 @@ class EvalOutcome:
     peak_memory_bytes: int | None = None
     per_example: dict | None = None  # every measurement's per-example values (merged batches)
     model_dtype: str | None = None  # the floating dtype the model computes in
-    ranked: bool = True  # a full run on the data set's test split (not --limit, not --data)
+    ranked: bool = True  # a full run on the official test split (invarbench.store.db.run_kind)
     provenance: dict | None = None  # the run's provenance fields, as stored
     execution: dict | None = None  # how it was computed (execution.json), for auto, bf16, compile, torchrun
 
@@ -296,6 +296,7 @@ def evaluate_loaded(
         suite_num_examples=suite.num_examples,
         suite_settings=suite.settings(),
         suite_settings_hash=suite.settings_hash(),
+        data_digest=data.digest,
     )
     resumed: ResumedRun | None = None
     if main:
@@ -398,7 +399,7 @@ def evaluate_loaded(
         peak_memory_bytes=peak,
         per_example=result.per_example,
         model_dtype=prov.model_dtype,
-        ranked=options.data is None and len(data) == suite.num_examples,
+        ranked=run_kind(record.dataset, prov.data_source, prov.data_digest, len(data), suite.num_examples) == FULL,
         provenance=prov.values(),
         execution=execution,
     )

@@ -54,10 +54,10 @@ STALE_AFTER = timedelta(hours=1)
 StoredBatches = dict[int, dict[str, dict[str, list]]]
 T = TypeVar("T")
 
-# How a finished run stands (see :meth:`Store.standing_of`): only full runs are ranked.
-FULL = "full"  # over the suite version's full number of examples, on the data set's own test split
+# How a finished run stands (see :meth:`Store.standing_of` and :func:`run_kind`): only full runs are ranked.
+FULL = "full"  # over the suite version's full number of examples, on the official test split
 SMOKE = "smoke"  # over fewer examples (``--limit``), on the data set's own test split
-CUSTOM_DATA = "custom_data"  # on a custom evaluation set (``--data npz:PATH``), whatever its size
+CUSTOM_DATA = "custom_data"  # on other examples than the official split's (``--data npz:PATH``, another digest)
 
 
 def default_db_path() -> Path:
@@ -610,9 +610,8 @@ class Store:
     def standing_of(self, runs: Sequence[RunRecord]) -> list[Standing]:
         """How each of ``runs`` stands, in their order: :data:`FULL` (ranked), :data:`SMOKE` or :data:`CUSTOM_DATA`.
 
-        A run on a custom evaluation set (``data_source`` not NULL) is :data:`CUSTOM_DATA`. A run on
-        the data set's own test split is :data:`FULL` when it evaluated at least the suite version's
-        full number of examples, else :data:`SMOKE`. That number is, in this order: the one the run
+        :func:`run_kind` decides it from the run's data digest, data source, number of examples and
+        the suite version's full number of examples. That number is, in this order: the one the run
         recorded (``suite_num_examples``); the suite file's ``num_examples`` when the suite's current
         version is the run's; else (an older suite version, a run stored before migration 0004) the
         most examples any run of that data set, suite and version on the test split asked for in this
@@ -628,12 +627,7 @@ class Store:
                 if asked is None:
                     asked = self._most_examples_asked()
                 full = asked.get((run.dataset, run.suite_name, run.suite_version))
-            if run.data_source is not None:
-                kind = CUSTOM_DATA
-            elif full is not None and run.examples_effective >= full:
-                kind = FULL
-            else:
-                kind = SMOKE
+            kind = run_kind(run.dataset, run.data_source, run.data_digest, run.examples_effective, full)
             out.append(Standing(run, kind, full))
         return out
 
@@ -680,6 +674,33 @@ class Store:
         finished run that is not a full run (see :meth:`standing_of`). Returns their standings.
         """
         return newest_unranked(self.standings(dataset=dataset, model=model))
+
+
+def run_kind(
+    dataset: str, data_source: str | None, data_digest: str | None, examples: int, full_examples: int | None
+) -> str:
+    """How a finished run stands: :data:`FULL` (ranked), :data:`SMOKE` or :data:`CUSTOM_DATA`.
+
+    ``examples``: how many it evaluated; ``full_examples``: its suite version's full number (None: unknown).
+    When the run recorded a data digest and invarbench knows the expected digest of the first
+    ``full_examples`` test images of ``dataset`` (:func:`invarbench.data.digests.expected_digest`), the
+    digest decides, whatever file the examples came from: a run over ``full_examples`` examples is
+    :data:`FULL` when its digest is the expected one and :data:`CUSTOM_DATA` otherwise (other images or
+    labels, another order), and a run over fewer is :data:`SMOKE` on the data set's own files and
+    :data:`CUSTOM_DATA` on a custom set (``data_source`` not None). Otherwise (no digest recorded, a run stored
+    before migration 0006, or none known, e.g. cifar100) the data source decides: a custom set is
+    :data:`CUSTOM_DATA`, the data set's own files :data:`FULL` over at least ``full_examples``, else :data:`SMOKE`.
+    """
+    expected = None
+    if data_digest is not None and full_examples is not None:
+        from invarbench.data.digests import expected_digest  # only needed for runs that recorded a digest
+
+        expected = expected_digest(dataset, full_examples)
+    if expected is not None and examples >= full_examples:
+        return FULL if data_digest == expected else CUSTOM_DATA
+    if data_source is not None:
+        return CUSTOM_DATA
+    return FULL if full_examples is not None and examples >= full_examples else SMOKE
 
 
 def best_full_runs(standings: Sequence[Standing], *, per_suite_version: bool) -> list[RunRecord]:

@@ -11,9 +11,10 @@ The ``run`` object holds the run's own fields (uid, status, flags, times) and ev
 :class:`invarbench.store.provenance.Provenance`, each under its JSON name; the export, the import
 and the checks below loop over those fields. Each format version after the first added
 provenance fields (:data:`RUN_FIELDS_SINCE`: version 2 ``suite_num_examples``, ``data_source``,
-``model_dtype``; version 3 ``suite_settings_hash``, ``suite_settings``). A run is written in the
-oldest version that holds every field it recorded (not None): a run that recorded none of the
-version 3 fields (every run stored before migration 0005) is still written as version 2, and one
+``model_dtype``; version 3 ``suite_settings_hash``, ``suite_settings``; version 4 ``data_digest``). A run is
+written in the oldest version that holds every field it recorded (not None): a run that recorded no data
+digest (every run stored before migration 0006) is written as version 3 at most, one that recorded none of the
+version 3 fields (before migration 0005) as version 2, and one
 that recorded none of version 2's either (before migration 0004) as version 1, byte for byte as
 before, so that its file, its digest and older readers keep working. Reading a document, the
 fields newer than its version are None.
@@ -45,7 +46,7 @@ from invarbench.store.provenance import PROVENANCE_FIELDS, Provenance
 from invarbench.store.schema import RUN_STATUSES, ArtifactRecord, ExampleRecord, MetricRecord, RunRecord
 
 FORMAT = "invarbench-results"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # Format version -> the run fields (JSON names of provenance fields) it added: a document of version v has
 # every field added up to v, and none added later.
 RUN_FIELDS_SINCE: dict[int, tuple[str, ...]] = {

@@ -116,6 +116,11 @@ class Provenance:
     suite_settings: dict[str, Any] | None = _field(
         "suite settings", resume=False, since=3, csv=False, absent="not recorded", listed=False
     )
+    # format version 4
+    # The data digest of the examples evaluated, "v1:<sha256 hex>" of their uint8 images and int64 labels in
+    # order (invarbench.data.digests; docs/datasets.md): equal to the suite's expected digest, the run is on the
+    # official split whatever file it read.
+    data_digest: str | None = _field("data digest", since=4, absent="not recorded")
 
     @classmethod
     def of(cls, run: Any) -> Provenance:
@@ -158,7 +163,7 @@ def RunProvenance(**values: Any) -> Provenance:  # noqa: N802 - the name of the 
     """Transitional: a :class:`Provenance` built as callers built ``RunProvenance`` before 0.2.0.
 
     Takes the same keywords; a field that format version 1 did not have (``suite_num_examples``,
-    ``data_source``, ``model_dtype``, ``suite_settings``, ``suite_settings_hash``) is None when not
+    ``data_source``, ``model_dtype``, ``suite_settings``, ``suite_settings_hash``, ``data_digest``) is None when not
     given: such a run records no suite settings, and resumes only a run that recorded none. Build a
     :class:`Provenance` with every field instead; this goes once no caller uses it.
     """

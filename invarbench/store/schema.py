@@ -4,7 +4,7 @@ Numbers are stored as numbers. Every run carries its provenance: the card snapsh
 hash, the model file's sha256 and Hub revision (``models``), and in ``runs`` one column per
 field of :class:`invarbench.store.provenance.Provenance`, under the field's name (a test checks
 that they agree): suite name, version, resolved settings and their hash, invarbench version and
-git commit, torch version, device, model dtype, seed, batch size, examples and data.
+git commit, torch version, device, model dtype, seed, batch size, examples, data and data digest.
 
 The database is created and upgraded by the migrations in ``invarbench/store/migrations/``
 (never by ``create_all``); a test checks that these mappings and the newest migration agree.
@@ -128,6 +128,9 @@ class RunRecord(Base):
     # (hex, Suite.settings_hash()), which --resume matches. NULL for runs stored before migration 0005.
     suite_settings: Mapped[dict | None] = mapped_column(ExactJSON)
     suite_settings_hash: Mapped[str | None] = mapped_column(String(64))
+    # The data digest of the examples evaluated ("v1:<sha256 hex>", invarbench.data.digests): a run whose digest is
+    # its suite's expected digest is on the official split. NULL for runs stored before migration 0006.
+    data_digest: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20), index=True)  # running / finished / failed
     error: Mapped[str | None] = mapped_column(Text)
     flags: Mapped[list] = mapped_column(ExactJSON, default=list)
