@@ -6,24 +6,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from invarbench.attacks.checks import FLAG_NAMES
 from invarbench.cards import resolve_card
-from invarbench.evaluation.measure import aggregate, result_flags
+from invarbench.errors import ValidationError
+from invarbench.evaluation.measure import merge_batches
 from invarbench.store import Store
+from invarbench.store.document_checks import check_metrics_follow, recorded_suite
 from invarbench.store.export import import_path
 from invarbench.suites import load_suite
 
 RESULTS = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
 FILES = sorted(p for p in RESULTS.rglob("*.json") if ".artifacts" not in p.parent.name)
-
-
-def _same(a: float | None, b: float | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return (math.isnan(a) and math.isnan(b)) or a == b
 
 
 def test_the_reference_models_have_published_results():
@@ -37,7 +33,7 @@ def test_the_reference_models_have_published_results():
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(RESULTS).as_posix())
 def test_a_published_result_imports_and_its_metrics_follow_from_its_values(path, tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'rebuilt.db'}")
-    import_path(store, path)
+    import_path(store, path)  # the results door recomputes the metrics too: the same function as below
     (listed,) = store.list_runs()
     run = store.get_run(listed.id)
     assert run.status == "finished" and run.data_source is None
@@ -46,24 +42,25 @@ def test_a_published_result_imports_and_its_metrics_follow_from_its_values(path,
     file_sha = card.source.hub.sha256 if card.source.hub is not None else card.source.sha256
     assert run.model.file_sha256 == file_sha, "the card now names another model file: re-evaluate and re-export"
 
-    suite = load_suite(run.suite_name, run.dataset)
-    if suite.version != run.suite_version:
-        pytest.skip(f"made with {run.suite_name} v{run.suite_version}; the suite is now v{suite.version}")
-    per_example: dict[str, dict[str, list]] = {}
-    for _, values in sorted(store.stored_batches(run.id).items()):
-        for measurement, fields in values.items():
-            for key, vals in fields.items():
-                per_example.setdefault(measurement, {}).setdefault(key, []).extend(vals)
+    suite = recorded_suite(
+        run.suite_name, run.suite_version, run.dataset, run.suite_settings, run.suite_settings_hash, str(path)
+    )
+    current = load_suite(run.suite_name, run.dataset)
+    if current.version == run.suite_version:  # the suite file of that version still says what the run recorded
+        assert current.settings() == run.suite_settings
+    per_example = merge_batches(values for _, values in sorted(store.stored_batches(run.id).items()))
     assert len(per_example["clean"]["label"]) == run.examples_effective == suite.num_examples
-    recomputed = {m.name: m for m in aggregate(per_example, suite)}
-    assert sorted(recomputed) == sorted(m.name for m in run.metrics)
-    for stored in run.metrics:
-        again = recomputed[stored.name]
-        for field in ("value", "stderr", "ci_low", "ci_high"):
-            assert _same(getattr(stored, field), getattr(again, field)), (stored.name, field)
-        assert stored.n == again.n
-    # The flags read from the per-example values are those stored (the others come from the checks).
-    assert set(result_flags(per_example, suite)) == set(run.flags) - set(FLAG_NAMES)
+    check_metrics_follow(per_example, run.metrics, run.flags, suite, str(path))
+    # The check is exact: the last bit of any number, or a flag, changed is refused.
+    first = run.metrics[0]
+    fields = ("name", "value", "stderr", "ci_low", "ci_high", "n")
+    nudged = SimpleNamespace(**{f: getattr(first, f) for f in fields})
+    nudged.value = math.nextafter(first.value, 0.0 if first.value > 0 else 1.0)
+    with pytest.raises(ValidationError, match=rf"run\.metrics\.{first.name}\.value = .* does not follow"):
+        check_metrics_follow(per_example, [nudged, *run.metrics[1:]], run.flags, suite, str(path))
+    made_up = "a_flag_no_measurement_reads"
+    with pytest.raises(ValidationError, match=rf"run\.flags has {made_up}, which the values do not give"):
+        check_metrics_follow(per_example, run.metrics, [*run.flags, made_up], suite, str(path))
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(RESULTS).as_posix())

@@ -18,6 +18,7 @@ import pytest
 from store_helpers import (  # noqa: F401 - fixtures
     add_model,
     db_url,
+    fabricated,
     fresh_database,
     metric,
     provenance,
@@ -142,7 +143,7 @@ def test_the_old_name_still_builds_a_provenance_without_suite_settings():
 
 
 # --- the store, the JSON export and the import, the CSV ------------------------------------------
-def test_every_field_survives_the_store_the_json_export_and_the_import(db_url, tmp_path):
+def test_every_field_survives_the_store_the_json_export_and_the_import(db_url, tmp_path, fabricated):
     source = Store(db_url)
     run_id = finished(source, add_model(source), FULL)
     stored = source.get_run(run_id)

@@ -21,6 +21,7 @@ from store_helpers import (  # noqa: F401 - fixtures
     add_model,
     batch_values,
     db_url,
+    fabricated,
     fresh_database,
     metric,
     provenance,
@@ -165,7 +166,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 # --- the round trip ----------------------------------------------------------------------------
-def test_export_then_import_into_a_fresh_database_reproduces_every_number(db_url, tmp_path):
+def test_export_then_import_into_a_fresh_database_reproduces_every_number(db_url, tmp_path, fabricated):
     source = Store(db_url)
     ids = populate(source)
     out = tmp_path / "results"
@@ -199,7 +200,7 @@ def test_export_then_import_into_a_fresh_database_reproduces_every_number(db_url
         assert len(target.list_runs()) == 3
 
 
-def test_the_standard_output_export_round_trips_too(db_url, tmp_path):
+def test_the_standard_output_export_round_trips_too(db_url, tmp_path, fabricated):
     source = Store(db_url)
     ids = populate(source)
     result = invoke("results", "export", "--db", db_url)
@@ -531,7 +532,7 @@ def test_import_refuses_a_tampered_number(exported, target, old, new):
     _nothing_imported(target)
 
 
-def test_reformatting_a_results_file_is_not_tampering(exported, target):
+def test_reformatting_a_results_file_is_not_tampering(exported, target, fabricated):
     exported.write_text(json.dumps(json.loads(exported.read_text()), indent=None).replace(", ", ",\r\n "))
     result = invoke("results", "import", str(exported), "--db", target)
     assert result.exit_code == 0, result.output
@@ -564,7 +565,7 @@ def test_import_names_the_file_and_the_field_of_a_malformed_value(exported, targ
     _nothing_imported(target)
 
 
-def test_import_refuses_a_missing_or_altered_artifact(exported, target):
+def test_import_refuses_a_missing_or_altered_artifact(exported, target, fabricated):
     artifact = exported.parent / "model__quick-v1.artifacts" / "strip.png"
     artifact.write_bytes(PNG + b"!")
     assert _error(invoke("results", "import", str(exported), "--db", target)) == (
@@ -577,7 +578,7 @@ def test_import_refuses_a_missing_or_altered_artifact(exported, target):
     _nothing_imported(target)
 
 
-def test_a_bad_file_in_a_folder_imports_nothing(exported, target):
+def test_a_bad_file_in_a_folder_imports_nothing(exported, target, fabricated):
     folder = exported.parent.parent
     bad = folder / "toy" / "zzz__quick-v1.json"
     good = json.loads(exported.read_text())
@@ -587,7 +588,7 @@ def test_a_bad_file_in_a_folder_imports_nothing(exported, target):
     _nothing_imported(target)  # the good file, read first, was not imported either
 
 
-def test_importing_a_run_that_is_stored_with_other_content_is_refused(exported, sqlite_url):
+def test_importing_a_run_that_is_stored_with_other_content_is_refused(exported, sqlite_url, fabricated):
     doc = json.loads(exported.read_text())
     doc["metrics"][0]["value"] = 0.5
     doc["content_sha256"] = content_digest(doc)  # a consistent document, but not the run that is stored

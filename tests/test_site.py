@@ -4,6 +4,7 @@ from the published results files, and byte-identical rebuilds."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -147,6 +148,7 @@ def test_a_hostile_card_name_renders_as_text(tmp_path):
     doc["model"]["card_yaml"] = doc["model"]["card_yaml"].replace(
         "name: LeNet (standard training)", "name: <script>alert(1)</script>"
     )
+    doc["model"]["card_sha256"] = hashlib.sha256(doc["model"]["card_yaml"].encode()).hexdigest()
     doc["content_sha256"] = content_digest(doc)
     hostile = tmp_path / "hostile.json"
     hostile.write_text(json.dumps(doc))

@@ -12,6 +12,7 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (``bash .ci/install-browser.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -225,6 +226,7 @@ def test_a_card_named_like_a_script_renders_as_text_and_runs_nothing(driver, tmp
     assert f"name: {old}" in doc["model"]["card_yaml"]
     doc["model"]["name"] = HOSTILE
     doc["model"]["card_yaml"] = doc["model"]["card_yaml"].replace(f"name: {old}", f"name: {HOSTILE}")
+    doc["model"]["card_sha256"] = hashlib.sha256(doc["model"]["card_yaml"].encode()).hexdigest()
     doc["content_sha256"] = content_digest(doc)
     hostile = tmp_path / "hostile.json"
     hostile.write_text(json.dumps(doc))

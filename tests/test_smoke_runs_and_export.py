@@ -13,7 +13,15 @@ import re
 from pathlib import Path
 
 import pytest
-from store_helpers import add_model, db_url, metric, provenance, settings_of, sqlite_url  # noqa: F401 - fixtures
+from store_helpers import (  # noqa: F401 - fixtures
+    add_model,
+    db_url,
+    fabricated,
+    metric,
+    provenance,
+    settings_of,
+    sqlite_url,
+)
 from typer.testing import CliRunner
 
 from invarbench.cli import app
@@ -269,7 +277,9 @@ def test_the_export_takes_the_newest_full_run_of_each_suite_version(sqlite_url):
     )
 
 
-def test_run_exports_exactly_that_run_and_an_import_keeps_its_data_and_counts(sqlite_url, smoke_and_custom, tmp_path):
+def test_run_exports_exactly_that_run_and_an_import_keeps_its_data_and_counts(
+    sqlite_url, smoke_and_custom, tmp_path, fabricated
+):
     source = Store(sqlite_url)
     result = invoke(
         "results",

@@ -382,8 +382,11 @@ def import_command(
     db: DbOption = None,
 ) -> None:
     """Import exported JSON results; runs already in the database (same uid) are left as they are."""
+    notes: list[str] = []
     with user_errors():
-        results = import_path(Store(db), path)
+        results = import_path(Store(db), path, unproven=notes.append)
+    for note in notes:  # imported, but its metrics could not be recomputed: site build --results refuses it
+        typer.echo(f"Warning: {note}. Imported as it is; 'site build --results' refuses such a file.", err=True)
     for r in results:
         typer.echo(f"{'imported as run' if r.added else 'already present as run'} {r.run_id}: {r.source}")
     added = sum(r.added for r in results)

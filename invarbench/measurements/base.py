@@ -10,6 +10,7 @@ metrics from that registry.
 from __future__ import annotations
 
 import dataclasses
+import math
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +38,14 @@ class MetricSpec:
     (None: neither, the number describes the model); ``percent``: a proportion shown as a
     percentage; ``aggregation`` how the per-example values become the number; ``interval`` the
     method of its 95 % interval ("normal": mean ± 1.96 standard errors, as ``mean_metric`` gives);
-    ``reads`` one line on how to read it."""
+    ``reads`` one line on how to read it.
+
+    ``lower``/``upper``: the range every value of the metric lies in, in its own units (a proportion:
+    [0, 1], the default for ``aggregation="proportion"``; a distance: ``lower=0``); ``finite``: whether
+    a value must be finite when it is a number (False: +inf is a value, e.g. a median distance when no
+    adversarial example was found). NaN stands for "no number" (a metric over no examples) and is
+    outside these checks. A results file's metrics are checked against them on import
+    (:mod:`invarbench.store.document_checks`)."""
 
     name: str
     label: str
@@ -48,6 +56,16 @@ class MetricSpec:
     interval: Literal["Wilson score", "bootstrap percentile", "normal"]
     reads: str
     description: str
+    lower: float = -math.inf
+    upper: float = math.inf
+    finite: bool = True
+
+    def __post_init__(self) -> None:
+        if self.aggregation == "proportion" and (self.lower, self.upper) == (-math.inf, math.inf):
+            object.__setattr__(self, "lower", 0.0)  # a share of examples
+            object.__setattr__(self, "upper", 1.0)
+        if not self.lower <= self.upper:
+            raise ValueError(f"metric {self.name}: lower {self.lower} is above upper {self.upper}")
 
 
 @dataclass

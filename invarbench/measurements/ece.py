@@ -19,6 +19,8 @@ ECE = MetricSpec(
     aggregation="ece",
     interval="bootstrap percentile",
     reads="lower is better",
+    lower=0.0,
+    upper=1.0,
     description="clean expected calibration error: the bin-weighted mean absolute gap between accuracy and "
     "confidence over equal-width confidence bins",
 )

@@ -30,6 +30,8 @@ MEDIAN_MIN_L2 = MetricSpec(
     aggregation="median",
     interval="bootstrap percentile",
     reads="higher: less sensitive",
+    lower=0.0,
+    finite=False,  # +inf when neither FMN nor the boundary search found an adversarial example for most
     description="median smallest L2 perturbation found that flips the prediction: per example the smaller of "
     "FMN's and a gradient-free boundary search's; 0 for misclassified examples",
 )

@@ -26,6 +26,7 @@ CLOSURE = MetricSpec(
     aggregation="mean",
     interval="normal",
     reads="lower: less excessively invariant",
+    upper=1.0,  # 1 - remaining / initial distance
     description="NSPGD (null-space projected gradient descent): how far a walk from a source toward an image of "
     "another class gets while the source class keeps its confidence; 1 = it reached the target image "
     "(mean over walking pairs)",
@@ -39,6 +40,7 @@ TARGET_DISTANCE = MetricSpec(
     aggregation="mean",
     interval="normal",
     reads="higher: less excessively invariant",
+    lower=0.0,
     description="the L2 distance to the target image left at the end of the walk (mean over walking pairs)",
 )
 

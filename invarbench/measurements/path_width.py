@@ -24,6 +24,7 @@ PATH_WIDTH = MetricSpec(
     aggregation="mean",
     interval="normal",
     reads="a wider tube: a smoother, more invariant model",
+    lower=0.0,
     description="the radius of the tube of near-constant confidence around the NSPGD path, probed in random "
     "directions normal to it (mean over pairs of their mean over path points)",
 )

@@ -22,8 +22,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 import invarbench
 from invarbench.cards.catalog import CardRef
+from invarbench.cards.schema import ModelCard
+from invarbench.errors import ValidationError
 from invarbench.measurements import metric_specs
 from invarbench.store.db import CUSTOM_DATA, Store, best_full_runs, newest_unranked, suite_file_examples
+from invarbench.store.document_checks import check_name, http_url, inside
 from invarbench.store.export import csv_text, dumps, import_path, run_document
 from invarbench.store.provenance import PROVENANCE_FIELDS
 from invarbench.store.schema import RunRecord
@@ -272,6 +275,11 @@ def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
     from invarbench.submissions import registered_cards
 
     boards = leaderboard(store, registered_cards(cards_dir)[0])  # a card that does not load is left out
+    for board in boards:  # names that become paths, checked before anything is written
+        for what, name in (("data set", board.dataset), ("suite", board.suite)):
+            check_name(name, f"the {what} of a stored run", fix="such a run cannot be published")
+        for row in board.rows:
+            check_name(row.card_id, f"run {row.run_id}: model card id", card_id=True, fix="it cannot be published")
     generated = _generated(store)
     env = Environment(loader=PackageLoader("invarbench.site", "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
@@ -289,23 +297,25 @@ def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
     runs = {row.run_id: store.get_run(row.run_id) for board in boards for row in board.rows}  # each read once
     for board in boards:
         ranked = [runs[row.run_id] for row in board.rows]
-        (downloads / f"{board.slug}.json").write_text(dumps([run_document(r) for r in ranked]), encoding="utf-8")
-        (downloads / f"{board.slug}.csv").write_text(csv_text(ranked), encoding="utf-8")
+        inside(out, downloads / f"{board.slug}.json").write_text(
+            dumps([run_document(r) for r in ranked]), encoding="utf-8"
+        )
+        inside(out, downloads / f"{board.slug}.csv").write_text(csv_text(ranked), encoding="utf-8")
     page_template = env.get_template("model.html")
     for page in model_pages(store, boards, runs):
-        target = out / page.path
+        target = inside(out, out / page.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(
             page_template.render(page=page, generated=generated, version=invarbench.__version__), encoding="utf-8"
         )
         target.with_suffix(".json").write_text(dumps(run_document(runs[page.run_id])), encoding="utf-8")
         if page.strips:
-            pictures = target.parent / page.files_dir
+            pictures = inside(out, target.parent / page.files_dir)
             pictures.mkdir(exist_ok=True)
             stored = {a.name: a.data for a in runs[page.run_id].artifacts}
             for strip in page.strips:
                 name = strip.src.rsplit("/", 1)[-1]
-                (pictures / name).write_bytes(stored[name])
+                inside(out, pictures / name).write_bytes(stored[name])
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")
     return index
@@ -433,8 +443,8 @@ class ModelPage:
     name: str
     training: str
     card_fields: list[tuple[str, str]]
-    hub_url: str | None
-    paper: tuple[str, str] | None  # (title, url)
+    hub_url: str | None  # an http(s) URL, or None
+    paper: tuple[str, str | None] | None  # (title, url): the url an http(s) URL or None (the title shown as text)
     metrics: list[MetricLine]
     provenance: list[ProvenanceCell]
     flags: list[tuple[str, str]]  # (flag, what it means)
@@ -473,10 +483,19 @@ def _figures(run: RunRecord, values: dict[str, dict[str, list]]) -> list[Figure]
     return figures
 
 
+def _stored_card(run: RunRecord) -> ModelCard | None:
+    """The card a run stored (``card_yaml``), read by the card loader and validated by the card schema; None
+    when it is not a valid card (then the page shows no card fields and no links from it)."""
+    from invarbench.cards.catalog import card_from_data, parse_card_yaml
+
+    try:
+        return card_from_data(parse_card_yaml(run.model.card_yaml, f"run {run.id}"), f"run {run.id}")
+    except ValidationError:
+        return None
+
+
 def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRecord] | None = None) -> list[ModelPage]:
     """One page per ranked run of every board (``runs``: the ranked runs already read, by id)."""
-    import yaml
-
     from invarbench.measurements import flag_docs
 
     specs = {s.name: s for s in metric_specs()}
@@ -485,15 +504,13 @@ def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRec
     for board in boards:
         for row in board.rows:
             run = runs[row.run_id] if runs and row.run_id in runs else store.get_run(row.run_id)
-            card = yaml.safe_load(run.model.card_yaml) or {}
-            hub = card.get("source", {}) if isinstance(card.get("source"), dict) else {}
-            hub = hub.get("hub") if isinstance(hub.get("hub"), dict) else None
-            hub_url = (
-                f"https://huggingface.co/{hub['repo_id']}/blob/{hub['revision']}/{hub.get('file', '')}"
-                if hub and hub.get("repo_id") and hub.get("revision")
-                else None
+            valid = _stored_card(run)
+            card = valid.model_dump(exclude_none=True) if valid is not None else {}
+            hub = valid.source.hub if valid is not None else None
+            hub_url = http_url(
+                f"https://huggingface.co/{hub.repo_id}/blob/{hub.revision}/{hub.file}" if hub is not None else None
             )
-            paper = card.get("paper") if isinstance(card.get("paper"), dict) else None
+            paper = valid.paper if valid is not None else None
             fields = [
                 (key, str(card[key]))
                 for key in ("id", "name", "dataset", "num_classes", "format", "license", "submitted_by", "notes")
@@ -523,7 +540,7 @@ def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRec
                     training=row.training,
                     card_fields=fields,
                     hub_url=hub_url,
-                    paper=(paper.get("title", "paper"), paper["url"]) if paper and paper.get("url") else None,
+                    paper=(paper.title, http_url(paper.url)) if paper is not None else None,
                     metrics=metrics,
                     provenance=[
                         ProvenanceCell(f.label, f.text(run))

@@ -3,7 +3,11 @@
 One JSON document per run holds the model snapshot, the run's provenance, its metrics and its
 per-example values, with every number written exactly (see :mod:`invarbench.store.codec`), so
 that importing it into any database reproduces the run bit for bit. Each document carries the
-sha256 of its own content, so a number changed by hand after the export is refused on import.
+sha256 of its own content (``content_sha256``), so that an accidental change after the export (a
+hand edit, a bad merge) is refused on import. It is a checksum, not a signature: anyone who edits a
+file can recompute it, so it proves nothing about who made the file or whether its numbers are
+honest. What does is the results door (:mod:`invarbench.store.document_checks`): every document is
+checked against the card and metric specs, and its metrics recomputed from its per-example values.
 The public leaderboard keeps one such file per (model, suite name, suite version) under
 ``leaderboard/results/``; the format is documented in ``docs/store.md``.
 
@@ -30,7 +34,7 @@ import io
 import json
 import typing
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -42,6 +46,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.store.codec import decode_floats, decode_number, encode_floats, encode_number
 from invarbench.store.db import CUSTOM_DATA, FULL, SMOKE, Standing, Store, best_full_runs
+from invarbench.store.document_checks import (
+    MAX_ARTIFACT_BYTES,
+    check_document,
+    check_name,
+    inside,
+    one_line,
+    read_results_file,
+)
 from invarbench.store.provenance import PROVENANCE_FIELDS, Provenance
 from invarbench.store.schema import RUN_STATUSES, ArtifactRecord, ExampleRecord, MetricRecord, RunRecord
 
@@ -87,7 +99,14 @@ def results_file_name(run: RunRecord, kind: str = FULL) -> PurePosixPath:
     smoke run: ``...-v<version>__smoke-<examples>ex-<uid8>.json``; a run on custom data:
     ``...-v<version>__custom-data-<uid8>.json`` (``<uid8>``: the first 8 characters of its uid), so that
     neither ever replaces a full run's file. Returns the relative path.
+
+    Raises ValidationError when the card id, data set or suite name is not a name of the card-id grammar
+    (:func:`invarbench.store.document_checks.check_name`): each becomes part of the path.
     """
+    fix = "such a run cannot be written as a results file (export it with --format csv or to standard output)"
+    check_name(run.model.card_id, f"run {run.id}: model.card_id", card_id=True, fix=fix)
+    check_name(run.dataset, f"run {run.id}: dataset", fix=fix)
+    check_name(run.suite_name, f"run {run.id}: suite_name", fix=fix)
     card_id = run.model.card_id
     prefix = f"{run.dataset}/"
     model = card_id[len(prefix) :] if card_id.startswith(prefix) else card_id.replace("/", "__")
@@ -283,7 +302,8 @@ def picked_runs(store: Store, run_ids: Iterable[int]) -> list[Standing]:
 def write_json_tree(runs: Iterable[Standing], out: Path) -> list[Path]:
     """One file per run under ``out`` (see :func:`results_file_name`), artifacts beside it; return the files.
 
-    Raises ValidationError, before writing anything, when two runs would be written to the same file.
+    Raises ValidationError, before writing anything, when two runs would be written to the same file, or
+    when a name (card id, data set, suite, artifact) is not a plain name or a path would lie outside ``out``.
     """
     targets: dict[PurePosixPath, RunRecord] = {}
     for st in runs:
@@ -294,6 +314,11 @@ def write_json_tree(runs: Iterable[Standing], out: Path) -> list[Path]:
                 "one at a time, into different folders"
             )
         targets[rel] = st.run
+        for a in st.run.artifacts:
+            check_name(a.name, f"run {st.run.id}: artifact name", fix="it cannot be written as a file")
+    out.mkdir(parents=True, exist_ok=True)
+    for rel in targets:  # every path checked before the first is written
+        inside(out, out / rel)
     written = []
     for rel, run in targets.items():
         path = out / rel
@@ -302,7 +327,7 @@ def write_json_tree(runs: Iterable[Standing], out: Path) -> list[Path]:
         if run.artifacts:
             (path.parent / artifact_dir).mkdir(exist_ok=True)
             for a in run.artifacts:
-                (path.parent / artifact_dir / a.name).write_bytes(a.data)
+                inside(out, path.parent / artifact_dir / a.name).write_bytes(a.data)
         path.write_text(dumps(run_document(run, artifact_dir=artifact_dir)), encoding="utf-8")
         written.append(path)
     return written
@@ -466,23 +491,31 @@ class ImportResult:
     added: bool  # False: a run with the same uid was already in the database
 
 
+def _cut(text: str, limit: int = 300) -> str:
+    """An error's text cut to ``limit`` characters: a value from outside is quoted, never a page of it."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def parse_document(data: Any, source: str) -> ResultsDoc:
     """Validate one export document; errors name ``source`` and the field."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValidationError(f'{source} is not an invarbench results file (no "format": "{FORMAT}")')
     version = data.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValidationError(f"{source}: field 'format_version' must be a whole number from 1, got {version!r}")
+        raise ValidationError(
+            f"{source}: field 'format_version' must be a whole number from 1, got {_cut(repr(version), 60)}"
+        )
     if version > FORMAT_VERSION:
         raise ValidationError(
-            f"{source} has format_version {version}; this invarbench reads up to {FORMAT_VERSION}: upgrade invarbench"
+            f"{source} has format_version {_cut(str(version), 60)}; this invarbench reads up to {FORMAT_VERSION}: "
+            "upgrade invarbench"
         )
     try:
         doc = ResultsDoc.model_validate(data)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ValidationError(f"{source}: field '{where}': {first['msg']}") from None
+        raise ValidationError(f"{source}: field '{where[:200]}': {_cut(first['msg'])}") from None
     run_fields = data["run"].keys()
     for f in PROVENANCE_FIELDS:
         if f.since == 1:
@@ -526,7 +559,9 @@ def _prepare(doc: ResultsDoc, source: str, base_dir: Path | None) -> _Prepared:
             file = base_dir / rel
             if not file.is_file():
                 raise NotFoundError(f"{source}: artifact file {file} is missing")
-            data = file.read_bytes()
+            inside(base_dir, file)  # a link that leads out of the folder is refused
+            with open(file, "rb") as fh:
+                data = fh.read(MAX_ARTIFACT_BYTES + 1)
         else:
             raise ValidationError(f"{source}: artifact '{a.name}' has neither 'path' nor 'data_base64'")
         if hashlib.sha256(data).hexdigest() != a.sha256 or len(data) != a.size_bytes:
@@ -601,10 +636,6 @@ def import_document(store: Store, doc: ResultsDoc, source: str, base_dir: Path |
     return _import_all(store, [_prepare(doc, source, base_dir)])[0]
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f'{name} is not JSON (write non-finite numbers as the strings "NaN", "Infinity", "-Infinity")')
-
-
 def results_files(folder: Path) -> list[Path]:
     """The ``*.json`` files under ``folder``, sorted, leaving out the ``*.artifacts`` folders beside them."""
     return sorted(
@@ -614,11 +645,18 @@ def results_files(folder: Path) -> list[Path]:
     )
 
 
-def import_path(store: Store, path: Path) -> list[ImportResult]:
+def import_path(store: Store, path: Path, *, unproven: Callable[[str], None] | None = None) -> list[ImportResult]:
     """Import a results file, or every results file under a folder (see :func:`results_files`).
 
     Every document is read and checked, and compared with the runs already stored, before the
-    first is written: a bad file imports nothing.
+    first is written: a bad file imports nothing. The checks are those of the results door
+    (:mod:`invarbench.store.document_checks`): strict JSON (no key twice, sizes capped), the schema and
+    digest (:func:`parse_document`), then :func:`~invarbench.store.document_checks.check_document` (names,
+    the card inside, metrics against their registered specs and recomputed from the per-example values).
+    Raises ValidationError or NotFoundError, one line naming the file and the field. A document whose
+    metrics cannot be recomputed (an old file of a suite version this invarbench lacks) is refused, unless
+    ``unproven`` is given: then it is imported, and ``unproven`` is called with the reason (one line) for
+    each such document after the import (``results import`` does this; ``site build --results`` does not).
     """
     if path.is_dir():
         files = results_files(path)
@@ -629,13 +667,20 @@ def import_path(store: Store, path: Path) -> list[ImportResult]:
     else:
         raise NotFoundError(f"{path} does not exist")
     items: list[_Prepared] = []
+    notes: list[str] = []
     for file in files:
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-            raise ValidationError(f"{file} is not valid JSON: {exc}") from None
+        data = read_results_file(file)
         documents = data if isinstance(data, list) else [data]
         for i, item in enumerate(documents):
             source = f"{file}" if len(documents) == 1 else f"{file} (document {i + 1})"
-            items.append(_prepare(parse_document(item, source), source, file.parent))
-    return _import_all(store, items)
+            try:
+                doc = parse_document(item, source)
+                note = check_document(doc, source, allow_unproven=unproven is not None)
+            except ValidationError as exc:  # quoted values from the file: one line, however they were written
+                raise ValidationError(one_line(str(exc))) from None
+            notes += [note] if note else []
+            items.append(_prepare(doc, source, file.parent))
+    results = _import_all(store, items)
+    for note in notes:
+        unproven(note)
+    return results
