@@ -215,7 +215,7 @@ def test_a_model_page_shows_the_image_strips_the_run_stored(tmp_path, quick_run_
 
     store, run_id = _quick_run_store(tmp_path, quick_run_db)
     stored = {a.name: a.data for a in store.get_run(run_id).artifacts}
-    strips = sorted(n for n in stored if n.endswith(".json"))
+    strips = sorted(n for n in stored if n.startswith("nspgd-strip-") and n.endswith(".json"))
     assert len(strips) == 4  # the quick suite's drawn pairs all walk on this model
     build_site(store, tmp_path / "site")
     [page] = (tmp_path / "site" / "models").rglob("*.html")
@@ -245,7 +245,8 @@ def test_a_model_page_shows_the_image_strips_the_run_stored(tmp_path, quick_run_
 
 def test_a_malformed_strip_is_left_out_not_shown_wrong(tmp_path, quick_run_db):
     store, run_id = _quick_run_store(tmp_path, quick_run_db)
-    names = sorted(a.name for a in store.get_run(run_id).artifacts if a.name.endswith(".json"))
+    strips = [a.name for a in store.get_run(run_id).artifacts if a.name.startswith("nspgd-strip-")]
+    names = sorted(n for n in strips if n.endswith(".json"))
     store.add_artifact(run_id, names[0], b"{not json")
     broken = json.loads(next(a.data for a in store.get_run(run_id).artifacts if a.name == names[1]))
     broken["image"] = "../../index.html"  # a path out of the run's files: never followed
@@ -256,7 +257,8 @@ def test_a_malformed_strip_is_left_out_not_shown_wrong(tmp_path, quick_run_db):
     [page] = (tmp_path / "site" / "models").rglob("*.html")
     html = page.read_text()
     assert re.findall(r'<figure class="strip" id="pair-(\d+)"', html) == [str(int(names[3][12:17]))]
-    assert sorted(p.name for p in (page.parent / page.stem).iterdir()) == [names[3].replace(".json", ".png")]
+    pictures = sorted(p.name for p in (page.parent / page.stem).iterdir())
+    assert pictures == ["human-invariance-disagreements.png", names[3].replace(".json", ".png")]
 
 
 def test_the_board_and_the_pages_show_each_cards_submission_status(tmp_path):

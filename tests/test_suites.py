@@ -67,7 +67,9 @@ def test_budgets(name):
 def test_quick_runs_every_measurement_with_less_work(dataset):
     std, quick = load_suite("standard", dataset), load_suite("quick", dataset)
     s, q = std.measurements, quick.measurements
-    assert set(q) == set(s) == {"pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width", "ece"}
+    probes = {"human_invariance"} if dataset.startswith("mnist") else set()  # MNIST digits only
+    assert set(q) == set(s) == {"pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width", "ece", *probes}
+    assert q.get("human_invariance") == s.get("human_invariance")  # a fixed probe set: the same 350 images
     assert quick.num_examples < std.num_examples
     assert q.pgd_linf.steps < s.pgd_linf.steps and q.pgd_l2.steps < s.pgd_l2.steps
     assert q.pgd_linf.eps == s.pgd_linf.eps and q.pgd_l2.eps == s.pgd_l2.eps

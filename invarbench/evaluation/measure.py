@@ -157,6 +157,8 @@ def measure_batch_with_artifacts(
     results: dict[str, BatchOutput] = {}
     for name in names:
         m = MEASUREMENTS.get(name)
+        if m.per == "probe" and start != 0:
+            continue  # a fixed probe set: measured once per run, in the first batch
         ctx = BatchContext(
             model=model,
             data=data,
@@ -204,8 +206,9 @@ def _measure(m, ctx: BatchContext) -> BatchOutput:  # noqa: ANN001 - a Measureme
 
 def _check_fields(m, fields: dict[str, list], batch: int) -> None:  # noqa: ANN001 - a Measurement
     """A measurement returns the fields it declares, one value per example of the batch (``per="example"``)
-    or one per pair, the same number in every field (``per="pair"``): anything else would be aggregated
-    over the wrong examples. Raises RuntimeError (a bug in the measurement, not the user's input)."""
+    or one per pair or probe item, the same number in every field (``per="pair"``, ``"probe"``): anything
+    else would be aggregated over the wrong examples. Raises RuntimeError (a bug in the measurement, not
+    the user's input)."""
     if not fields:
         return
     undeclared = sorted(set(fields) - set(m.fields))

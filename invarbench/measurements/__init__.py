@@ -26,6 +26,7 @@ from invarbench.measurements.base import (
 )
 from invarbench.measurements.clean import CLEAN
 from invarbench.measurements.ece import ECE_MEASUREMENT
+from invarbench.measurements.human_invariance import HUMAN_INVARIANCE
 from invarbench.measurements.min_norm import MIN_NORM
 from invarbench.measurements.nspgd import NSPGD
 from invarbench.measurements.path_width import PATH_WIDTH_MEASUREMENT
@@ -33,7 +34,7 @@ from invarbench.measurements.pgd import PGD_L2, PGD_LINF
 from invarbench.registry import Registry
 
 MEASUREMENTS: Registry[Measurement] = Registry("measurement")
-for _m in (CLEAN, PGD_LINF, PGD_L2, MIN_NORM, NSPGD, PATH_WIDTH_MEASUREMENT, ECE_MEASUREMENT):
+for _m in (CLEAN, PGD_LINF, PGD_L2, MIN_NORM, NSPGD, PATH_WIDTH_MEASUREMENT, ECE_MEASUREMENT, HUMAN_INVARIANCE):
     MEASUREMENTS.add(_m.name, _m)
 
 

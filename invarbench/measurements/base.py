@@ -126,8 +126,10 @@ class Measurement:
     - ``measure(ctx, settings) -> BatchOutput``: the per-batch function; it depends only on its
       arguments, so a resumed run recomputes nothing and changes nothing.
     - ``fields``: the per-example (or per-pair) fields it stores, with their meaning and unit; each
-      holds one JSON-ready value per example of the batch (``per="example"``) or per pair whose
-      source lies in the batch (``per="pair"``), which :func:`invarbench.evaluation.measure.measure_batch`
+      holds one JSON-ready value per example of the batch (``per="example"``), per pair whose
+      source lies in the batch (``per="pair"``), or per item of a fixed probe set independent of the
+      evaluated data (``per="probe"``: measured once per run, in the batch that starts at example 0;
+      other batches do not call it), which :func:`invarbench.evaluation.measure.measure_batch`
       checks. ``MEASUREMENTS.add`` raises ValueError for a name already registered.
     - ``metrics``: the metric specs; ``aggregate(per_example, settings, suite)`` computes them (in
       that order) from the concatenation of all batches' stored values.
@@ -147,7 +149,7 @@ class Measurement:
     flags: Callable[[PerExample, Any], list[str]] | None = None
     requires: tuple[str, ...] = ()
     check: Callable[[Any, Mapping[str, Any]], None] | None = None
-    per: Literal["example", "pair"] = "example"
+    per: Literal["example", "pair", "probe"] = "example"
     summary: Callable[[Any], str] | None = None
     flag_docs: Mapping[str, str] = field(default_factory=dict)  # what each of its flags means, for a reader
 

@@ -316,6 +316,11 @@ def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
             for strip in page.strips:
                 name = strip.src.rsplit("/", 1)[-1]
                 inside(out, pictures / name).write_bytes(stored[name])
+        if page.disagreements:
+            pictures = inside(out, target.parent / page.files_dir)
+            pictures.mkdir(exist_ok=True)
+            name = page.disagreements.src.rsplit("/", 1)[-1]
+            inside(out, pictures / name).write_bytes({a.name: a.data for a in runs[page.run_id].artifacts}[name])
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")
     return index
@@ -434,6 +439,60 @@ def _strips(run: RunRecord, folder: str) -> list[ImageStrip]:
 
 
 @dataclass(frozen=True)
+class ProbePanel:
+    """One image where the model disagrees with the human labellers (:mod:`invarbench.measurements.human_invariance`):
+    its probe set and MNIST index, the original and human labels, the model's prediction and confidence, and
+    where it lies in the picture's PNG (``left``, ``top``, pixels)."""
+
+    set: str
+    mnist_index: int
+    original_label: int
+    human_label: int
+    predicted: int
+    confidence: float
+    left: int
+    top: int
+
+
+@dataclass(frozen=True)
+class DisagreementPicture:
+    """The run's picture of its disagreements with the humans: the PNG (``src``, relative to the model
+    page; panels ``size`` pixels square) and its panels."""
+
+    src: str
+    size: int
+    panels: list[ProbePanel]
+
+
+def _disagreements(run: RunRecord, folder: str) -> DisagreementPicture | None:
+    """The run's human-invariance picture, or None when it has none or it is malformed (left out rather
+    than shown wrong). ``folder``: where the page finds the PNG."""
+    from invarbench.measurements.human_invariance import PICTURE
+
+    files = {a.name: a.data for a in run.artifacts if a.name in (f"{PICTURE}.json", f"{PICTURE}.png")}
+    try:
+        doc = json.loads(files[f"{PICTURE}.json"])
+        if doc["image"] != f"{PICTURE}.png" or doc["image"] not in files:
+            return None
+        panels = [
+            ProbePanel(
+                str(p["set"]),
+                int(p["mnist_index"]),
+                int(p["original_label"]),
+                int(p["human_label"]),
+                int(p["predicted"]),
+                float(p["confidence"]),
+                int(p["left"]),
+                int(p["top"]),
+            )
+            for p in doc["panels"]
+        ]
+        return DisagreementPicture(f"{folder}/{doc['image']}", int(doc["panel_size"]), panels)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
 class ModelPage:
     """The page of one ranked run: the card, every metric, full provenance, the flags explained, the figures."""
 
@@ -454,6 +513,8 @@ class ModelPage:
     status: SubmissionStatus | None = None  # the card's submission status with the board's suite version
     strips: list[ImageStrip] = field(default_factory=list)  # NSPGD walks, their PNGs in ``files_dir``
     files_dir: str = ""  # the folder of the page's pictures, relative to the page
+    human: list = field(default_factory=list)  # human_invariance per probe set (SetBreakdown), pooled last
+    disagreements: DisagreementPicture | None = None  # the probe images where the model disagrees with humans
 
 
 def model_page_path(board: DatasetBoard, card_id: str) -> str:
@@ -497,6 +558,7 @@ def _stored_card(run: RunRecord) -> ModelCard | None:
 def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRecord] | None = None) -> list[ModelPage]:
     """One page per ranked run of every board (``runs``: the ranked runs already read, by id)."""
     from invarbench.measurements import flag_docs
+    from invarbench.measurements.human_invariance import breakdown as human_breakdown
 
     specs = {s.name: s for s in metric_specs()}
     docs = flag_docs()
@@ -518,6 +580,7 @@ def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRec
             ]
             training = card.get("training") if isinstance(card.get("training"), dict) else {}
             fields += [(f"training.{k}", str(v)) for k, v in training.items()]
+            values = _per_example(store, run.id)
             metrics = [
                 MetricLine(
                     m.name,
@@ -548,12 +611,14 @@ def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRec
                         if f.value(run) is not None and f.name != "suite_settings"  # the hash stands for them here
                     ],
                     flags=[(f, docs.get(f, "")) for f in run.flags or []],
-                    figures=_figures(run, _per_example(store, run.id)),
+                    figures=_figures(run, values),
                     json_name=Path(model_page_path(board, row.card_id)).with_suffix(".json").name,
                     run_id=row.run_id,
                     status=board.statuses.get(row.card_id),
                     strips=_strips(run, Path(model_page_path(board, row.card_id)).stem),
                     files_dir=Path(model_page_path(board, row.card_id)).stem,
+                    human=human_breakdown(values["human_invariance"]) if values.get("human_invariance") else [],
+                    disagreements=_disagreements(run, Path(model_page_path(board, row.card_id)).stem),
                 )
             )
     return pages
