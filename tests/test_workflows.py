@@ -27,6 +27,7 @@ BIN = Path(sys.executable).parent
 EXERCISED = {
     ("cards.yml", "Validate the changed cards, their Hub files on the Hub"): "test_cards_workflow",
     ("cards.yml", "Smoke-evaluate each changed card on the CPU"): "test_cards_workflow",
+    ("cards.yml", "Verify the changed results files on the CPU"): "test_results_workflow",
     ("leaderboard.yml", "Build the site from the published results"): "test_leaderboard_workflow",
     ("evaluate.yml", "Bring the database up to date with the published results"): "test_evaluate_workflow",
     ("evaluate.yml", "Evaluate every pending card"): "test_evaluate_workflow",
@@ -198,6 +199,40 @@ def test_cards_workflow(tmp_path):
     assert broken.returncode == 1
     assert "num_classes is 5, but data set 'mnist5k' has 10 classes" in broken.stderr
     assert "### ❌ Model cards changed since `main`" in summary.read_text()
+
+
+@pytest.mark.slow
+def test_results_workflow(tmp_path):
+    """A pull request that adds a results file (a smoke run of the quick suite, two batches of 3 examples):
+    the step re-runs both batches and passes; one without a changed results file passes without work."""
+    repo = tmp_path / "repo"
+    bundled_card(repo)
+    (repo / "leaderboard" / "results").mkdir(parents=True)
+    (repo / "leaderboard" / "results" / "README.md").write_text("results\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
+    git(repo, "checkout", "-q", "-b", "pr")
+    given = {"BASE": "main"}
+    nothing = run_step("cards.yml", "Verify the changed results files on the CPU", repo, given)
+    assert nothing.returncode == 0, nothing.stdout + nothing.stderr
+    assert nothing.stdout.strip() == "No results file changed since main."
+
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    env = {**os.environ, "INVARBENCH_CARDS": "model_cards", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    for args in (
+        ["eval", "mnist5k/lenet-standard", "--suite", "quick", "--limit", "6", "--batch-size", "3", "--device", "cpu"],
+        ["results", "export", "--run", "1", "--out", "leaderboard/results"],
+    ):
+        done = subprocess.run(["invarbench", *args, "--db", db], cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "Add a results file")
+    (file,) = (repo / "leaderboard" / "results" / "mnist5k").glob("*.json")
+    verified = run_step("cards.yml", "Verify the changed results files on the CPU", repo, given)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    name = file.relative_to(repo).as_posix()
+    assert verified.stdout.strip() == f"OK {name}: 2 batches (examples 0..2, 3..5) reproduce exactly"
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""``invarbench results``: list, show, compare, export and import stored runs."""
+"""``invarbench results``: list, show, compare, export, import and verify stored runs and results files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from invarbench.cli.common import DbOption, console, user_errors
-from invarbench.errors import ValidationError
+from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
+from invarbench.errors import InvarbenchError, ValidationError
+from invarbench.evaluation.verify import DEFAULT_BATCHES, verify_file
 from invarbench.store import Store
 from invarbench.store.db import CUSTOM_DATA, SMOKE, Standing
 from invarbench.store.export import (
@@ -29,7 +30,7 @@ from invarbench.store.export import (
 from invarbench.store.provenance import PROVENANCE_FIELDS
 
 app = typer.Typer(
-    help="Inspect, compare, export and import stored evaluation runs.",
+    help="Inspect, compare, export, import and verify stored evaluation runs.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
@@ -391,3 +392,53 @@ def import_command(
         typer.echo(f"{'imported as run' if r.added else 'already present as run'} {r.run_id}: {r.source}")
     added = sum(r.added for r in results)
     typer.echo(f"{added} run(s) imported, {len(results) - added} already present.")
+
+
+@app.command("verify")
+def verify_command(
+    files: Annotated[
+        list[Path], typer.Argument(help="Results files (leaderboard/results/DATASET/MODEL__SUITE-vN.json).")
+    ],
+    batches: Annotated[
+        int,
+        typer.Option(
+            "--batches",
+            metavar="K",
+            help="Batches to re-run per file: the run's first batch, then a sample drawn from its seed. "
+            "A K at least the run's number of batches re-runs them all.",
+        ),
+    ] = DEFAULT_BATCHES,
+    device: Annotated[str, typer.Option(help="auto (a CUDA GPU when available, else the CPU), cpu or cuda.")] = "auto",
+    cards_dir: CardsDirOption = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of downloaded data sets (for torchvision data sets).", show_default=False),
+    ] = None,
+) -> None:
+    """Re-run K seeded batches of each run on its registered card's model and compare them with the stored
+    per-example values: exactly on the device class that produced them, within a documented tolerance elsewhere.
+
+    Prints one line per file, OK or MISMATCH (the batch, example, field and both values); a file that cannot be
+    re-run (another card or suite than the registered one, custom data) is refused with one line. Exit code 1
+    when any file is not OK. See docs/store.md.
+    """
+    if batches < 1:
+        raise fail(f"--batches must be at least 1, got {batches}")
+    failed = 0
+    with progress_bars() as progress:
+        for file in files:
+            try:
+                verdict = verify_file(
+                    file, batches=batches, device=device, cards_dir=cards_dir, data_dir=data_dir, progress=progress
+                )
+            except InvarbenchError as exc:
+                typer.echo(f"Error: {exc}", err=True)
+                failed += 1
+                continue
+            except KeyboardInterrupt:
+                typer.echo("Interrupted.", err=True)
+                raise typer.Exit(code=130) from None
+            typer.echo(verdict.line())
+            failed += not verdict.ok
+    if failed:
+        raise typer.Exit(code=1)
