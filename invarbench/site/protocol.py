@@ -1,0 +1,288 @@
+"""A suite's protocol in plain words: what a board's numbers measured (docs/site.md, "The protocol").
+
+:func:`protocol_lines` turns a suite's settings — as a run recorded them (``RunRecord.suite_settings``)
+or as :meth:`invarbench.suites.Suite.settings` gives them — into short sentences for a reader who has
+not read the suite file: which images (split, how many, why that many, their data digest), each
+attack's budget (ε and norm) and steps, the minimal-distance search, NSPGD's walk and pairs, the
+path-width tube, calibration and the human-judged probe sets, each with a link to its method's
+documentation. A pure function: no I/O, the same settings give the same lines.
+
+:data:`REPOSITORY_URL` is the project's repository: the one place the site takes it from (links to
+the repository, its docs and CONTRIBUTING); a fork that publishes its own site changes it here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+REPOSITORY_URL = "https://github.com/invarbench/invarbench"
+DOCS_URL = f"{REPOSITORY_URL}/blob/main/docs"
+CONTRIBUTING_URL = f"{REPOSITORY_URL}/blob/main/CONTRIBUTING.md"
+
+# Why a suite evaluates the first images of a split rather than all of them (standard v4 and later).
+WHY_FIRST_EXAMPLES = (
+    "minutes per model on one GPU and about an hour for a ResNet-56 on a 2-core CPU, so that every public "
+    "model can be on the board; every number is shown with its 95 % interval"
+)
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation other than ``-`` and ``_``
+    dropped, spaces turned into ``-`` (``"1.1 PGD"`` → ``"11-pgd"``)."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def docs_link(page: str, heading: str | None = None) -> str:
+    """The URL of ``docs/<page>`` in :data:`REPOSITORY_URL`, at ``heading``'s anchor when given."""
+    url = f"{DOCS_URL}/{page}"
+    return f"{url}#{heading_anchor(heading)}" if heading else url
+
+
+# The documentation of each method: (page, heading) in docs/; tests check that each heading exists.
+METHOD_DOCS: dict[str, tuple[str, str]] = {
+    "data": ("datasets.md", "The data digest"),
+    "pgd": ("measurements.md", "1.1 PGD"),
+    "min_norm": ("measurements.md", "1.2 Minimal L2 distance"),
+    "nspgd": ("measurements.md", "2. NSPGD"),
+    "path_width": ("measurements.md", "3. Path widths"),
+    "checks": ("measurements.md", "4. Reliability checks"),
+    "ece": ("measurements.md", "5. Clean accuracy and calibration"),
+    "statistics": ("measurements.md", "6. Statistics"),
+    "human_invariance": ("measurements.md", "9. Invariance judged by humans"),
+}
+
+
+@dataclass(frozen=True)
+class ProtocolLine:
+    """One sentence of a protocol: its ``topic`` ("Data", "L∞ robust accuracy", …), the ``text`` in plain
+    words, and ``link``, the http(s) URL of the method's documentation (None: none)."""
+
+    topic: str
+    text: str
+    link: str | None = None
+
+
+def number(value: float) -> str:
+    """A setting as a reader writes it: ``8/255`` (or ``0.5/255``) for a multiple of 0.1/255 below 1 that
+    is not a round decimal, else the shortest decimal (``0.3``, ``2``, ``1,000``)."""
+    value = float(value)
+    if value.is_integer():
+        return f"{int(value):,}"
+    k = value * 255
+    if 0 < value < 1 and abs(k - round(k, 1)) < 1e-9 and f"{value:g}" != f"{value:.3f}".rstrip("0"):
+        return f"{round(k, 1):g}/255"
+    return f"{value:g}"
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def _split_size(dataset: str) -> int | None:
+    """The size of the data set's test split, from its registered description ("… / 10,000 test")."""
+    from invarbench.data.registry import DATASETS
+
+    if dataset not in DATASETS:
+        return None
+    found = re.search(r"([\d,]+) test\b", DATASETS.get(dataset).description)
+    return int(found.group(1).replace(",", "")) if found else None
+
+
+def _expected_digest(dataset: str, n: int) -> str | None:
+    from invarbench.data.digests import EXPECTED_DIGESTS
+
+    return EXPECTED_DIGESTS.get(dataset, {}).get(n)
+
+
+def _data_line(settings: Mapping[str, Any], digest: str | None) -> ProtocolLine:
+    dataset, n = str(settings.get("dataset", "?")), int(settings.get("num_examples", 0))
+    total = _split_size(dataset)
+    if total is None:
+        where = f"the first {_count(n, 'image')} of the {dataset} test split, in published order"
+    elif n >= total:
+        where = f"all {_count(total, 'image')} of the {dataset} test split"
+    else:
+        where = f"the first {_count(n, 'image')} of the {total:,}-image {dataset} test split, in published order"
+        where += f" ({WHY_FIRST_EXAMPLES})"
+    digest = digest or _expected_digest(dataset, n)
+    text = f"Every model is evaluated on {where}."
+    if digest:
+        text += (
+            f" Their data digest is {digest}: the sha256 of those images and labels, the same whatever file "
+            "they were read from, so a run on other images is never ranked here."
+        )
+    return ProtocolLine("Data", text, docs_link(*METHOD_DOCS["data"]))
+
+
+def _norm_name(norm: str) -> str:
+    return {"linf": "L∞", "l2": "L2"}.get(norm, norm)
+
+
+def _pgd_line(norm: str, cfg: Mapping[str, Any]) -> ProtocolLine:
+    eps, steps = float(cfg["eps"]), int(cfg["steps"])
+    step = cfg.get("step_size")
+    step = 2.5 * eps / steps if step is None else float(step)
+    restarts = int(cfg.get("restarts", 1))
+    start = "a random start in the ball" if cfg.get("random_start", True) else "the clean image"
+    text = (
+        f"The share of images still classified correctly within an {_norm_name(norm)} ball of radius "
+        f"ε = {number(eps)} (pixels in [0, 1]). PGD: {_count(steps, 'step')} of {number(step)} from {start}, "
+        f"{_count(restarts, 'restart')}."
+    )
+    apgd = cfg.get("apgd")
+    if apgd:
+        targets = int(apgd.get("targets", 9))
+        text += (
+            f" Then APGD-CE ({_count(int(apgd['steps']), 'step')}, {_count(int(apgd.get('restarts', 1)), 'restart')}) "
+            f"and APGD-T ({_count(int(apgd['steps']), 'step')} for each of the "
+            f"{_count(targets, 'most likely other class', 'most likely other classes')}), "
+            "each on the images the attacks before it left robust (AutoAttack's cascade): an image counts as robust "
+            "only if no attack broke it."
+        )
+    else:
+        text += " PGD alone (this suite version runs no APGD attacks)."
+    return ProtocolLine(f"{_norm_name(norm)} robust accuracy", text, docs_link(*METHOD_DOCS["pgd"]))
+
+
+def _min_norm_line(cfg: Mapping[str, Any]) -> ProtocolLine:
+    text = (
+        f"Without a budget: per image, the smallest L2 perturbation found that changes the "
+        f"prediction, by FMN (the fast minimum-norm attack, {_count(int(cfg['steps']), 'step')}) refined onto the "
+        f"decision boundary by {_count(int(cfg.get('refine_steps', 20)), 'bisection step')}"
+    )
+    endpoints = int(cfg.get("search_endpoints", 0))
+    if endpoints:
+        text += (
+            f", or by a gradient-free boundary search along the segments to the {_count(endpoints, 'nearest image')} "
+            "of other classes, whichever is closer"
+        )
+    text += "; the board shows the median over all images (a misclassified image counts as 0)."
+    return ProtocolLine("Minimal L2 distance", text, docs_link(*METHOD_DOCS["min_norm"]))
+
+
+def _nspgd_line(cfg: Mapping[str, Any], n: int) -> ProtocolLine:
+    pairs = cfg.get("pairs") or {}
+    count = min(int(pairs.get("num_pairs", 0)), n) if n else int(pairs.get("num_pairs", 0))
+    rule = (
+        "a target image of another class drawn with the suite's seed"
+        if pairs.get("rule", "seeded_other_class") == "seeded_other_class"
+        else "the next image of another class as its target"
+    )
+    text = (
+        f"Excessive invariance: each of the first {_count(count, 'image')} (those the model classifies correctly) "
+        f"walks toward {rule}, in steps of "
+        f"η = {number(float(cfg['eta']))} of the remaining way, projected so that the model's confidence in the "
+        f"source class stays put; a step that lowers it by δ = {number(float(cfg['delta']))} or more ends the walk, "
+        f"after at most {_count(int(cfg['max_iter']), 'step')}. Closure: the share of the way to the target covered "
+        "(higher: more invariant)."
+    )
+    return ProtocolLine("NSPGD", text, docs_link(*METHOD_DOCS["nspgd"]))
+
+
+def _path_width_line(cfg: Mapping[str, Any]) -> ProtocolLine:
+    radii = [number(float(r)) for r in cfg["radii"]]
+    points = [int(p) for p in cfg["points"]]
+    text = (
+        f"On the NSPGD walks of the first {_count(int(cfg['max_pairs']), 'pair')}, at "
+        f"{_count(len(points), 'point')} along each walk (steps {', '.join(map(str, points))}), the model's "
+        "confidence in the source class in "
+        f"{_count(int(cfg['directions']), 'random direction')} off the path at L2 radii {', '.join(radii)}; a point's "
+        f"width is the radius where the {number(100 * float(cfg['q_lo']))} % quantile of that confidence falls below "
+        f"{number(100 * float(cfg['width_fraction']))} % of its value on the path (at most {radii[-1]}); "
+        "the board shows the mean over points and pairs (wider: more invariant)."
+    )
+    return ProtocolLine("Path width", text, docs_link(*METHOD_DOCS["path_width"]))
+
+
+def _ece_line(cfg: Mapping[str, Any]) -> ProtocolLine:
+    text = (
+        f"The expected calibration error of the clean predictions over {_count(int(cfg['bins']), 'bin')} "
+        "of equal confidence width (lower: confidence closer to accuracy)."
+    )
+    return ProtocolLine("Calibration", text, docs_link(*METHOD_DOCS["ece"]))
+
+
+def _human_line(cfg: Mapping[str, Any]) -> ProtocolLine:
+    sets = list(cfg.get("sets") or [])
+    text = (
+        f"The model's agreement with human labels on the invariance examples of Tramèr et "
+        f"al. (ICML 2020), sets {', '.join(sets)}: images changed until humans gave another label (does the model "
+        "follow them?) or kept it."
+    )
+    return ProtocolLine("Human-judged invariance", text, docs_link(*METHOD_DOCS["human_invariance"]))
+
+
+def _checks_line(cfg: Mapping[str, Any]) -> ProtocolLine:
+    text = (
+        f"On the first {_count(int(cfg.get('examples', 100)), 'image')}: randomised outputs, "
+        "probabilities instead of logits, zero or NaN gradients, batch-dependent outputs, and a gradient-free search "
+        "that beats the gradient attacks; a model that fails one carries a flag."
+    )
+    return ProtocolLine("Reliability checks", text, docs_link(*METHOD_DOCS["checks"]))
+
+
+def _other_line(name: str, cfg: Any) -> ProtocolLine:
+    """A measurement this module does not describe (a plug-in): its registered summary, else its settings."""
+    from invarbench.measurements import MEASUREMENTS
+
+    text = ""
+    if name in MEASUREMENTS and MEASUREMENTS.get(name).summary is not None and MEASUREMENTS.get(name).settings:
+        try:
+            text = MEASUREMENTS.get(name).summary(MEASUREMENTS.get(name).settings(**cfg))
+        except (TypeError, ValueError):
+            text = ""
+    if not text:
+        items = cfg.items() if isinstance(cfg, Mapping) else []
+        text = ", ".join(f"{k} = {v}" for k, v in items) or "no settings"
+    return ProtocolLine(name, f"{text}.")
+
+
+def protocol_lines(settings: Mapping[str, Any], *, digest: str | None = None) -> list[ProtocolLine]:
+    """A suite's settings as plain-language lines, in the order a run measures.
+
+    ``settings``: a suite's settings as :meth:`invarbench.suites.Suite.settings` gives them and a run
+    records them (``suite_settings``): ``dataset``, ``num_examples``, ``seed``, ``checks`` and
+    ``measurements`` (name → that measurement's settings). ``digest``: the data digest the runs recorded
+    ("v1:<sha256>"); None takes the expected digest of the data set's first ``num_examples`` test images
+    (:data:`invarbench.data.digests.EXPECTED_DIGESTS`) where it is known. Returns the data line, then a
+    line per measurement (PGD L∞ and L2, minimal distance, NSPGD, path width, calibration, human-judged
+    invariance, any other measurement by its registered summary; clean accuracy needs none), then the
+    reliability checks. Raises ``KeyError`` when a measurement's settings lack a field it always has
+    (not a suite's settings)."""
+    measurements: Mapping[str, Any] = settings.get("measurements") or {}
+    n = int(settings.get("num_examples", 0))
+    lines = [_data_line(settings, digest)]
+    for name, cfg in measurements.items():
+        if name == "clean":
+            continue
+        if name in ("pgd_linf", "pgd_l2"):
+            lines.append(_pgd_line(name.removeprefix("pgd_"), cfg))
+        elif name == "min_norm":
+            lines.append(_min_norm_line(cfg))
+        elif name == "nspgd":
+            lines.append(_nspgd_line(cfg, n))
+        elif name == "path_width":
+            lines.append(_path_width_line(cfg))
+        elif name == "ece":
+            lines.append(_ece_line(cfg))
+        elif name == "human_invariance":
+            lines.append(_human_line(cfg))
+        else:
+            lines.append(_other_line(name, cfg))
+    if settings.get("checks"):
+        lines.append(_checks_line(settings["checks"]))
+    return lines
+
+
+def intervals_line() -> ProtocolLine:
+    """How the intervals are computed, for a board's footnote."""
+    return ProtocolLine(
+        "Intervals",
+        "Every number comes with its 95 % interval: Wilson for accuracies, bootstrap for the median distance and "
+        "the calibration error, normal for the means of NSPGD and path widths.",
+        docs_link(*METHOD_DOCS["statistics"]),
+    )
