@@ -27,6 +27,13 @@ if TYPE_CHECKING:  # the suite schema imports this package, not the other way ro
 
 PerExample = dict[str, dict[str, list]]
 Better = Literal["higher", "lower"]
+MetricGroup = Literal["sensitivity", "invariance", "calibration"]
+# Each group's heading, in the order tables show them.
+METRIC_GROUPS: dict[str, str] = {
+    "calibration": "Clean accuracy and calibration",
+    "sensitivity": "Sensitivity",
+    "invariance": "Invariance",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,12 @@ class MetricSpec:
     a value must be finite when it is a number (False: +inf is a value, e.g. a median distance when no
     adversarial example was found). NaN stands for "no number" (a metric over no examples) and is
     outside these checks. A results file's metrics are checked against them on import
-    (:mod:`invarbench.store.document_checks`)."""
+    (:mod:`invarbench.store.document_checks`).
+
+    ``group``: which question the metric answers, the heading the site groups its column under
+    (:data:`METRIC_GROUPS`): ``"sensitivity"`` (small perturbations that change the prediction),
+    ``"invariance"`` (large changes that do not), ``"calibration"`` (clean accuracy and confidence);
+    None: another question (a plug-in's metric), shown under "Other"."""
 
     name: str
     label: str
@@ -59,6 +71,7 @@ class MetricSpec:
     lower: float = -math.inf
     upper: float = math.inf
     finite: bool = True
+    group: MetricGroup | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation == "proportion" and (self.lower, self.upper) == (-math.inf, math.inf):

@@ -15,6 +15,7 @@ CLEAN_ACCURACY = MetricSpec(
     percent=True,
     aggregation="proportion",
     interval="Wilson score",
+    group="calibration",
     reads="higher is better",
     description="accuracy on the clean test images",
 )

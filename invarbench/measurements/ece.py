@@ -18,6 +18,7 @@ ECE = MetricSpec(
     percent=False,
     aggregation="ece",
     interval="bootstrap percentile",
+    group="calibration",
     reads="lower is better",
     lower=0.0,
     upper=1.0,

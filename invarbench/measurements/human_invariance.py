@@ -190,6 +190,7 @@ RELABELLED = MetricSpec(
     percent=True,
     aggregation="proportion",
     interval="Wilson score",
+    group="invariance",
     reads="higher: less excessively invariant",
     description="on the invariance examples of Tramèr et al. (ICML 2020) whose label a human study changed "
     "(157 of 350 MNIST digits perturbed within L∞ 0.3/0.4 or L0), the share where the model predicts the "
@@ -203,6 +204,7 @@ UNCHANGED = MetricSpec(
     percent=True,
     aggregation="proportion",
     interval="Wilson score",
+    group="invariance",
     reads="higher is better: a model that merely fails on perturbed digits scores low here",
     description="on the other 193 invariance examples of Tramèr et al., whose label humans kept, the share "
     "where the model predicts that label",

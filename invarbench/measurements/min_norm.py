@@ -29,6 +29,7 @@ MEDIAN_MIN_L2 = MetricSpec(
     percent=False,
     aggregation="median",
     interval="bootstrap percentile",
+    group="sensitivity",
     reads="higher: less sensitive",
     lower=0.0,
     finite=False,  # +inf when neither FMN nor the boundary search found an adversarial example for most

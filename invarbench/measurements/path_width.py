@@ -23,6 +23,7 @@ PATH_WIDTH = MetricSpec(
     percent=False,
     aggregation="mean",
     interval="normal",
+    group="invariance",
     reads="a wider tube: a smoother, more invariant model",
     lower=0.0,
     description="the radius of the tube of near-constant confidence around the NSPGD path, probed in random "

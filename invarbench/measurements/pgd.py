@@ -142,6 +142,7 @@ def _build(name: str, metric: str, label: str, settings: type) -> Measurement:
         percent=True,
         aggregation="proportion",
         interval="Wilson score",
+        group="sensitivity",
         reads="higher: less sensitive",
         description=f"accuracy in an {label} ball of the suite's ε, the worst case per example over PGD, "
         "APGD-CE and APGD-T (AutoAttack's cascade; PGD alone in suite versions without apgd settings)",
