@@ -25,6 +25,7 @@ from invarbench.cards.catalog import CardRef
 from invarbench.cards.schema import ModelCard
 from invarbench.errors import ValidationError
 from invarbench.measurements import metric_specs
+from invarbench.site.compare import compare_page_path
 from invarbench.store.db import CUSTOM_DATA, Store, best_full_runs, newest_unranked, suite_file_examples
 from invarbench.store.document_checks import check_name, http_url, inside
 from invarbench.store.export import csv_text, dumps, import_path, run_document
@@ -289,6 +290,7 @@ def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
         generated=generated,
         rank_label=lambda name: next((c.label for c in metric_columns() if c.metric == name), name),
         page_path=model_page_path,
+        compare_path=compare_page_path,  # a board's compare page (invarbench.site.compare), for its link
         scatters={b.slug: board_scatter(b) for b in boards},
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -302,7 +304,8 @@ def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
         )
         inside(out, downloads / f"{board.slug}.csv").write_text(csv_text(ranked), encoding="utf-8")
     page_template = env.get_template("model.html")
-    for page in model_pages(store, boards, runs):
+    pages = model_pages(store, boards, runs)
+    for page in pages:
         target = inside(out, out / page.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(
@@ -321,9 +324,25 @@ def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
             pictures.mkdir(exist_ok=True)
             name = page.disagreements.src.rsplit("/", 1)[-1]
             inside(out, pictures / name).write_bytes({a.name: a.data for a in runs[page.run_id].artifacts}[name])
+    _write_compare_pages(env, out, boards, pages, generated)
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")
     return index
+
+
+def _write_compare_pages(env: Environment, out: Path, boards: list[DatasetBoard], pages: list, generated: str) -> None:
+    """Each board's compare page (:mod:`invarbench.site.compare`) and the model pages' tubes as SVG files it shows."""
+    from invarbench.site.compare import compare_pages, tube_files
+
+    for path, svg in tube_files(pages).items():
+        target = inside(out, out / path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(svg, encoding="utf-8")
+    template = env.get_template("compare.html")
+    for page in compare_pages(boards, pages):
+        inside(out, out / page.path).write_text(
+            template.render(page=page, generated=generated, version=invarbench.__version__), encoding="utf-8"
+        )
 
 
 def build_site_from_results(results: Path, out: Path, cards_dir: Path | None = None) -> Path:

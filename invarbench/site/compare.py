@@ -1,0 +1,159 @@
+"""The compare page of a board: two or more of its ranked models side by side (docs/site.md, "Comparing
+models").
+
+One static page per board, ``compare-<board>.html`` at the site's root (beside ``index.html``, so that the
+board's scatters and their links read the same as on the index). The models to show are named in the URL,
+``compare-<board>.html?models=<name>,<name>``, where a name is the model's card id after its data set (the
+file name of its page: ``models/<board>/<name>.html``); the page's checkboxes change the choice and the URL
+with it, so a comparison can be shared. Without ``models`` it shows the board's two best-ranked models.
+
+The page holds every ranked model of the board (its metrics, its tube, its first NSPGD strip) and a few
+lines of JavaScript show the chosen ones and highlight their points on the board's scatters; without
+JavaScript it says how to compare instead. The tubes are the model pages' own figures, written once per
+model as ``models/<board>/<name>/tube.svg`` and shown here as images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from invarbench.site.build import Column, DatasetBoard, Figure, ModelPage
+
+TUBE_TITLE = "Equi-confidence tube"  # the model page's figure that the compare page shows
+TUBE_FILE = "tube.svg"  # in the model page's files folder
+
+
+def compare_page_path(board: DatasetBoard) -> str:
+    """Where a board's compare page lives, relative to the site's root: ``compare-<board>.html``."""
+    return f"compare-{board.slug}.html"
+
+
+def compare_url(board: DatasetBoard, names: list[str]) -> str:
+    """The compare page of ``board`` showing the models ``names`` (card ids after the data set), relative to
+    the site's root: ``compare-<board>.html?models=<name>,<name>``."""
+    return f"{compare_page_path(board)}?models={','.join(names)}"
+
+
+@dataclass(frozen=True)
+class CompareCell:
+    """One metric of one model: the value and its 95 % interval as text (the interval "" when not stored)."""
+
+    value: str
+    interval: str
+
+
+@dataclass(frozen=True)
+class ComparePicture:
+    """An image on the compare page: ``src`` relative to the site's root, its alt text and caption."""
+
+    src: str
+    alt: str
+    caption: str = ""
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True)
+class CompareModel:
+    """One ranked model of the board as the compare page shows it."""
+
+    name: str  # the id in the URL: the card id after its data set
+    card_id: str
+    title: str  # the card's display name
+    href: str  # its page, relative to the site's root
+    rank: int
+    training: str
+    family: str
+    flags: list[str]
+    cells: dict[str, CompareCell]  # by metric
+    tube: ComparePicture | None = None
+    strip: ComparePicture | None = None
+
+
+@dataclass(frozen=True)
+class ComparePage:
+    """A board's compare page: its models (rank order), its metric columns, its scatters."""
+
+    path: str
+    board: str  # the slug
+    title: str  # "mnist5k · standard v4"
+    columns: list[Column]
+    models: list[CompareModel]
+    scatters: list[Figure] = field(default_factory=list)
+    default: list[str] = field(default_factory=list)  # shown when the URL names none: the two best-ranked
+
+
+def _cell(cell, percent: bool) -> CompareCell:  # noqa: ANN001 - a build.MetricCell
+    scale, fmt = (100.0, "{:.1f}") if percent else (1.0, "{:.3f}")
+    unit = " %" if percent else ""
+    value = fmt.format(scale * cell.value) + unit
+    if cell.ci_low is None or cell.ci_high is None:
+        return CompareCell(value, "")
+    return CompareCell(value, f"[{fmt.format(scale * cell.ci_low)}, {fmt.format(scale * cell.ci_high)}]{unit}")
+
+
+def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[ComparePage]:
+    """One compare page per board with at least two ranked models, from the boards and the model pages
+    built for them (their tube figures and strips)."""
+    from invarbench.site.build import board_scatters, model_page_path
+
+    by_path = {p.path: p for p in pages}
+    out = []
+    for board in boards:
+        if len(board.rows) < 2:
+            continue
+        models = []
+        for row, rank in zip(board.rows, board.ranks, strict=True):
+            href = model_page_path(board, row.card_id)
+            page = by_path.get(href)
+            folder = str(Path(href).with_suffix(""))  # the model page's files folder, from the root
+            tube = strip = None
+            if page is not None:
+                figure = next((f for f in page.figures if f.title == TUBE_TITLE), None)
+                if figure is not None:
+                    tube = ComparePicture(f"{folder}/{TUBE_FILE}", figure.alt, getattr(figure, "caption", ""))
+                if page.strips:
+                    s = page.strips[0]
+                    strip = ComparePicture(f"{str(Path(href).parent)}/{s.src}", s.alt, s.caption, s.width, s.height)
+            cols = {c.metric: c for c in board.columns}
+            models.append(
+                CompareModel(
+                    name=row.card_id.split("/", 1)[-1],
+                    card_id=row.card_id,
+                    title=row.name,
+                    href=href,
+                    rank=rank,
+                    training=row.training,
+                    family=getattr(row, "family", ""),
+                    flags=list(row.flags),
+                    cells={m: _cell(c, cols[m].percent if m in cols else False) for m, c in row.metrics.items()},
+                    tube=tube,
+                    strip=strip,
+                )
+            )
+        out.append(
+            ComparePage(
+                path=compare_page_path(board),
+                board=board.slug,
+                title=f"{board.dataset} · {board.suite} v{board.version}",
+                columns=list(board.columns),
+                models=models,
+                scatters=board_scatters(board),
+                default=[m.name for m in models[:2]],
+            )
+        )
+    return out
+
+
+def tube_files(pages: list[ModelPage]) -> dict[str, str]:
+    """The tube figure of each model page as a stand-alone SVG file: path relative to the site's root ->
+    SVG text (the model page's own figure, the same bytes it shows inline)."""
+    files = {}
+    for page in pages:
+        figure = next((f for f in page.figures if f.title == TUBE_TITLE), None)
+        if figure is not None:
+            files[f"{Path(page.path).with_suffix('')}/{TUBE_FILE}"] = figure.svg
+    return files

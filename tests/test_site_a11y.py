@@ -1,0 +1,278 @@
+"""The site for its readers, in a real browser: accessibility (axe-core), screenshots, the compare page.
+
+Built from the 30-model fixture board (tests/site_fixtures.py) and served over HTTP, every page kind
+(the index with its boards, a model page, a compare page) is checked by axe-core
+(``tests/vendor/axe-core/``, injected into the page; never shipped) at 1,280 and 390 px: no violation
+of impact serious or critical. Screenshots of the index, a board, a model page and the compare page at
+both widths are kept as test artefacts, under ``$INVARBENCH_ARTIFACTS`` or the test's tmp folder (the
+paths are printed: see them with ``-rA`` or ``-s``). The compare page shows the models its URL names,
+keeps the choice in the URL, and highlights their points on the board's scatters.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``bash .ci/install-browser.sh``) and selenium (the
+dev extra); without them every test here skips, with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from site_fixtures import BOARD, MODELS, board_results, board_site, board_store, served_site  # noqa: F401
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+except ImportError:  # the dev extra is not installed: the fixture skips
+    webdriver = None
+
+AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
+AXE_VERSION = "4.11.0"
+AXE_SHA256 = "e9e5863c33a874f09bc01acd9234b7e3c871479f5eef8802fa582544465e6d01"
+CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver
+NO_BROWSER = "no chromium/chromedriver: install Debian's chromium and chromium-driver (.ci/install-browser.sh)"
+WIDTHS = (1280, 390)
+COMPARE = f"compare-{BOARD}.html"
+# A model page with everything: flags, a paper, strips and its tube (tests/site_fixtures.py).
+MODEL_PAGE = f"models/{BOARD}/resnet18-pgd-at.html"
+PAGES = {"index": "index.html", "model": MODEL_PAGE, "compare": f"{COMPARE}?models=resnet18-pgd-at,resnet20-standard"}
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """One headless Chromium for the whole module."""
+    if webdriver is None:
+        pytest.skip("selenium is not installed: pip install -e '.[dev]'")
+    if not (shutil.which("chromium") and Path(CHROMEDRIVER).is_file()):
+        pytest.skip(NO_BROWSER)
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=en-US", "--hide-scrollbars"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        browser.set_page_load_timeout(60)
+        browser.set_script_timeout(120)
+        browser.set_window_size(1280, 900)
+        yield browser
+    finally:
+        browser.quit()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("INVARBENCH_ARTIFACTS") or tmp_path_factory.mktemp("site-a11y-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _width(driver, width: int) -> None:
+    """Make the page's viewport ``width`` CSS pixels wide (the window's frame differs between builds)."""
+    driver.set_window_size(width, 900)
+    inner = driver.execute_script("return window.innerWidth")
+    if inner != width:
+        driver.set_window_size(2 * width - inner, 900)
+
+
+def _open(driver, url: str) -> list[dict]:
+    driver.get_log("browser")
+    driver.get(url)
+    return driver.get_log("browser")
+
+
+def _axe(driver) -> list[dict]:
+    """Run axe-core on the loaded page; its violations of impact serious or critical, each with its rule,
+    help text and up to three offending elements."""
+    driver.execute_script(AXE.read_text(encoding="utf-8"))
+    result = driver.execute_async_script(
+        "var done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(function (r) { done(r); },"
+        " function (e) { done({error: String(e)}); });"
+    )
+    assert "error" not in result, result.get("error")
+    return [
+        {
+            "rule": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [(n["target"], n.get("failureSummary", "")[:300]) for n in v["nodes"][:3]],
+        }
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def _png(driver) -> bytes:
+    """The whole page, not only the viewport (Chromium's DevTools protocol)."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 12000), "scale": 1}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    return base64.b64decode(shot["data"])
+
+
+def test_the_vendored_axe_core_is_the_version_its_readme_names():
+    text = AXE.read_text(encoding="utf-8")
+    assert text.startswith(f"/*! axe v{AXE_VERSION}")
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == AXE_SHA256
+    readme = (AXE.parent / "README.md").read_text(encoding="utf-8")
+    assert f"**{AXE_VERSION}**" in readme and AXE_SHA256 in readme
+    assert "Mozilla Public License" in (AXE.parent / "LICENSE").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("kind", sorted(PAGES))
+def test_axe_core_finds_no_serious_or_critical_violation(driver, served_site, kind, width):  # noqa: F811
+    _width(driver, width)
+    # The browser asks the server for /favicon.ico, which a static site need not have: not the page's error.
+    logged = _open(driver, served_site + PAGES[kind])
+    errors = [e for e in logged if e["level"] == "SEVERE" and "/favicon.ico" not in e["message"]]
+    assert errors == []
+    assert driver.execute_script("return window.innerWidth") == width
+    assert _axe(driver) == []
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_screenshots_of_every_page_kind(driver, served_site, artifacts, width):  # noqa: F811
+    """The index (top of the page: the introduction), a board (scrolled to its heading), a model page and
+    the compare page, each as a PNG; at 390 px no page is wider than the phone."""
+    _width(driver, width)
+    shots = {
+        "index": ("index.html", None),
+        "board": ("index.html", f"board-{BOARD}"),
+        "model": (PAGES["model"], None),
+        "compare": (PAGES["compare"], None),
+    }
+    for kind, (page, anchor) in shots.items():
+        _open(driver, served_site + page)
+        if anchor is None:
+            png = _png(driver)
+        else:  # the board: the viewport-high screen that starts at its heading
+            driver.execute_script("document.getElementById(arguments[0]).scrollIntoView()", anchor)
+            png = base64.b64decode(driver.get_screenshot_as_base64())
+        shot = artifacts / f"site-{kind}-{width}.png"
+        shot.write_bytes(png)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        print(f"screenshot of the {kind} at {width} px: {shot}")
+        if width == 390:
+            body, document = driver.execute_script(
+                "return [document.body.scrollWidth, document.documentElement.scrollWidth]"
+            )
+            assert body <= width + 1 and document <= width + 1, (kind, body, document)
+
+
+def _shown(driver) -> list[str]:
+    """The models whose columns the compare table shows, in order."""
+    return [
+        th.get_attribute("data-model")
+        for th in driver.find_elements(By.CSS_SELECTOR, "table.compare thead th[data-model]")
+        if th.is_displayed()
+    ]
+
+
+def _chosen_points(driver) -> list[str]:
+    """The hrefs of the points marked chosen on the page's scatters."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('section.scatter svg a.chosen'),"
+        " a => a.getAttribute('href') || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href'))"
+    )
+
+
+def test_the_compare_page_shows_the_models_its_url_names_with_their_numbers_tubes_strips_and_points(
+    driver,
+    served_site,  # noqa: F811
+    board_store,  # noqa: F811
+):
+    from invarbench.site.build import leaderboard
+
+    _width(driver, 1280)
+    chosen = ["wrn-70-16-pgd-at", "mlp-standard", "kw-cnn-certified"]
+    _open(driver, f"{served_site}{COMPARE}?models={','.join(chosen)}")
+    board = next(b for b in leaderboard(board_store) if b.slug == BOARD)
+    order = [r.card_id.split("/", 1)[1] for r in board.rows]
+    assert _shown(driver) == sorted(chosen, key=order.index)  # in rank order
+    # The numbers are the board's: each chosen model's path width with its interval, and its rank.
+    rows = {r.card_id.split("/", 1)[1]: (r, rank) for r, rank in zip(board.rows, board.ranks, strict=True)}
+    for name in chosen:
+        row, rank = rows[name]
+        cell = driver.find_element(By.CSS_SELECTOR, f"tr[data-metric='path_width'] td[data-model='{name}']")
+        pw = row.metrics["path_width"]
+        assert cell.text.split("\n") == [f"{pw.value:.3f}", f"[{pw.ci_low:.3f}, {pw.ci_high:.3f}]"]
+        linf = driver.find_element(By.CSS_SELECTOR, f"tr[data-metric='robust_accuracy_linf'] td[data-model='{name}']")
+        assert linf.text.split("\n")[0] == f"{100 * row.metrics['robust_accuracy_linf'].value:.1f} %"
+        first = driver.find_element(By.CSS_SELECTOR, f"table.compare tbody tr td[data-model='{name}']")
+        assert first.text == str(rank)
+    heading = driver.find_element(By.CSS_SELECTOR, "tr[data-metric='robust_accuracy_linf'] th").text
+    assert "↑" in heading and "higher is better" in heading
+    # Their tubes and strips, loaded, and no other model's.
+    for section in ("tubes", "strips"):
+        shown = [f for f in driver.find_elements(By.CSS_SELECTOR, f"#{section} figure[data-model]") if f.is_displayed()]
+        assert sorted(f.get_attribute("data-model") for f in shown) == sorted(chosen)
+        for figure in shown:
+            driver.execute_script("arguments[0].scrollIntoView()", figure)
+            img = figure.find_element(By.TAG_NAME, "img")
+            driver.execute_script("return arguments[0].decode ? arguments[0].decode() : null", img)
+            assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img), (
+                img.get_attribute("src")
+            )
+    # Their points, and only theirs, are highlighted on each scatter (drawn larger than the others).
+    scatters = driver.find_elements(By.CSS_SELECTOR, "section.scatter svg")
+    assert scatters
+    expected = sorted(f"models/{BOARD}/{name}.html" for name in chosen)
+    assert sorted(_chosen_points(driver)) == sorted(expected * len(scatters))
+    big, small = driver.execute_script(
+        "var s = document.querySelector('section.scatter svg');"
+        "return [s.querySelector('a.chosen use').getBoundingClientRect().width,"
+        " s.querySelector('a:not(.chosen) use').getBoundingClientRect().width]"
+    )
+    assert big > 1.5 * small
+
+
+def test_choosing_models_on_the_compare_page_updates_the_page_and_its_url(driver, served_site):  # noqa: F811
+    _width(driver, 390)
+    _open(driver, served_site + COMPARE)
+    best = [m.slug for m in MODELS if m.slug in ("wrn-70-16-pgd-at", "smallcnn-trades", "wrn-34-10-trades")]
+    shown = _shown(driver)
+    assert len(shown) == 2 and set(shown) <= set(best)  # no models in the URL: the two best-ranked
+    assert "Comparing 2 models" in driver.find_element(By.ID, "status").text
+
+    def box(name: str):
+        return driver.find_element(By.ID, f"choose-{name}")
+
+    for name in shown:
+        driver.execute_script("arguments[0].click()", box(name))
+    assert _shown(driver) == [] and "Choose at least two models" in driver.find_element(By.ID, "status").text
+    assert "models" not in parse_qs(urlparse(driver.current_url).query)
+    for name in ("resnet20-standard", "lenet-other-distilled"):
+        driver.execute_script("arguments[0].click()", box(name))
+    query = parse_qs(urlparse(driver.current_url).query)
+    assert query["models"] == ["lenet-other-distilled,resnet20-standard"]  # rank order
+    assert _shown(driver) == ["lenet-other-distilled", "resnet20-standard"]
+    # The address is shareable: opened afresh, it shows the same comparison.
+    url = driver.current_url
+    _open(driver, served_site + "index.html")
+    _open(driver, url)
+    assert _shown(driver) == ["lenet-other-distilled", "resnet20-standard"]
+    assert [box(n).is_selected() for n in ("resnet20-standard", "lenet-other-distilled", "mlp-standard")] == [
+        True,
+        True,
+        False,
+    ]
+    # Unknown names are ignored; a full card id is read as its name.
+    _open(driver, f"{served_site}{COMPARE}?models=no-such-model,mnist5k/mlp-standard,resnet20-standard")
+    assert _shown(driver) == ["resnet20-standard", "mlp-standard"]
+
+
+def test_the_compare_page_without_javascript_says_how_to_compare(board_site):  # noqa: F811
+    html = (board_site / COMPARE).read_text(encoding="utf-8")
+    noscript = html[html.index("<noscript>") : html.index("</noscript>")]
+    assert "needs JavaScript" in noscript and f'href="index.html#board-{BOARD}"' in noscript
+    # Every ranked model is listed with a link to its page.
+    for model in MODELS:
+        assert f'href="models/{BOARD}/{model.slug}.html"' in html, model.slug
