@@ -86,7 +86,7 @@ class FixtureModel:
     closure: float = 1.0
     width: float = 1.0
     flagged: bool = False
-    paper: str | None = None
+    paper: tuple[str, str] | None = None  # (title, url)
 
 
 S, A = "standard", "adversarial"
@@ -132,7 +132,7 @@ MODELS: tuple[FixtureModel, ...] = (
         distance=1.2,
         width=1.3,
         flagged=True,
-        paper="Towards Deep Learning Models Resistant to Adversarial Attacks",
+        paper=("Towards Deep Learning Models Resistant to Adversarial Attacks", "https://arxiv.org/abs/1706.06083"),
     ),
     FixtureModel(
         "resnet20-pgd-at-l2", "ResNet-20 (PGD-AT, L2 ε=2)", A, "resnet20", "pgd-at", "l2", 2.0, linf=0.4, l2=0.71
@@ -179,7 +179,10 @@ MODELS: tuple[FixtureModel, ...] = (
         l2=0.66,
         closure=0.85,
         width=1.5,
-        paper="Theoretically Principled Trade-off between Robustness and Accuracy",
+        paper=(
+            "Theoretically Principled Trade-off between Robustness and Accuracy",
+            "https://arxiv.org/abs/1901.08573",
+        ),
     ),
     FixtureModel(
         "resnet18-trades",
@@ -486,7 +489,8 @@ def _card_yaml(model: FixtureModel, dataset: str) -> tuple[str, str]:
     if model.norm is not None:
         lines += [f"  norm: {model.norm}", f"  epsilon: {model.eps}"]
     if model.paper is not None:
-        lines += ["paper:", f"  title: {json.dumps(model.paper)}", "  url: https://arxiv.org/abs/1706.06083"]
+        title, url = model.paper
+        lines += ["paper:", f"  title: {json.dumps(title)}", f"  url: {url}"]
     lines += ["license: MIT", "submitted_by: invarbench test fixture"]
     if model.method == "other":
         lines.append(f"notes: {json.dumps(model.name + ': a defence outside the listed training methods.')}")

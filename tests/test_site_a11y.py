@@ -245,12 +245,15 @@ def test_choosing_models_on_the_compare_page_updates_the_page_and_its_url(driver
     def box(name: str):
         return driver.find_element(By.ID, f"choose-{name}")
 
+    choose = driver.find_element(By.ID, "choose")
+    assert choose.get_attribute("open") is None  # two models shown: the list of models is folded away
+    choose.find_element(By.TAG_NAME, "summary").click()
     for name in shown:
-        driver.execute_script("arguments[0].click()", box(name))
+        box(name).click()
     assert _shown(driver) == [] and "Choose at least two models" in driver.find_element(By.ID, "status").text
     assert "models" not in parse_qs(urlparse(driver.current_url).query)
     for name in ("resnet20-standard", "lenet-other-distilled"):
-        driver.execute_script("arguments[0].click()", box(name))
+        box(name).click()
     query = parse_qs(urlparse(driver.current_url).query)
     assert query["models"] == ["lenet-other-distilled,resnet20-standard"]  # rank order
     assert _shown(driver) == ["lenet-other-distilled", "resnet20-standard"]
