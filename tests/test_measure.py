@@ -177,12 +177,18 @@ def test_measure_batch_is_deterministic_and_batching_keeps_pairs(model, data):
     again = run_batches(model, data, suite, [(0, 40)])
     assert whole == again
     split = run_batches(model, data, suite, [(0, 7), (7, 20), (20, 40)])
-    assert split["clean"] == whole["clean"]
+    # Labels and predictions exactly; confidences to float32 rounding: the model's own matmul may take
+    # another kernel for another number of rows (seen on AVX-512 CPUs, in the 7th digit).
+    for key, values in whole["clean"].items():
+        if values and isinstance(values[0], float):
+            assert split["clean"][key] == pytest.approx(values, rel=1e-5, abs=1e-7), key
+        else:
+            assert split["clean"][key] == values, key
     assert split["nspgd"]["target"] == whole["nspgd"]["target"]
     assert split["nspgd"]["valid"] == whole["nspgd"]["valid"]
     assert split["nspgd"]["accepted_steps"] == whole["nspgd"]["accepted_steps"]
     ok = [i for i, v in enumerate(whole["nspgd"]["valid"]) if v]
-    assert [split["nspgd"]["closure"][i] for i in ok] == pytest.approx([whole["nspgd"]["closure"][i] for i in ok])
+    assert [split["nspgd"]["closure"][i] for i in ok] == pytest.approx([whole["nspgd"]["closure"][i] for i in ok], rel=1e-5)
     assert split["path_width"]["pair"] == whole["path_width"]["pair"]
 
 
