@@ -39,10 +39,12 @@ def compare_url(board: DatasetBoard, names: list[str]) -> str:
 
 @dataclass(frozen=True)
 class CompareCell:
-    """One metric of one model: the value and its 95 % interval as text (the interval "" when not stored)."""
+    """One metric of one model: the value and its 95 % interval as text (the interval "" when not stored), and
+    the caveat of each of the model's flags that concerns it (:func:`invarbench.site.boards.caveats`)."""
 
     value: str
     interval: str
+    caveats: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class CompareModel:
     rank: int
     training: str
     family: str
-    flags: list[str]
+    flags: list[tuple[str, str, str]]  # (flag, its short badge, what it means)
     cells: dict[str, CompareCell]  # by metric
     tube: ComparePicture | None = None
     strip: ComparePicture | None = None
@@ -86,20 +88,32 @@ class ComparePage:
     default: list[str] = field(default_factory=list)  # shown when the URL names none: the two best-ranked
 
 
-def _cell(cell, percent: bool) -> CompareCell:  # noqa: ANN001 - a build.MetricCell
+def _cell(cell, percent: bool, caveats: tuple[str, ...]) -> CompareCell:  # noqa: ANN001 - a build.MetricCell
     scale, fmt = (100.0, "{:.1f}") if percent else (1.0, "{:.3f}")
     unit = " %" if percent else ""
     value = fmt.format(scale * cell.value) + unit
     if cell.ci_low is None or cell.ci_high is None:
-        return CompareCell(value, "")
-    return CompareCell(value, f"[{fmt.format(scale * cell.ci_low)}, {fmt.format(scale * cell.ci_high)}]{unit}")
+        return CompareCell(value, "", caveats)
+    interval = f"[{fmt.format(scale * cell.ci_low)}, {fmt.format(scale * cell.ci_high)}]"  # in the value's unit
+    return CompareCell(value, interval, caveats)
+
+
+def _notes(concerns: dict, metric: str) -> tuple[str, ...]:
+    """The caveats on ``metric`` (``concerns``: :func:`invarbench.site.boards.caveats`), each as its first clause
+    and the flag's badge: "likely too optimistic (masking?)"."""
+    return tuple(
+        f"{i.caveat.split(':', 1)[0]} ({i.label})" for i in [*concerns.get(metric, []), *concerns.get("*", [])]
+    )
 
 
 def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[ComparePage]:
     """One compare page per board with at least two ranked models, from the boards and the model pages
     built for them (their tube figures and strips)."""
+    from invarbench.measurements import flag_docs
+    from invarbench.site.boards import caveats, flag_info
     from invarbench.site.build import board_scatters, model_page_path
 
+    docs = flag_docs()
     by_path = {p.path: p for p in pages}
     out = []
     for board in boards:
@@ -119,6 +133,9 @@ def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[Co
                     s = page.strips[0]
                     strip = ComparePicture(f"{str(Path(href).parent)}/{s.src}", s.alt, s.caption, s.width, s.height)
             cols = {c.metric: c for c in board.columns}
+            concerns = caveats(list(row.flags), docs)
+
+            flags = [(f, (info := flag_info(f, docs)).label, info.explanation) for f in row.flags]
             models.append(
                 CompareModel(
                     name=row.card_id.split("/", 1)[-1],
@@ -128,8 +145,11 @@ def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[Co
                     rank=rank,
                     training=row.training,
                     family=getattr(row, "family", ""),
-                    flags=list(row.flags),
-                    cells={m: _cell(c, cols[m].percent if m in cols else False) for m, c in row.metrics.items()},
+                    flags=flags,
+                    cells={
+                        m: _cell(c, cols[m].percent if m in cols else False, _notes(concerns, m))
+                        for m, c in row.metrics.items()
+                    },
                     tube=tube,
                     strip=strip,
                 )
