@@ -126,6 +126,9 @@ def test_every_ranked_model_has_a_page_with_its_metrics_flags_provenance_and_fig
 
 
 def test_every_internal_link_resolves_and_none_leaves_the_site_but_the_hub_and_papers(tmp_path):
+    """Links out of the site go to the Hub, to papers and to the project's repository (its docs, CONTRIBUTING)."""
+    from invarbench.site.protocol import REPOSITORY_URL
+
     out = tmp_path / "site"
     assert runner.invoke(app, ["site", "build", "--results", str(RESULTS), "--out", str(out)]).exit_code == 0
     for page in out.rglob("*.html"):
@@ -135,7 +138,8 @@ def test_every_internal_link_resolves_and_none_leaves_the_site_but_the_hub_and_p
                 continue
             target = (page.parent / href.split("#")[0]).resolve()
             assert target.is_file(), (page.name, href)
-        assert not re.search(r'(?:src|href)="(?:https?:)?//', html.replace("https://huggingface.co/", ""))
+        outside = html.replace("https://huggingface.co/", "").replace(f'href="{REPOSITORY_URL}', 'href="')
+        assert not re.search(r'(?:src|href)="(?:https?:)?//', outside)
 
 
 def test_a_hostile_card_name_renders_as_text(tmp_path):

@@ -23,9 +23,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 import invarbench
 from invarbench.cards.catalog import CardRef
 from invarbench.cards.schema import ModelCard
-from invarbench.errors import ValidationError
+from invarbench.errors import InvarbenchError, ValidationError
 from invarbench.measurements import metric_specs
 from invarbench.site.compare import compare_page_path
+from invarbench.site.correlations import ModelPoint, board_correlations
 from invarbench.store.db import CUSTOM_DATA, Store, best_full_runs, newest_unranked, suite_file_examples
 from invarbench.store.document_checks import check_name, http_url, inside
 from invarbench.store.export import csv_text, dumps, import_path, run_document
@@ -66,6 +67,12 @@ class LeaderboardRow:
     finished: str
     flags: list[str]
     metrics: dict[str, MetricCell]
+    # From the card the run stored (read by the card loader): the architecture's name, its family (the
+    # board's filter, invarbench.site.boards.architecture_family) and its group with its arguments (the
+    # correlations'); None and "not stated" without an architecture or a valid card.
+    architecture: str | None = None
+    family: str = "not stated"
+    arch_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class Column:
     percent: bool  # a proportion shown as a percentage; otherwise a plain number
     better: str | None  # "higher", "lower", or None (neither: the number describes the model)
     reads: str  # one line on how to read it (the header's tooltip)
+    group: str | None = None  # the question it answers (MetricSpec.group); None: another
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,12 @@ class DatasetBoard:
     pending: list[SubmissionStatus] = field(default_factory=list)
     failed: list[SubmissionStatus] = field(default_factory=list)
     statuses: dict[str, SubmissionStatus] = field(default_factory=dict)  # every given card's, by id
+    # Do the board's axes agree? Rank correlations over its ranked models (invarbench.site.correlations).
+    correlations: list = field(default_factory=list)  # BoardCorrelation
+    # What was measured, in plain words (invarbench.site.protocol): from the settings its runs recorded, else
+    # the registered suite's when it has this version; empty when neither is known.
+    protocol: list = field(default_factory=list)  # ProtocolLine
+    description: str = ""  # the suite's one-line description, when registered with this version
 
     @property
     def slug(self) -> str:
@@ -129,10 +143,14 @@ def shared_ranks(rows: list[LeaderboardRow], metric: str) -> list[int]:
 
 def metric_columns() -> list[Column]:
     """Every registered metric (:func:`invarbench.measurements.metric_specs`), in registry order."""
-    return [Column(s.name, s.label, s.percent, s.better, s.reads) for s in metric_specs()]
+    return [Column(s.name, s.label, s.percent, s.better, s.reads, s.group) for s in metric_specs()]
 
 
 def _row(run: RunRecord, kind: str, full_examples: int | None) -> LeaderboardRow:
+    from invarbench.site.boards import architecture_family, architecture_group
+
+    card = _stored_card(run)
+    arch = card.architecture if card is not None else None
     return LeaderboardRow(
         card_id=run.model.card_id,
         name=run.model.name,
@@ -149,13 +167,20 @@ def _row(run: RunRecord, kind: str, full_examples: int | None) -> LeaderboardRow
         finished=run.finished_at.strftime("%Y-%m-%d %H:%M") if run.finished_at else "",
         flags=list(run.flags or []),
         metrics={m.name: MetricCell(m.value, m.ci_low, m.ci_high) for m in run.metrics},
+        architecture=arch.name if arch is not None else None,
+        family=architecture_family(arch.name if arch is not None else None),
+        arch_group=architecture_group(arch.name, arch.kwargs) if arch is not None else None,
     )
 
 
 def _columns(rows: list[LeaderboardRow]) -> list[Column]:
-    """The registered metrics that at least one row has, then any other stored metric by name (a run
-    made by a version that had a measurement this one lacks)."""
-    known = metric_columns()
+    """The registered metrics that at least one row has, by group (:data:`METRIC_GROUPS`' order; registry
+    order within a group), then any other stored metric by name (a run made by a version that had a
+    measurement this one lacks)."""
+    from invarbench.measurements.base import METRIC_GROUPS
+
+    order = list(METRIC_GROUPS)
+    known = sorted(metric_columns(), key=lambda c: order.index(c.group) if c.group in order else len(order))
     columns = [c for c in known if any(c.metric in r.metrics for r in rows)]
     others = sorted({name for r in rows for name in r.metrics} - {c.metric for c in known})
     return columns + [Column(name, name, False, None, "") for name in others]
@@ -178,12 +203,14 @@ def leaderboard(store: Store, cards: Sequence[CardRef] | None = None) -> list[Da
     standings = store.standings()
     by_id = {st.run.id: st for st in standings}
     all_runs = store.list_runs() if cards else []  # every status: a failed full run is a failed submission
+    recorded: dict[tuple[str, str, int], tuple[int, dict, str | None]] = {}  # the settings of the oldest ranked run
     for run in best_full_runs(standings, per_suite_version=True):
         st = by_id[run.id]
-        ranked.setdefault((run.dataset, run.suite_name, run.suite_version), []).append(
-            _row(run, st.kind, st.full_examples)
-        )
+        key = (run.dataset, run.suite_name, run.suite_version)
+        ranked.setdefault(key, []).append(_row(run, st.kind, st.full_examples))
         seconds[run.id] = "–" if run.duration_s is None else f"{run.duration_s:,.0f} s"
+        if run.suite_settings and (key not in recorded or run.id < recorded[key][0]):
+            recorded[key] = (run.id, run.suite_settings, run.data_digest)
     for st in newest_unranked(standings):
         key = (st.run.dataset, st.run.suite_name, st.run.suite_version)
         apart.setdefault(key, []).append(_row(st.run, st.kind, st.full_examples))
@@ -207,6 +234,7 @@ def leaderboard(store: Store, cards: Sequence[CardRef] | None = None) -> list[Da
         mine = [c for c in cards or [] if c.card.dataset == dataset]
         # Without the suite version's full size no run can be told full: no statuses rather than wrong ones.
         statuses = derive_statuses(mine, all_runs, {dataset: SuiteTarget(suite, version, full)}) if full else []
+        protocol, description = _board_protocol(dataset, suite, version, recorded.get(key))
         boards.append(
             DatasetBoard(
                 dataset,
@@ -222,9 +250,34 @@ def leaderboard(store: Store, cards: Sequence[CardRef] | None = None) -> list[Da
                 pending=[st for st in statuses if st.state == PENDING],
                 failed=[st for st in statuses if st.state == FAILED],
                 statuses={st.card_id: st for st in statuses},
+                correlations=board_correlations(
+                    [ModelPoint(r.card_id, r.arch_group, {k: c.value for k, c in r.metrics.items()}) for r in rows]
+                ),
+                protocol=protocol,
+                description=description,
             )
         )
     return boards
+
+
+def _board_protocol(
+    dataset: str, suite: str, version: int, recorded: tuple[int, dict, str | None] | None
+) -> tuple[list, str]:
+    """A board's protocol lines (:func:`invarbench.site.protocol.protocol_lines`) and its suite's description:
+    from the settings and data digest a ranked run recorded, else from the registered suite when it has this
+    version (its description too); ([], "") when neither is known."""
+    from invarbench.site.protocol import protocol_lines
+    from invarbench.suites import load_suite
+
+    try:
+        registered = load_suite(suite, dataset)
+    except InvarbenchError:  # a suite this installation does not have (an imported run's)
+        registered = None
+    current = registered if registered is not None and registered.version == version else None
+    description = current.description if current is not None else ""
+    if recorded is not None:
+        return protocol_lines(recorded[1], digest=recorded[2]), description
+    return (protocol_lines(current.settings()) if current is not None else []), description
 
 
 SCATTER_X, SCATTER_Y = "median_min_l2_distance", "path_width"
@@ -273,6 +326,7 @@ def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
     its ranked runs, the interchange format of docs/store.md) and ``boards/<slug>.csv`` (one row per run and
     metric). Registered cards (``cards_dir``) without a run of a board's suite version are listed as pending
     under it. The same database and cards give the same bytes. Returns the index's path."""
+    from invarbench.site.boards import index_context
     from invarbench.submissions import registered_cards
 
     boards = leaderboard(store, registered_cards(cards_dir)[0])  # a card that does not load is left out
@@ -292,6 +346,7 @@ def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
         page_path=model_page_path,
         compare_path=compare_page_path,  # a board's compare page (invarbench.site.compare), for its link
         scatters={b.slug: board_scatter(b) for b in boards},
+        **index_context(store, boards),
     )
     out.mkdir(parents=True, exist_ok=True)
     downloads = out / "boards"

@@ -1,0 +1,412 @@
+"""The boards of the index for a board of 30 models (tests/site_fixtures.py): metric groups, the protocol, flags
+with caveats, architecture families, the correlations, and in a real browser (headless Chromium, as in
+tests/test_site_browser.py): every metric in view at 1,280 px, a card per model at 390 px with a number on the
+first screen, the filters, sorting by mouse and keyboard with ``aria-sort``, the state in the URL, the empty
+result's message and the compare link.
+
+Screenshots of the index at both widths are kept as test artefacts (``$INVARBENCH_ARTIFACTS`` or the test's
+tmp folder; the path is printed: see it with ``-rA`` or ``-s``).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from site_fixtures import BOARD, MODELS, WEAKER, board_results, board_site, board_store  # noqa: F401 - fixtures
+
+from invarbench.measurements import flag_docs, metric_specs
+from invarbench.models.architectures import ARCHITECTURES, describe
+from invarbench.site.boards import NO_ARCHITECTURE, architecture_family, caveats, flag_info
+from invarbench.site.build import leaderboard
+from invarbench.site.correlations import ModelPoint, board_correlations
+from invarbench.site.protocol import REPOSITORY_URL
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+except ImportError:  # the dev extra is not installed: the browser fixture skips
+    webdriver = None
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver
+NO_BROWSER = "no chromium/chromedriver: install Debian's chromium and chromium-driver (.ci/install-browser.sh)"
+
+
+# --- without a browser ------------------------------------------------------------------------------
+
+
+def _docs_sections() -> dict[str, str]:
+    """docs/measurements.md's top-level sections by heading."""
+    text = (ROOT / "docs" / "measurements.md").read_text(encoding="utf-8")
+    parts = re.split(r"^## (.+)$", text, flags=re.M)
+    return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def test_every_metric_is_grouped_as_the_docs_section_that_defines_it():
+    """The group is the question of the section of docs/measurements.md that defines the metric: §1
+    Sensitivity; §2 NSPGD, §3 Path widths and §9 human judgement, invariance; §5, clean accuracy and
+    calibration."""
+    expected = {"1.": "sensitivity", "2.": "invariance", "3.": "invariance", "9.": "invariance", "5.": "calibration"}
+    sections = _docs_sections()
+    for spec in metric_specs():
+        defining = [h for h, body in sections.items() if f"`{spec.name}`" in body and h[:2] in expected]
+        assert defining, f"{spec.name} is defined in no section of docs/measurements.md"
+        assert spec.group == expected[defining[0][:2]], (spec.name, defining[0], spec.group)
+
+
+def test_architecture_families_agree_with_the_registered_descriptions():
+    """Every registered architecture's family, against its own description: ResNets say ResNet, the MLPs
+    fully connected, the rest are convolutional."""
+    for name in ARCHITECTURES.names():
+        family, text = architecture_family(name), describe(ARCHITECTURES.get(name)).lower()
+        if family in ("ResNet", "Wide ResNet"):
+            assert "resnet" in text or "residual" in text or "wrn" in text, (name, text)
+            assert (family == "Wide ResNet") == name.startswith("wide_resnet"), name
+        elif family == "MLP":
+            assert "fully connected" in text, (name, text)
+        else:
+            assert family == "CNN" and ("conv" in text or "cnn" in text or "lenet" in text), (name, family, text)
+    assert architecture_family(None) == NO_ARCHITECTURE
+    assert architecture_family("torchvision/vgg16_bn") == "VGG"
+    assert architecture_family("timm/efficientnet_b0") == "Mobile/efficient CNN"
+    assert architecture_family("timm/coatnet_0_rw_224") == "coatnet"
+
+
+def test_flags_get_short_badges_and_caveats_on_the_numbers_they_concern():
+    docs = flag_docs()
+    for flag in docs:
+        info = flag_info(flag, docs)
+        assert info.explanation == docs[flag] and 0 < len(info.label) <= 10, (flag, info.label)
+    weaker = caveats([WEAKER], docs)
+    assert set(weaker) == {"robust_accuracy_linf", "robust_accuracy_l2"}
+    assert "too optimistic" in weaker["robust_accuracy_linf"][0].caveat
+    assert set(caveats(["batch_dependent_outputs"], docs)) == {"*"}  # every number
+    assert set(caveats(["a_plugin_flag"], docs)) == {"*"}  # unknown: a caveat too many rather than too few
+
+
+def test_the_board_carries_families_and_correlations_computed_from_its_cards(board_store):
+    """Families and architecture groups come from each run's stored card (read here with plain YAML); the
+    correlations equal board_correlations over the rows' values and those groups."""
+    [board] = [b for b in leaderboard(board_store) if b.slug == BOARD]
+    assert len(board.rows) == len(MODELS) == 30
+    runs = {r.run_id: board_store.get_run(r.run_id) for r in board.rows}
+    for row in board.rows:
+        arch = yaml.safe_load(runs[row.run_id].model.card_yaml)["architecture"]
+        assert row.architecture == arch["name"] and row.family == architecture_family(arch["name"])
+        kwargs = ", ".join(f"{k}={v}" for k, v in sorted((arch.get("kwargs") or {}).items()))
+        assert row.arch_group == (f"{arch['name']}({kwargs})" if kwargs else arch["name"])
+    points = [ModelPoint(r.card_id, r.arch_group, {k: c.value for k, c in r.metrics.items()}) for r in board.rows]
+    expected = board_correlations(points)
+    assert [(c.x, c.y, c.group) for c in board.correlations] == [(c.x, c.y, c.group) for c in expected]
+    for got, want in zip(board.correlations, expected, strict=True):
+        assert got.text() == want.text()
+    overall = [c for c in board.correlations if c.group is None]
+    assert {(c.x, c.y) for c in overall} >= {
+        ("robust_accuracy_linf", "path_width"),
+        ("robust_accuracy_linf", "nspgd_closure"),
+    }
+    assert any(c.group is not None for c in board.correlations)  # the fixture has groups of 3 or more
+    # The protocol comes from the recorded settings: the mnist5k v4 suite's ε and pairs.
+    settings = runs[board.rows[0].run_id].suite_settings["measurements"]
+    text = " ".join(line.text for line in board.protocol)
+    assert (
+        f"ε = {settings['pgd_linf']['eps']:g}" in text
+        and f"first {settings['nspgd']['pairs']['num_pairs']} images" in text
+    )
+
+
+def _board_html(site: Path) -> str:
+    html = (site / "index.html").read_text(encoding="utf-8")
+    start = html.index(f'<h2 id="board-{BOARD}"')
+    end = html.find('<h2 id="board-', start + 10)
+    return html[start : end if end > 0 else len(html)]
+
+
+def test_the_index_says_what_was_measured_and_where_the_project_is(board_site):
+    html = (board_site / "index.html").read_text(encoding="utf-8")
+    board = _board_html(board_site)
+    assert "What was measured." in board and "all 1,000 images of the mnist5k test split" in board
+    for words in (
+        "ε = 0.3",
+        "ε = 2",
+        "APGD-CE",
+        "APGD-T",
+        "FMN",
+        "NSPGD",
+        "256 random directions",
+        "Reliability checks",
+    ):
+        assert words in board, words
+    assert f'href="{REPOSITORY_URL}"' in html and f'href="{REPOSITORY_URL}/blob/main/CONTRIBUTING.md"' in html
+    assert "<strong>Sensitivity</strong>" in html and "<strong>Excessive invariance</strong>" in html
+    # One NSPGD strip of the board, the model page's own copy of the run's PNG.
+    [src] = re.findall(r'<figure class="walk">\s*<img src="([^"]+)"', html)
+    assert (board_site / src).is_file() and re.fullmatch(r"models/[^/]+/[^/]+/nspgd-strip-\d{5}\.png", src)
+    assert "Do the axes agree?" in board and "ρ = " in board
+
+
+def test_a_flagged_row_carries_a_caveat_beside_the_numbers_its_flag_concerns(board_site):
+    board = _board_html(board_site)
+    flagged = {f"mnist5k/{m.slug}" for m in MODELS if m.flagged}
+    rows = dict(re.findall(r'<tr data-model="([^"]+)".*?>(.*?)</tr>', board, flags=re.S))
+    assert flagged and flagged <= set(rows)
+    for card_id, row in rows.items():
+        cells = dict(re.findall(r'<td class="num" data-metric="([^"]+)"[^>]*>(.*?)</td>', row, flags=re.S))
+        marked = {m for m, cell in cells.items() if 'class="caveat"' in cell}
+        if card_id in flagged:
+            assert marked == {"robust_accuracy_linf", "robust_accuracy_l2"}, card_id
+            assert f'data-flag="{WEAKER}"' in row and ">masking?</a>" in row
+            assert "likely too optimistic" in cells["robust_accuracy_linf"]
+        else:
+            assert marked == set() and "data-flag=" not in row, card_id
+    legend = re.search(rf'<div class="legend" id="flags-{BOARD}">(.*?)</div>', board, flags=re.S).group(1)
+    assert f"<code>{WEAKER}</code>: {flag_docs()[WEAKER]}" in legend
+
+
+# --- in a browser -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """One headless Chromium for the module (as tests/test_site_browser.py starts it)."""
+    if webdriver is None:
+        pytest.skip("selenium is not installed: pip install -e '.[dev]'")
+    if not (shutil.which("chromium") and Path(CHROMEDRIVER).is_file()):
+        pytest.skip(NO_BROWSER)
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=en-US"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        browser.set_page_load_timeout(30)
+        browser.set_window_size(1280, 900)
+        yield browser
+    finally:
+        browser.quit()
+
+
+def _open(driver, url: str, width: int = 1280) -> None:
+    driver.set_window_size(width, 900)
+    driver.get_log("browser")
+    driver.get("about:blank")  # a fresh document: a URL differing only in its fragment would not reload
+    driver.get(url)
+    assert driver.execute_script("return window.innerWidth") == width
+    severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
+
+
+def _table(driver):
+    return driver.find_element(By.ID, f"table-{BOARD}")
+
+
+def _visible(driver) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(arguments[0].tBodies[0].rows).filter(r => !r.hidden).map(r => r.dataset.model)",
+        _table(driver),
+    )
+
+
+def _controls(driver):
+    return driver.find_element(By.CSS_SELECTOR, f'.controls[data-board="{BOARD}"]')
+
+
+def _screenshot(driver, path: Path) -> None:
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
+    print(f"screenshot: {path}")
+
+
+@pytest.fixture
+def artifacts(tmp_path) -> Path:
+    folder = Path(os.environ.get("INVARBENCH_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_at_1280_px_every_metric_column_is_in_view_without_scrolling(driver, board_site, artifacts):
+    _open(driver, (board_site / "index.html").as_uri())
+    _screenshot(driver, artifacts / "site-boards-index-1280.png")
+    tables = driver.find_elements(By.CSS_SELECTOR, "table.leaderboard")
+    assert len(tables) == 2
+    for table in tables:
+        wide, box = driver.execute_script(
+            "var t = arguments[0]; return [t.scrollWidth, t.closest('.scroll').clientWidth]", table
+        )
+        assert wide <= box, (table.get_attribute("id"), wide, box)
+        heads = table.find_elements(By.CSS_SELECTOR, "thead th[data-metric]")
+        assert len(heads) >= 8
+        for th in heads:
+            left, right = driver.execute_script(
+                "var r = arguments[0].getBoundingClientRect(); return [r.left, r.right]", th
+            )
+            assert left >= 0 and right <= driver.execute_script("return document.documentElement.clientWidth"), (
+                th.text,
+                right,
+            )
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    # Names take at most two lines, and the groups head their columns.
+    heights = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#table-" + BOARD + " td.model a.name'), a => "
+        "a.getBoundingClientRect().height / parseFloat(getComputedStyle(a).lineHeight))"
+    )
+    assert len(heights) == 30 and max(heights) <= 2.05, max(heights)
+    groups = [th.text for th in _table(driver).find_elements(By.CSS_SELECTOR, "tr.groups th")]
+    assert groups == ["Clean accuracy and calibration", "Sensitivity", "Invariance"]
+
+
+def test_at_390_px_a_card_per_model_no_page_scroll_and_a_number_on_the_first_screen(driver, board_site, artifacts):
+    _open(driver, (board_site / "index.html").as_uri(), 390)
+    _screenshot(driver, artifacts / "site-boards-index-390.png")
+    inner = driver.execute_script("return window.innerWidth")
+    assert driver.execute_script("return document.documentElement.scrollWidth") <= inner
+    first = driver.execute_script(
+        "var h = window.innerHeight; return Array.from(document.querySelectorAll('.num')).filter(function (e) {"
+        "var r = e.getBoundingClientRect(); return r.height > 0 && r.top >= 0 && r.bottom <= h; })"
+        ".map(e => e.textContent)"
+    )
+    assert any(re.search(r"\d+\.\d", t) for t in first), first
+    # Every row a card: its cells stacked inside the window, none clipped.
+    row = _table(driver).find_element(By.CSS_SELECTOR, "tbody tr")
+    assert driver.execute_script("return getComputedStyle(arguments[0]).display", row) == "grid"
+    for td in row.find_elements(By.TAG_NAME, "td"):
+        right = driver.execute_script("return arguments[0].getBoundingClientRect().right", td)
+        assert right <= inner, td.text
+    # Phones sort with a menu, the headings being out of sight.
+    menu = Select(_controls(driver).find_element(By.CSS_SELECTOR, "select[data-sort-choice]"))
+    menu.select_by_value("robust_accuracy_linf")
+    values = _metric_order(driver, "robust_accuracy_linf")
+    assert values == sorted(values, reverse=True)
+
+
+def test_the_filters_pick_training_family_and_flag_and_say_when_nothing_matches(driver, board_site):
+    _open(driver, (board_site / "index.html").as_uri())
+    controls = _controls(driver)
+    assert controls.is_displayed()
+    Select(controls.find_element(By.CSS_SELECTOR, 'select[data-filter="training"]')).select_by_value("trades")
+    assert sorted(_visible(driver)) == sorted(f"mnist5k/{m.slug}" for m in MODELS if m.method == "trades")
+    assert f"{len(_visible(driver))} of 30 models shown" in controls.find_element(By.CLASS_NAME, "count").text
+    family = Select(controls.find_element(By.CSS_SELECTOR, 'select[data-filter="family"]'))
+    family.select_by_value("Wide ResNet")
+    both = sorted(f"mnist5k/{m.slug}" for m in MODELS if m.method == "trades" and m.arch.startswith("wide_resnet"))
+    assert both and sorted(_visible(driver)) == both
+    Select(controls.find_element(By.CSS_SELECTOR, 'select[data-filter="training"]')).select_by_value("")
+    family.select_by_value("")
+    Select(controls.find_element(By.CSS_SELECTOR, 'select[data-filter="flag"]')).select_by_value(WEAKER)
+    assert sorted(_visible(driver)) == sorted(f"mnist5k/{m.slug}" for m in MODELS if m.flagged)
+    message = driver.find_element(By.CSS_SELECTOR, f'.controls[data-board="{BOARD}"] + .no-match')
+    assert not message.is_displayed()
+    box = controls.find_element(By.CSS_SELECTOR, "input.filter")
+    box.send_keys("no model is called this")
+    assert _visible(driver) == [] and message.is_displayed() and "No model" in message.text
+    message.find_element(By.TAG_NAME, "button").click()
+    assert len(_visible(driver)) == 30 and not message.is_displayed() and box.get_property("value") == ""
+
+
+def _metric_order(driver, metric: str) -> list[float]:
+    return [
+        float(v)
+        for v in driver.execute_script(
+            "return Array.from(arguments[0].tBodies[0].rows, r => r.querySelector('[data-metric=' + arguments[1] + ']')"
+            ".dataset.sort)",
+            _table(driver),
+            metric,
+        )
+    ]
+
+
+def test_headings_sort_from_the_keyboard_and_say_so_with_aria_sort(driver, board_site):
+    _open(driver, (board_site / "index.html").as_uri())
+    table = _table(driver)
+    rank = table.find_element(By.CSS_SELECTOR, 'th[data-key="rank"]')
+    assert rank.get_attribute("aria-sort") == "ascending"  # the board's own order
+    th = table.find_element(By.CSS_SELECTOR, 'th[data-key="ece"]')
+    button = th.find_element(By.TAG_NAME, "button")
+    button.send_keys(Keys.ENTER)  # a button: Enter and Space work, and Tab reaches it
+    assert th.get_attribute("aria-sort") == "ascending" and rank.get_attribute("aria-sort") is None
+    assert _metric_order(driver, "ece") == sorted(_metric_order(driver, "ece"))  # lower is better: best first
+    button.send_keys(Keys.SPACE)
+    assert th.get_attribute("aria-sort") == "descending"
+    assert _metric_order(driver, "ece") == sorted(_metric_order(driver, "ece"), reverse=True)
+    # Tab moves from heading to heading.
+    driver.execute_script("arguments[0].focus()", table.find_element(By.CSS_SELECTOR, 'th[data-key="model"] button'))
+    driver.switch_to.active_element.send_keys(Keys.TAB)
+    after = driver.switch_to.active_element
+    assert (
+        after.tag_name == "button" and after.find_element(By.XPATH, "..").get_attribute("data-key") == "clean_accuracy"
+    )
+
+
+def test_a_filtered_sorted_board_is_shared_by_its_url(driver, board_site):
+    index = (board_site / "index.html").as_uri()
+    _open(driver, index)
+    controls = _controls(driver)
+    Select(controls.find_element(By.CSS_SELECTOR, 'select[data-filter="training"]')).select_by_value("pgd-at")
+    controls.find_element(By.CSS_SELECTOR, "input.filter").send_keys("resnet")
+    _table(driver).find_element(By.CSS_SELECTOR, 'th[data-key="path_width"] button').click()
+    order = _visible(driver)
+    assert len(order) >= 2
+    widths = [
+        w
+        for w, m in zip(
+            _metric_order(driver, "path_width"),
+            driver.execute_script(
+                "return Array.from(arguments[0].tBodies[0].rows, r => r.dataset.model)", _table(driver)
+            ),
+            strict=True,
+        )
+        if m in order
+    ]
+    assert widths == sorted(widths, reverse=True)
+    url = driver.current_url
+    assert f"#board-{BOARD}?" in url and "training=pgd-at" in url and "sort=path_width" in url
+    _open(driver, url)  # the shared link, opened afresh
+    assert _visible(driver) == order
+    controls = _controls(driver)
+    assert controls.find_element(By.CSS_SELECTOR, "input.filter").get_property("value") == "resnet"
+    th = _table(driver).find_element(By.CSS_SELECTOR, 'th[data-key="path_width"]')
+    assert th.get_attribute("aria-sort") == "descending"
+    # A hand-written link: the flagged models, worst clean accuracy first.
+    _open(driver, f"{index}#board-{BOARD}?flag={WEAKER}&sort=clean_accuracy&order=asc")
+    shown = _visible(driver)
+    assert sorted(shown) == sorted(f"mnist5k/{m.slug}" for m in MODELS if m.flagged)
+    values = {
+        m: v
+        for m, v in zip(
+            driver.execute_script(
+                "return Array.from(arguments[0].tBodies[0].rows, r => r.dataset.model)", _table(driver)
+            ),
+            _metric_order(driver, "clean_accuracy"),
+            strict=True,
+        )
+    }
+    assert [values[m] for m in shown] == sorted(values[m] for m in shown)
+    assert not any(math.isnan(v) for v in values.values())
+
+
+def test_compare_selected_links_to_the_boards_compare_page(driver, board_site):
+    _open(driver, (board_site / "index.html").as_uri())
+    link = _controls(driver).find_element(By.CSS_SELECTOR, "a.compare")
+    assert link.get_attribute("href") is None and link.get_attribute("aria-disabled") == "true"
+    boxes = _table(driver).find_elements(By.CSS_SELECTOR, "input.pick")
+    boxes[0].click()
+    assert link.get_attribute("href") is None  # one model is no comparison
+    boxes[3].click()
+    rows = _table(driver).find_elements(By.CSS_SELECTOR, "tbody tr")
+    names = [rows[i].get_attribute("data-model").split("/", 1)[1] for i in (0, 3)]
+    assert link.get_attribute("href").endswith(f"compare-{BOARD}.html?models={names[0]},{names[1]}")
+    assert link.get_attribute("aria-disabled") is None
