@@ -10,7 +10,7 @@ with it, so a comparison can be shared. Without ``models`` it shows the board's 
 The page holds every ranked model of the board (its metrics, its tube, its first NSPGD strip) and a few
 lines of JavaScript show the chosen ones and highlight their points on the board's scatters; without
 JavaScript it says how to compare instead. The tubes are the model pages' own figures, written once per
-model as ``models/<board>/<name>/tube.svg`` and shown here as images.
+model as ``boards/<board>/tubes/<name>.svg`` and shown here as images.
 """
 
 from __future__ import annotations
@@ -23,7 +23,13 @@ if TYPE_CHECKING:
     from invarbench.site.build import Column, DatasetBoard, Figure, ModelPage
 
 TUBE_TITLE = "Equi-confidence tube"  # the model page's figure that the compare page shows
-TUBE_FILE = "tube.svg"  # in the model page's files folder
+
+
+def tube_path(page: ModelPage) -> str:
+    """Where the compare page finds a model page's tube as a file, relative to the site's root:
+    ``boards/<board>/tubes/<name>.svg`` (beside the board's downloads; the model page's own folder holds
+    only what its run stored)."""
+    return f"boards/{page.board}/tubes/{Path(page.path).stem}.svg"
 
 
 def compare_page_path(board: DatasetBoard) -> str:
@@ -123,12 +129,11 @@ def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[Co
         for row, rank in zip(board.rows, board.ranks, strict=True):
             href = model_page_path(board, row.card_id)
             page = by_path.get(href)
-            folder = str(Path(href).with_suffix(""))  # the model page's files folder, from the root
             tube = strip = None
             if page is not None:
                 figure = next((f for f in page.figures if f.title == TUBE_TITLE), None)
                 if figure is not None:
-                    tube = ComparePicture(f"{folder}/{TUBE_FILE}", figure.alt, getattr(figure, "caption", ""))
+                    tube = ComparePicture(tube_path(page), figure.alt, getattr(figure, "caption", ""))
                 if page.strips:
                     s = page.strips[0]
                     strip = ComparePicture(f"{str(Path(href).parent)}/{s.src}", s.alt, s.caption, s.width, s.height)
@@ -175,5 +180,5 @@ def tube_files(pages: list[ModelPage]) -> dict[str, str]:
     for page in pages:
         figure = next((f for f in page.figures if f.title == TUBE_TITLE), None)
         if figure is not None:
-            files[f"{Path(page.path).with_suffix('')}/{TUBE_FILE}"] = figure.svg
+            files[tube_path(page)] = figure.svg
     return files
