@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install a headless browser for the site's browser tests (tests/test_site_browser.py): Debian's
+# Install a headless browser for the site's browser tests (tests/test_site_browser.py, tests/test_site_a11y.py
+# with its vendored axe-core, so no node): Debian's
 # chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver), when either is missing.
 #
 #   bash .ci/install-browser.sh
