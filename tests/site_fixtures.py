@@ -506,7 +506,7 @@ def fixture_document(model: FixtureModel, dataset: str, index: int, *, smoke: bo
     """The results document (format of docs/store.md) of ``model``'s run on ``dataset``'s board: its seed's
     document with the model's card, its changed per-example values, and the metrics and flags the suite's
     aggregation computes from them. ``index`` orders the runs' times; ``smoke``: the first batch only."""
-    from invarbench.evaluation.measure import aggregate, result_flags
+    from invarbench.measurements import aggregate, result_flags
     from invarbench.store.document_checks import recorded_suite
     from invarbench.store.export import content_digest
 

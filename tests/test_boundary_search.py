@@ -14,7 +14,8 @@ from invarbench.attacks.checks import ReliabilityConfig, reliability_report
 from invarbench.attacks.minnorm import boundary_search_l2
 from invarbench.data.registry import EvalData
 from invarbench.errors import ModelOutputError
-from invarbench.evaluation.measure import measure_batch, result_flags
+from invarbench.evaluation.measure import measure_batch
+from invarbench.measurements import result_flags
 from invarbench.measurements.min_norm import nearest_other_class_endpoints
 from invarbench.metrics.stats import wilson_interval
 from invarbench.models.wrapper import ModelWrapper
@@ -106,6 +107,12 @@ def test_endpoints_are_the_nearest_images_of_other_classes_the_model_does_not_gi
     assert torch.equal(alone, got)
 
 
+def _suite_for_8x8():
+    """quick/mnist5k without human_invariance, whose probe images are MNIST's 1x28x28 (these tests use 8x8)."""
+    suite = load_suite("quick", "mnist5k")
+    return suite.model_copy(update={"measurements": suite.measurements.replace(human_invariance=None)})
+
+
 def test_a_model_that_predicts_one_class_everywhere_has_no_endpoints_and_infinite_search():
     data, _ = _class_mean_data()
     constant = LinearImageModel(torch.zeros(3, 64), torch.tensor([0.0, 5.0, 0.0]))
@@ -118,7 +125,7 @@ def test_a_model_that_predicts_one_class_everywhere_has_no_endpoints_and_infinit
 def test_min_norm_is_the_smaller_of_fmn_and_the_search_and_keeps_which_gave_it():
     data, model = _class_mean_data(n=24)
     wrapped = ModelWrapper(model.float(), num_classes=3, input_shape=(1, 8, 8))
-    suite = load_suite("quick", "mnist5k")
+    suite = _suite_for_8x8()
     out = measure_batch(wrapped, data, 0, 24, suite, torch.Generator().manual_seed(0))
     mn, correct = out["min_norm"], out["clean"]["correct"]
     for d, f, s, method, ok in zip(mn["distance"], mn["fmn_distance"], mn["search_distance"], mn["method"], correct):
@@ -185,7 +192,7 @@ class _NaNAwayFromClean(nn.Module):
 def test_every_measurement_refuses_nan_logits_at_any_iterate():
     data, model = _class_mean_data(n=12)
     model = model.float()
-    suite = load_suite("quick", "mnist5k")
+    suite = _suite_for_8x8()
     hostile = ModelWrapper(_NaNAwayFromClean(model, data.x), num_classes=3, input_shape=(1, 8, 8))
     with pytest.raises(ModelOutputError, match=r"NaN or Inf logits for \d+ input\(s\) during pgd_linf"):
         measure_batch(hostile, data, 0, 12, suite, torch.Generator().manual_seed(0))

@@ -25,9 +25,9 @@ from invarbench.data import load_eval_data
 from invarbench.data.native import read_idx
 from invarbench.data.registry import EvalData
 from invarbench.errors import ValidationError
-from invarbench.evaluation.measure import aggregate, measure_batch_with_artifacts
+from invarbench.evaluation.measure import measure_batch_with_artifacts
 from invarbench.evaluation.pipeline import finish_suite, run_suite
-from invarbench.measurements import MEASUREMENTS
+from invarbench.measurements import MEASUREMENTS, aggregate
 from invarbench.measurements.human_invariance import (
     DATA_DIR,
     PICTURE,

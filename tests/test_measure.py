@@ -11,7 +11,8 @@ import torch
 from data_helpers import class_mean_model
 
 from invarbench.data import load_eval_data
-from invarbench.evaluation.measure import aggregate, measure_batch, reliability_flags
+from invarbench.evaluation.measure import measure_batch, reliability_flags
+from invarbench.measurements import aggregate
 from invarbench.measurements.nspgd import PairRule, pair_plan
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.store.codec import decode_floats, encode_floats
@@ -188,7 +189,9 @@ def test_measure_batch_is_deterministic_and_batching_keeps_pairs(model, data):
     assert split["nspgd"]["valid"] == whole["nspgd"]["valid"]
     assert split["nspgd"]["accepted_steps"] == whole["nspgd"]["accepted_steps"]
     ok = [i for i, v in enumerate(whole["nspgd"]["valid"]) if v]
-    assert [split["nspgd"]["closure"][i] for i in ok] == pytest.approx([whole["nspgd"]["closure"][i] for i in ok], rel=1e-5)
+    assert [split["nspgd"]["closure"][i] for i in ok] == pytest.approx(
+        [whole["nspgd"]["closure"][i] for i in ok], rel=1e-5
+    )
     assert split["path_width"]["pair"] == whole["path_width"]["pair"]
 
 

@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from invarbench.cards import resolve_card
 from invarbench.cli import app
 from invarbench.evaluation import EvalOptions, evaluate
-from invarbench.evaluation.measure import aggregate
 from invarbench.evaluation.verify import (
     CROSS_DEVICE,
     EXACT,
@@ -33,6 +32,7 @@ from invarbench.evaluation.verify import (
     same_device_class,
     select_batches,
 )
+from invarbench.measurements import aggregate
 from invarbench.store import Store
 from invarbench.store.codec import decode_floats, encode_floats, encode_number
 from invarbench.store.export import content_digest, dumps, picked_runs, write_json_tree

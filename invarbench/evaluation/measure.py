@@ -37,13 +37,20 @@ from invarbench.attacks.checks import reliability_flags as _check_flags
 from invarbench.data.registry import EvalData
 from invarbench.errors import ModelOutputError
 from invarbench.evaluation.memory import MemoryPlan
-from invarbench.measurements import MEASUREMENTS, BatchContext, BatchOutput, PerExample, measurement_generators
-from invarbench.metrics.stats import MetricValue
+from invarbench.measurements import (
+    ALWAYS as _ALWAYS,
+)
+from invarbench.measurements import (
+    MEASUREMENTS,
+    BatchContext,
+    BatchOutput,
+    PerExample,
+    measurement_generators,
+)
 from invarbench.progress import Note
 
 # The measurements whose random streams a batch seeds (kept as they were: a stream's seed depends
 # only on the batch's generator and the measurement's name).
-_ALWAYS = "clean"
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -235,27 +242,3 @@ def merge_batches(batches: Iterable[PerExample]) -> PerExample:
             for key, vals in fields.items():
                 into.setdefault(key, []).extend(vals)
     return merged
-
-
-def aggregate(per_example: PerExample, suite) -> list[MetricValue]:  # noqa: ANN001
-    """The suite's metrics from the concatenated per-example values of all batches, in the order of
-    the registry's measurements and their declared metrics."""
-    metrics: list[MetricValue] = []
-    for m in MEASUREMENTS.in_order():
-        if m.aggregate is None or (m.name != _ALWAYS and m.name not in suite.measurements):
-            continue
-        values = m.aggregate(per_example, suite.measurements.get(m.name), suite)
-        declared = [s.name for s in m.metrics]
-        if [v.name for v in values] != declared:
-            raise RuntimeError(f"measurement {m.name} computed {[v.name for v in values]}, declares {declared}")
-        metrics.extend(values)
-    return metrics
-
-
-def result_flags(per_example: PerExample, suite) -> list[str]:  # noqa: ANN001
-    """Flags read from a finished run's per-example values (each measurement's ``flags``)."""
-    flags: list[str] = []
-    for m in MEASUREMENTS.in_order():
-        if m.flags is not None and m.name in suite.measurements:
-            flags.extend(m.flags(per_example, suite))
-    return flags

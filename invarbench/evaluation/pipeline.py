@@ -19,15 +19,9 @@ from torch import nn
 
 from invarbench.data.registry import EvalData
 from invarbench.errors import ModelOutputError, ValidationError
-from invarbench.evaluation.measure import (
-    aggregate,
-    measure_batch_with_artifacts,
-    merge_batches,
-    reliability_flags,
-    result_flags,
-)
+from invarbench.evaluation.measure import measure_batch_with_artifacts, merge_batches, reliability_flags
 from invarbench.evaluation.memory import MemoryPlan
-from invarbench.measurements import PerExample
+from invarbench.measurements import PerExample, aggregate, result_flags
 from invarbench.metrics.stats import MetricValue
 
 BatchNote = Callable[[int, int, str], None]  # (start, stop, what runs now)

@@ -31,11 +31,41 @@ from invarbench.measurements.min_norm import MIN_NORM
 from invarbench.measurements.nspgd import NSPGD
 from invarbench.measurements.path_width import PATH_WIDTH_MEASUREMENT
 from invarbench.measurements.pgd import PGD_L2, PGD_LINF
+from invarbench.metrics.stats import MetricValue
 from invarbench.registry import Registry
 
 MEASUREMENTS: Registry[Measurement] = Registry("measurement")
 for _m in (CLEAN, PGD_LINF, PGD_L2, MIN_NORM, NSPGD, PATH_WIDTH_MEASUREMENT, ECE_MEASUREMENT, HUMAN_INVARIANCE):
     MEASUREMENTS.add(_m.name, _m)
+
+# Measured in every run whatever the suite lists (the clean pass the others start from).
+ALWAYS = "clean"
+
+
+def aggregate(per_example: PerExample, suite) -> list[MetricValue]:  # noqa: ANN001
+    """The suite's metrics from the concatenated per-example values of all batches, in the order of
+    the registry's measurements and their declared metrics (used by a run, and by the results checks
+    that recompute a document's metrics). Raises ``RuntimeError`` when a measurement computes other
+    metrics than it declares."""
+    metrics: list[MetricValue] = []
+    for m in MEASUREMENTS.in_order():
+        if m.aggregate is None or (m.name != ALWAYS and m.name not in suite.measurements):
+            continue
+        values = m.aggregate(per_example, suite.measurements.get(m.name), suite)
+        declared = [s.name for s in m.metrics]
+        if [v.name for v in values] != declared:
+            raise RuntimeError(f"measurement {m.name} computed {[v.name for v in values]}, declares {declared}")
+        metrics.extend(values)
+    return metrics
+
+
+def result_flags(per_example: PerExample, suite) -> list[str]:  # noqa: ANN001
+    """Flags read from a finished run's per-example values (each measurement's ``flags``)."""
+    flags: list[str] = []
+    for m in MEASUREMENTS.in_order():
+        if m.flags is not None and m.name in suite.measurements:
+            flags.extend(m.flags(per_example, suite))
+    return flags
 
 
 PLUGINS_ENV = "INVARBENCH_MEASUREMENTS"

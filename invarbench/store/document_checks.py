@@ -345,7 +345,7 @@ def check_metrics_follow(
     does not follow; a value the aggregation cannot read (wrong type, missing field) is refused the same way.
     """
     from invarbench.attacks.checks import FLAG_NAMES
-    from invarbench.evaluation.measure import aggregate, result_flags
+    from invarbench.measurements import aggregate, result_flags
 
     try:
         recomputed = {m.name: m for m in aggregate(per_example, suite)}
