@@ -285,3 +285,24 @@ def test_the_compare_page_without_javascript_says_how_to_compare(board_site):  #
     # Every ranked model is listed with a link to its page.
     for model in MODELS:
         assert f'href="models/{BOARD}/{model.slug}.html"' in html, model.slug
+
+
+def test_the_fixture_board_is_what_the_site_is_designed_for(board_store):  # noqa: F811
+    """30 ranked models of every training method, the flagged ones flagged by their own values, a smoke run
+    apart, and a small second board: the shape the site's layouts and these tests assume."""
+    from site_fixtures import FLAGGED, SECOND, SECOND_BOARD
+
+    from invarbench.site.build import leaderboard
+
+    boards = {b.slug: b for b in leaderboard(board_store)}
+    assert sorted(boards) == sorted([BOARD, SECOND_BOARD])
+    board = boards[BOARD]
+    assert {r.card_id for r in board.rows} == {f"mnist5k/{m.slug}" for m in MODELS}
+    assert len(board.rows) == 30 and len(board.unranked) == 1 and len(boards[SECOND_BOARD].rows) == len(SECOND)
+    assert {r.training for r in board.rows} == {"standard", "pgd-at", "trades", "certified", "other"}
+    assert {r.card_id.split("/")[1] for r in board.rows if WEAKER in r.flags} == set(FLAGGED)
+    assert max(len(r.name) for r in board.rows) > 70
+    # Every model has the scatter's two metrics, and no two tie on them.
+    for metric in ("median_min_l2_distance", "path_width"):
+        values = [r.metrics[metric].value for r in board.rows]
+        assert len(set(values)) == len(values), metric
