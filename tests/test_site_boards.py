@@ -267,6 +267,25 @@ def test_at_1280_px_every_metric_column_is_in_view_without_scrolling(driver, boa
     assert len(heights) == 30 and max(heights) <= 2.05, max(heights)
     groups = [th.text for th in _table(driver).find_elements(By.CSS_SELECTOR, "tr.groups th")]
     assert groups == ["Clean accuracy and calibration", "Sensitivity", "Invariance"]
+    # An MNIST board of the current suites also has the two human-judged agreements: ten metric columns,
+    # their cells as wide as the accuracies' (cloned from clean accuracy here). They fit too.
+    wide, box = driver.execute_script(
+        """var t = arguments[0], labels = ["Human agreement (relabelled) ↑", "Human agreement (unchanged) ↑"];
+        var heads = t.tHead.rows[1], clean = heads.querySelector('th[data-metric=clean_accuracy]');
+        labels.forEach(function (label, k) {
+          var th = clean.cloneNode(true);
+          th.dataset.metric = "human_" + k; th.querySelector("button").textContent = label;
+          heads.insertBefore(th, heads.lastElementChild);
+          Array.from(t.tBodies[0].rows).forEach(function (tr) {
+            tr.insertBefore(tr.querySelector('td[data-metric=clean_accuracy]').cloneNode(true), tr.lastElementChild);
+          });
+        });
+        t.tHead.rows[0].cells[t.tHead.rows[0].cells.length - 2].colSpan += 2;
+        return [t.scrollWidth, t.closest('.scroll').clientWidth];""",
+        _table(driver),
+    )
+    assert len(_table(driver).find_elements(By.CSS_SELECTOR, "thead th[data-metric]")) == 10
+    assert wide <= box, (wide, box)
 
 
 def test_at_390_px_a_card_per_model_no_page_scroll_and_a_number_on_the_first_screen(driver, board_site, artifacts):
