@@ -163,7 +163,7 @@ def intro_strip(store, boards: list) -> IntroStrip | None:  # noqa: ANN001 - a S
 def index_context(store, boards: list) -> dict[str, object]:  # noqa: ANN001 - a Store and DatasetBoards
     """What the index's template needs besides the boards: the repository's links
     (:data:`invarbench.site.protocol.REPOSITORY_URL`), the introduction's strip, the metric groups'
-    headings, and per board (by slug) its filters' choices, its flags' legend, each row's caveats by metric,
+    headings and labels, and per board (by slug) its filters' choices, its flags' legend, each row's caveats by metric,
     and its correlations in words."""
     from invarbench.measurements import flag_docs, metric_specs
     from invarbench.site.protocol import CONTRIBUTING_URL, DOCS_URL, REPOSITORY_URL, intervals_line
@@ -193,6 +193,7 @@ def index_context(store, boards: list) -> dict[str, object]:  # noqa: ANN001 - a
         | {f: flag_info(f, docs) for b in boards for r in [*b.rows, *b.unranked] for f in r.flags},
         "agreement": {b.slug: correlation_lines(b.correlations, labels) for b in boards},
         "column_groups": {b.slug: column_groups(b.columns) for b in boards},
+        "metric_labels": labels,
     }
 
 
