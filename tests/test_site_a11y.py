@@ -306,3 +306,55 @@ def test_the_fixture_board_is_what_the_site_is_designed_for(board_store):  # noq
     for metric in ("median_min_l2_distance", "path_width"):
         values = [r.metrics[metric].value for r in board.rows]
         assert len(set(values)) == len(values), metric
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_new_visitor_finds_the_most_invariant_adversarially_trained_model_and_compares_it_with_a_resnet(
+    driver,
+    served_site,  # noqa: F811
+    board_store,  # noqa: F811
+    width,
+):
+    """The issue's task, on the board's own controls: filter the board to PGD-trained models, sort by path
+    width, pick the first; filter to standard training and the ResNet family, pick one; "Compare selected"
+    opens the compare page with both."""
+    from selenium.webdriver.support.ui import Select
+
+    from invarbench.site.build import leaderboard
+
+    board = next(b for b in leaderboard(board_store) if b.slug == BOARD)
+    adversarial = [r for r in board.rows if r.training == "pgd-at"]
+    widest = max(adversarial, key=lambda r: r.metrics["path_width"].value).card_id.split("/", 1)[1]
+    _width(driver, width)
+    _open(driver, served_site + "index.html")
+    controls = driver.find_element(By.CSS_SELECTOR, f"div.controls[data-board='{BOARD}']")
+    table = driver.find_element(By.ID, f"table-{BOARD}")
+
+    def control(css: str):
+        return Select(controls.find_element(By.CSS_SELECTOR, css))
+
+    def visible() -> list:
+        return [tr for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr") if tr.is_displayed()]
+
+    control("select[data-filter=training]").select_by_value("pgd-at")
+    heading = table.find_element(By.CSS_SELECTOR, "th[data-key=path_width] button")
+    if heading.is_displayed():  # the table's heading (a wide screen); a phone's cards have a "Sort by" menu
+        heading.click()
+    else:
+        control("select[data-sort-choice]").select_by_value("path_width")
+    rows = visible()
+    assert {tr.get_attribute("data-model") for tr in rows} == {r.card_id for r in adversarial}
+    assert rows[0].get_attribute("data-model") == f"mnist5k/{widest}"
+    driver.execute_script("arguments[0].click()", rows[0].find_element(By.CSS_SELECTOR, "input.pick"))
+    control("select[data-filter=training]").select_by_value("standard")
+    control("select[data-filter=family]").select_by_value("ResNet")
+    resnet = visible()[0]
+    name = resnet.get_attribute("data-model").split("/", 1)[1]
+    assert next(r for r in board.rows if r.card_id == f"mnist5k/{name}").family == "ResNet"
+    driver.execute_script("arguments[0].click()", resnet.find_element(By.CSS_SELECTOR, "input.pick"))
+    link = controls.find_element(By.CSS_SELECTOR, "a.compare")
+    assert "2" in link.text
+    link.click()
+    assert urlparse(driver.current_url).path.endswith(COMPARE)
+    assert sorted(_shown(driver)) == sorted([widest, name])
+    assert "Comparing 2 models" in driver.find_element(By.ID, "status").text
