@@ -117,7 +117,7 @@ def test_every_ranked_model_has_a_page_with_its_metrics_flags_provenance_and_fig
     html = pages[0].read_text()
     assert "gradient_attack_weaker_than_search</span>: a gradient-free boundary search found closer" in html
     assert "Robust accuracy (L∞)" in html and "suite settings hash" in html and "float32" in html
-    assert html.count("<svg") == 2 and html.count('role="img" aria-label="') == 2
+    assert html.count("<svg") == 2 and html.count('<figure class="plot"><svg role="img"') == 2
     assert "Equi-confidence tube" in html and "Histogram of the minimal adversarial L2 distance of 979 examples" in html
     doc = json.loads(pages[0].with_suffix(".json").read_text())
     assert doc["model"]["card_id"] == "mnist5k/lenet-pgd-at"
@@ -236,9 +236,11 @@ def test_a_model_page_shows_the_image_strips_the_run_stored(tmp_path, quick_run_
         assert lefts == [k * (panel + 4) for k in range(len(doc["panels"]))]
         assert figure.count(f'src="{page.stem}/{doc["image"]}"') == len(doc["panels"])
         assert f'height="{height}"' in figure
-        cells = re.findall(r'<td class="num">([^<]*)</td>', figure)
-        assert cells == [f"{p['p_source']:.3f}" for p in doc["panels"]] + [str(p["predicted"]) for p in doc["panels"]]
-        assert re.findall(r'<th scope="col">([^<]*)<br>', figure) == [p["label"] for p in doc["panels"]]
+        confidences = re.findall(r'<span class="conf"[^>]*>([^<]*)</span>', figure)
+        assert confidences == [f"{p['p_source']:.3f}" for p in doc["panels"]]
+        predicted = re.findall(r'<span class="pred">class (\d+)</span>', figure)
+        assert predicted == [str(p["predicted"]) for p in doc["panels"]]
+        assert re.findall(r'<span class="label">([^<]*)</span>', figure) == [p["label"] for p in doc["panels"]]
         assert f"class-{doc['source_label']} source" in figure and f"class-{doc['target_label']} target" in figure
     # A second build gives the same bytes, pictures included.
     build_site(store, tmp_path / "again")

@@ -21,7 +21,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 import invarbench
-from invarbench.cards.catalog import CardRef
+from invarbench.cards.catalog import CardRef, default_cards_dir
 from invarbench.cards.schema import ModelCard
 from invarbench.errors import InvarbenchError, ValidationError
 from invarbench.measurements import metric_specs
@@ -281,29 +281,136 @@ def _board_protocol(
 
 
 SCATTER_X, SCATTER_Y = "median_min_l2_distance", "path_width"
+HUMAN_X, HUMAN_Y = "robust_accuracy_linf", "human_agreement_relabelled"
+# What larger values of a metric mean where neither end is better (MetricSpec.better None).
+_DIRECTIONS = {"path_width": "wider: more invariant"}
 
 
-def board_scatter(board: DatasetBoard) -> Figure | None:
-    """Sensitivity against invariance for a board's ranked models: the median minimal L2 distance against
-    the path width, with their 95 % intervals, each point linking to its model page; None without data."""
+@dataclass(frozen=True)
+class FigurePoint:
+    """One point of a scatter, as the table under it lists it: the model, its page, its training method
+    and both values with their intervals as text."""
+
+    name: str
+    href: str
+    training: str
+    x: str
+    y: str
+
+
+def _value_text(cell: MetricCell, percent: bool) -> str:
+    scale, fmt = (100.0, "{:.1f}") if percent else (1.0, "{:.3f}")
+    text = fmt.format(scale * cell.value) + (" %" if percent else "")
+    if cell.ci_low is not None and cell.ci_high is not None:
+        text += f" [{fmt.format(scale * cell.ci_low)}, {fmt.format(scale * cell.ci_high)}]"
+    return text
+
+
+def board_correlation(board: DatasetBoard, x: str, y: str) -> str:
+    """Spearman's rank correlation of metric ``x`` against ``y`` over the board's ranked models, as text
+    (:meth:`BoardCorrelation.text`): the board's own (``board.correlations``, where the board carries
+    them) or computed here with :func:`invarbench.metrics.correlation.spearman` (seed 0, as
+    :func:`invarbench.site.correlations.board_correlations`)."""
+    from invarbench.metrics.correlation import spearman
+    from invarbench.site.correlations import BoardCorrelation
+
+    for c in getattr(board, "correlations", None) or []:
+        if getattr(c, "x", None) == x and getattr(c, "y", None) == y and getattr(c, "group", "") is None:
+            return c.text()
+
+    def column(name: str) -> list[float]:
+        return [r.metrics[name].value if name in r.metrics else float("nan") for r in board.rows]
+
+    return BoardCorrelation(x, y, None, spearman(column(x), column(y), seed=0)).text()
+
+
+def _board_scatter(board: DatasetBoard, x_name: str, y_name: str, title: str, question: str) -> Figure | None:
     from invarbench.site import plots
 
-    points = []
+    specs = {s.name: s for s in metric_specs()}
+    xs, ys = specs.get(x_name), specs.get(y_name)
+    if xs is None or ys is None:
+        return None
+    points, table = [], []
     for row in board.rows:
-        x, y = row.metrics.get(SCATTER_X), row.metrics.get(SCATTER_Y)
+        x, y = row.metrics.get(x_name), row.metrics.get(y_name)
         if x is None or y is None:
             continue
         href = model_page_path(board, row.card_id)
-        points.append(plots.ScatterPoint(row.name, x.value, x.ci_low, x.ci_high, y.value, y.ci_low, y.ci_high, href))
+        sx, sy = (100.0 if xs.percent else 1.0), (100.0 if ys.percent else 1.0)
+
+        def scaled(v: float | None, s: float) -> float | None:
+            return None if v is None else s * v
+
+        points.append(
+            plots.ScatterPoint(
+                row.name,
+                sx * x.value,
+                scaled(x.ci_low, sx),
+                scaled(x.ci_high, sx),
+                sy * y.value,
+                scaled(y.ci_low, sy),
+                scaled(y.ci_high, sy),
+                href,
+                group=row.training,
+            )
+        )
+        table.append(FigurePoint(row.name, href, row.training, _value_text(x, xs.percent), _value_text(y, ys.percent)))
     if not points:
         return None
-    labels = {c.metric: c.label for c in metric_columns()}
-    plot = plots.scatter(
-        points,
-        f"{labels[SCATTER_X]} (sensitivity: higher is less sensitive)",
-        f"{labels[SCATTER_Y]} (invariance around the NSPGD path)",
+
+    def axis(spec, which: str) -> str:
+        unit = "%" if spec.percent else spec.unit
+        return plots.axis_title(f"{spec.label} ({unit})", which, spec.better, _DIRECTIONS.get(spec.name))
+
+    plot = plots.scatter(points, axis(xs, "x"), axis(ys, "y"), title=title)
+    caption = (
+        f"{question} Each point is a ranked model of this board with its 95 % intervals, coloured by training "
+        f"method; it links to the model's page. Spearman's rank correlation of {xs.label} and {ys.label} over the "
+        f"board's models: {board_correlation(board, x_name, y_name)}."
     )
-    return Figure("Sensitivity against invariance", plot.svg, plot.alt)
+    return Figure(
+        title,
+        plot.svg,
+        plot.alt,
+        caption=caption,
+        points=table,
+        columns=(f"{xs.label} ({'%' if xs.percent else xs.unit})", f"{ys.label} ({'%' if ys.percent else ys.unit})"),
+        slug=f"{board.slug}-{x_name}-{y_name}".replace("_", "-"),
+    )
+
+
+def board_scatters(board: DatasetBoard) -> list[Figure]:
+    """A board's scatters of its ranked models: sensitivity (the median minimal L2 distance) against
+    invariance (the path width), and, where the board has the human-judged invariance metric, L∞ robust
+    accuracy against it. Each with axis titles, units and the better direction, points coloured by
+    training method and linking to the model pages, a caption with the board's rank correlation, and a
+    table of the points (:class:`FigurePoint`) for readers who do not see the picture."""
+    figures = [
+        _board_scatter(
+            board,
+            SCATTER_X,
+            SCATTER_Y,
+            "Sensitivity against invariance",
+            "Are the models that need larger perturbations to be fooled also the ones with wider tubes of "
+            "near-constant confidence around the NSPGD path?",
+        ),
+        _board_scatter(
+            board,
+            HUMAN_X,
+            HUMAN_Y,
+            "Robustness against human-judged invariance",
+            "Do the adversarially robust models also agree with the humans on the images the humans relabelled "
+            "(Tramèr et al., 2020), or are they excessively invariant there?",
+        ),
+    ]
+    return [f for f in figures if f is not None]
+
+
+def board_scatter(board: DatasetBoard) -> Figure | None:
+    """The first of :func:`board_scatters` (sensitivity against invariance), or None without data."""
+    figures = board_scatters(board)
+    return figures[0] if figures and figures[0].title == "Sensitivity against invariance" else None
 
 
 def _generated(store: Store) -> str:
@@ -346,6 +453,7 @@ def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
         page_path=model_page_path,
         compare_path=compare_page_path,  # a board's compare page (invarbench.site.compare), for its link
         scatters={b.slug: board_scatter(b) for b in boards},
+        board_figures={b.slug: board_scatters(b) for b in boards},
         **index_context(store, boards),
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -359,7 +467,7 @@ def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
         )
         inside(out, downloads / f"{board.slug}.csv").write_text(csv_text(ranked), encoding="utf-8")
     page_template = env.get_template("model.html")
-    pages = model_pages(store, boards, runs)
+    pages = model_pages(store, boards, runs, cards_dir=cards_dir or default_cards_dir())
     for page in pages:
         target = inside(out, out / page.path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -428,11 +536,18 @@ class MetricLine:
 
 @dataclass(frozen=True)
 class Figure:
-    """A picture of a page: inline SVG text (made by :mod:`invarbench.site.plots`) and its alt text."""
+    """A picture of a page: inline SVG text (made by :mod:`invarbench.site.plots`) and its alt text; a
+    ``caption`` that says what it shows; for a scatter, its ``points`` as a table (``columns``: the x and
+    y headings), and ``slug``, its id on the page; ``marks``, the numbers it marks (``Plot.marks``)."""
 
     title: str
     svg: str
     alt: str
+    caption: str = ""
+    points: list = field(default_factory=list)  # FigurePoint
+    columns: tuple[str, str] = ("", "")
+    slug: str = ""
+    marks: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -589,6 +704,25 @@ class ModelPage:
     files_dir: str = ""  # the folder of the page's pictures, relative to the page
     human: list = field(default_factory=list)  # human_invariance per probe set (SetBreakdown), pooled last
     disagreements: DisagreementPicture | None = None  # the probe images where the model disagrees with humans
+    # What a researcher cites: where the model stands, what it is, where it comes from, how to run it again.
+    board_title: str = ""  # "mnist5k · standard v4"
+    rank: int | None = None  # the shared rank on the board (shared_ranks)
+    ranked: int = 0  # models on the board
+    rank_label: str = ""  # the metric the board ranks by, its label
+    architecture: str = ""
+    parameters: str = ""  # the count ("61,706"), or "not available (why)"
+    parameter_count: int | None = None
+    preprocessing: str = ""
+    weights_sha256: str = ""  # of the model file the run evaluated
+    card_sha256: str = ""
+    origin: OriginInfo | None = None
+    protocol: list = field(default_factory=list)  # invarbench.site.protocol.ProtocolLine: the suite in words
+    caveats: dict[str, list[str]] = field(default_factory=dict)  # metric -> the flags that concern it
+    flag_concerns: dict[str, list[str]] = field(default_factory=dict)  # flag -> the labels of the metrics it concerns
+    run_command: str = ""
+    run_python: str = ""
+    suite_name: str = ""
+    suite_version: int = 0
 
 
 def model_page_path(board: DatasetBoard, card_id: str) -> str:
@@ -603,18 +737,45 @@ def _per_example(store: Store, run_id: int) -> dict[str, dict[str, list]]:
 
 
 def _figures(run: RunRecord, values: dict[str, dict[str, list]]) -> list[Figure]:
+    """The tube (marking the run's ``path_width``) and the histogram (marking the median the run's
+    ``median_min_l2_distance`` reports), each with a caption on how to read it."""
     from invarbench.site import plots
 
     figures = []
+    stored = {m.name: m.value for m in run.metrics}
     pw = values.get("path_width")
     settings = (run.suite_settings or {}).get("measurements", {}).get("path_width")
     if pw and settings and pw.get("pair"):
-        plot = plots.tube_plot(settings["radii"], settings["points"], pw["q_lo"], pw["q_hi"], pw["p0"])
-        figures.append(Figure("Equi-confidence tube", plot.svg, plot.alt))
+        plot = plots.tube_plot(
+            settings["radii"],
+            settings["points"],
+            pw["q_lo"],
+            pw["q_hi"],
+            pw["p0"],
+            widths=pw.get("width"),
+            path_width=stored.get("path_width"),
+            width_fraction=float(settings.get("width_fraction", 0.5)),
+        )
+        caption = (
+            "Read it left to right along the NSPGD walk toward an image of another class, and bottom to top away "
+            "from the walk in random directions normal to it: bright cells keep the source-class confidence. The "
+            "white line is the tube's edge, where the 5 % quantile of the confidence falls to "
+            f"{float(settings.get('width_fraction', 0.5)):g} × its value on the path (mean over the pairs); the "
+            "dashed line is the model's path width, the mean of those widths over the points and pairs. A wider, "
+            "brighter tube: a smoother, more invariant model."
+        )
+        figures.append(Figure("Equi-confidence tube", plot.svg, plot.alt, caption=caption, marks=plot.marks))
     mn = values.get("min_norm")
     if mn and mn.get("distance"):
         plot = plots.distance_histogram(mn["distance"], mn.get("method"))
-        figures.append(Figure("Minimal adversarial L2 distances", plot.svg, plot.alt))
+        caption = (
+            "Per example, the smallest L2 perturbation found that changes the prediction. The grey bar at 0 counts "
+            "the examples misclassified without any perturbation, which the metric counts as distance 0; the "
+            "dashed line is the median over every example, the metric's median min. L2 distance."
+        )
+        figures.append(
+            Figure("Minimal adversarial L2 distances", plot.svg, plot.alt, caption=caption, marks=plot.marks)
+        )
     return figures
 
 
@@ -629,10 +790,19 @@ def _stored_card(run: RunRecord) -> ModelCard | None:
         return None
 
 
-def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRecord] | None = None) -> list[ModelPage]:
-    """One page per ranked run of every board (``runs``: the ranked runs already read, by id)."""
+def model_pages(
+    store: Store,
+    boards: list[DatasetBoard],
+    runs: dict[int, RunRecord] | None = None,
+    *,
+    cards_dir: Path | None = None,
+) -> list[ModelPage]:
+    """One page per ranked run of every board (``runs``: the ranked runs already read, by id). The parameter
+    count is read from the safetensors header of the card's file in ``cards_dir`` when that file is the
+    run's (the same sha256); otherwise the page says it is not available, and why."""
     from invarbench.measurements import flag_docs
     from invarbench.measurements.human_invariance import breakdown as human_breakdown
+    from invarbench.site.protocol import protocol_lines
 
     specs = {s.name: s for s in metric_specs()}
     docs = flag_docs()
@@ -647,13 +817,7 @@ def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRec
                 f"https://huggingface.co/{hub.repo_id}/blob/{hub.revision}/{hub.file}" if hub is not None else None
             )
             paper = valid.paper if valid is not None else None
-            fields = [
-                (key, str(card[key]))
-                for key in ("id", "name", "dataset", "num_classes", "format", "license", "submitted_by", "notes")
-                if card.get(key) is not None
-            ]
-            training = card.get("training") if isinstance(card.get("training"), dict) else {}
-            fields += [(f"training.{k}", str(v)) for k, v in training.items()]
+            fields = _card_fields(card)
             values = _per_example(store, run.id)
             metrics = [
                 MetricLine(
@@ -668,6 +832,16 @@ def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRec
                 )
                 for m in run.metrics
             ]
+            by_name = {m.name: m for m in metrics}
+            count, parameters = _parameters(valid, run.model.file_sha256, cards_dir)
+            caveats: dict[str, list[str]] = {}
+            concerns: dict[str, list[str]] = {}
+            for flag in run.flags or []:
+                for name in flag_metrics(flag, list(by_name)):
+                    caveats.setdefault(name, []).append(flag)
+                    concerns.setdefault(flag, []).append(by_name[name].label)
+            command, python = run_snippets(row.card_id, board.dataset, board.suite)
+            position = board.rows.index(row)
             pages.append(
                 ModelPage(
                     path=model_page_path(board, row.card_id),
@@ -693,6 +867,291 @@ def model_pages(store: Store, boards: list[DatasetBoard], runs: dict[int, RunRec
                     files_dir=Path(model_page_path(board, row.card_id)).stem,
                     human=human_breakdown(values["human_invariance"]) if values.get("human_invariance") else [],
                     disagreements=_disagreements(run, Path(model_page_path(board, row.card_id)).stem),
+                    board_title=f"{board.dataset} · {board.suite} v{board.version}",
+                    rank=board.ranks[position] if position < len(board.ranks) else position + 1,
+                    ranked=len(board.rows),
+                    rank_label=next((c.label for c in metric_columns() if c.metric == board.rank_metric), ""),
+                    architecture=_architecture(valid),
+                    parameters=parameters,
+                    parameter_count=count,
+                    preprocessing=_preprocessing(valid),
+                    weights_sha256=run.model.file_sha256,
+                    card_sha256=run.model.card_sha256,
+                    origin=_origin(valid, by_name),
+                    protocol=protocol_lines(run.suite_settings, digest=run.data_digest) if run.suite_settings else [],
+                    caveats=caveats,
+                    flag_concerns=concerns,
+                    run_command=command,
+                    run_python=python,
+                    suite_name=board.suite,
+                    suite_version=board.version,
                 )
             )
     return pages
+
+
+# --- what a model page says about the model: a citable record -------------------------------------
+
+# The metrics each flag casts doubt on (docs/measurements.md §4): a model page puts a caveat beside them.
+_ATTACK_METRICS = ("robust_accuracy_linf", "robust_accuracy_l2", "median_min_l2_distance")
+_GRADIENT_METRICS = (*_ATTACK_METRICS, "nspgd_closure", "nspgd_target_distance_l2", "path_width")
+FLAG_METRICS: dict[str, tuple[str, ...]] = {
+    "randomized_outputs": _GRADIENT_METRICS,
+    "probability_outputs": _GRADIENT_METRICS,
+    "zero_gradients": _GRADIENT_METRICS,
+    "nan_gradients": _GRADIENT_METRICS,
+    "gradient_attack_weaker_than_search": ("robust_accuracy_linf", "robust_accuracy_l2"),
+    "batch_dependent_outputs": (),  # every number: see flag_metrics
+}
+
+
+def flag_metrics(flag: str, metrics: Sequence[str]) -> list[str]:
+    """The metrics among ``metrics`` whose numbers ``flag`` says may be wrong (:data:`FLAG_METRICS`; a
+    batch-dependent model's every number, and an unknown flag's too: better a caveat too many)."""
+    concerned = FLAG_METRICS.get(flag, ())
+    return list(metrics) if not concerned else [m for m in metrics if m in concerned]
+
+
+# The card's fields as a reader names them (invarbench.cards.schema.ModelCard), in the order shown.
+CARD_LABELS: dict[str, str] = {
+    "id": "Card id",
+    "name": "Name",
+    "dataset": "Data set",
+    "num_classes": "Classes",
+    "format": "File format",
+    "license": "Licence of the weights",
+    "submitted_by": "Submitted by",
+    "training.method": "Training method",
+    "training.norm": "Training threat model: norm",
+    "training.eps": "Training threat model: ε ([0, 1] pixel scale)",
+    "notes": "Notes",
+}
+TRAINING_METHODS = {
+    "standard": "standard (no adversarial training)",
+    "pgd-at": "PGD adversarial training (Madry et al., 2018)",
+    "trades": "TRADES (Zhang et al., 2019)",
+    "ccat": "confidence-calibrated adversarial training (Stutz et al., 2020)",
+    "certified": "certified (verified) training",
+    "other": "other (see the notes and the origin)",
+}
+NOT_AVAILABLE = "not available"
+# safetensors: an 8-byte little-endian header length, then a JSON header; the format caps it at 100 MB.
+SAFETENSORS_HEADER_LIMIT = 100_000_000
+
+
+@dataclass(frozen=True)
+class ReportedLine:
+    """One number the upstream reports (``ReportedNumber`` of the card's origin) beside the number this
+    run measured for the same quantity, when the suite measures it (clean accuracy or error); ``measured``
+    is None otherwise, ``note`` says why or how the two differ (other images, another attack)."""
+
+    metric: str
+    reported: str
+    split: str
+    where: str
+    measured: str | None
+    note: str
+
+
+@dataclass(frozen=True)
+class OriginInfo:
+    """The card's ``origin``: the upstream file (``repository``@``commit``:``path`` with a link to it when
+    the repository is on GitHub), its sha256 before conversion, licence, authors, paper, training as the
+    upstream states it, the conversion's notes and the upstream-reported numbers against the measured."""
+
+    repository: str
+    repository_url: str | None
+    commit: str
+    path: str
+    file_url: str | None
+    sha256: str
+    license: str
+    authors: str
+    paper: tuple[str, str | None] | None
+    training: str
+    notes: str | None
+    reported: list[ReportedLine]
+
+
+def safetensors_parameters(path: Path) -> int:
+    """The number of parameters (elements of every tensor) of the safetensors file at ``path``, read from
+    its header alone: an 8-byte little-endian length, then that many bytes of JSON mapping each tensor's
+    name to its ``dtype``, ``shape`` and ``data_offsets`` (the ``__metadata__`` entry aside). The tensors
+    are never read. Raises ``ValueError`` naming the problem when the header is not a safetensors header
+    (too short, longer than the format's 100 MB, not JSON, a shape that is not a list of counts) and
+    ``OSError`` when the file cannot be read."""
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{path.name} is shorter than a safetensors header")
+        size = int.from_bytes(head, "little")
+        if size > SAFETENSORS_HEADER_LIMIT:
+            raise ValueError(f"{path.name}: a header of {size} bytes is longer than safetensors allows")
+        raw = f.read(size)
+    if len(raw) != size:
+        raise ValueError(f"{path.name}: the header is cut short")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"{path.name}: the header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path.name}: the header is not a JSON object")
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise ValueError(f"{path.name}: tensor {name!r} has no valid shape")
+        count = 1
+        for d in shape:
+            count *= d
+        total += count
+    return total
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _parameters(card: ModelCard | None, weights_sha256: str, cards_dir: Path | None) -> tuple[int | None, str]:
+    """The parameter count of the run's model file when the cards folder holds it (a safetensors card
+    with a local ``path`` whose bytes are the run's: the same sha256), with the text a page shows; else
+    None and why not."""
+    if card is None:
+        return None, f"{NOT_AVAILABLE} (the run's card is not a valid card)"
+    if card.format != "safetensors":
+        return None, f"{NOT_AVAILABLE} (a {card.format} program: no safetensors header to read)"
+    if card.source.path is None:
+        return None, f"{NOT_AVAILABLE} (the model file is on the Hub, not in the cards folder)"
+    if cards_dir is None:
+        return None, f"{NOT_AVAILABLE} (no cards folder)"
+    path = cards_dir / card.dataset / card.source.path
+    try:
+        if not path.is_file():
+            return None, f"{NOT_AVAILABLE} (the cards folder has no {card.source.path})"
+        if _file_sha256(path) != weights_sha256:
+            return None, f"{NOT_AVAILABLE} (the cards folder's {card.source.path} is another file than the run's)"
+        count = safetensors_parameters(path)
+    except (OSError, ValueError) as exc:
+        return None, f"{NOT_AVAILABLE} ({exc})"
+    return count, f"{count:,}"
+
+
+def _architecture(card: ModelCard | None) -> str:
+    if card is None:
+        return NOT_AVAILABLE
+    if card.architecture is None:
+        return "a torch.export program (its own graph; no registered architecture)"
+    kwargs = ", ".join(f"{k}={v}" for k, v in card.architecture.kwargs.items())
+    return f"{card.architecture.name}({kwargs})"
+
+
+def _preprocessing(card: ModelCard | None) -> str:
+    if card is None:
+        return NOT_AVAILABLE
+    pre = card.preprocessing
+    size = "×".join(str(d) for d in pre.input_size)
+    if pre.mean is None:
+        norm = "no normalisation: the model takes pixel values in [0, 1]"
+    else:
+        norm = (
+            f"normalised inside the model wrapper as (x − mean) / std, mean {list(pre.mean)}, std {list(pre.std or [])}"
+        )
+    return f"input {size} (channels × height × width); {norm}"
+
+
+def _reported(reported: list, metrics: dict[str, MetricLine]) -> list[ReportedLine]:
+    """The upstream's numbers beside the measured clean accuracy (or error) where they name one."""
+    lines = []
+    clean = metrics.get("clean_accuracy")
+    for r in reported:
+        if r.unit == "percent":
+            text = f"{r.value:g} %"
+        elif r.unit == "fraction":
+            text = f"{r.value:g}"
+        else:
+            text = f"{r.value:g} of {r.examples:,}"
+        if r.examples is not None and r.unit != "count":
+            text += f" ({r.examples:,} images)"
+        name = r.metric.strip().lower()
+        measured, note = None, "not measured by this suite (another attack, budget or a certificate)"
+        if clean is not None and name in ("clean accuracy", "clean error", "clean test accuracy"):
+            value = clean.value if name != "clean error" else 1 - clean.value
+            measured = f"{100 * value:.2f} % ({clean.n:,} images)"
+            same = r.examples is not None and r.examples == clean.n
+            note = "the same images" if same else "on other images: the suite's first test images"
+        lines.append(ReportedLine(r.metric, text, r.split, r.where, measured, note))
+    return lines
+
+
+def _origin(card: ModelCard | None, metrics: dict[str, MetricLine]) -> OriginInfo | None:
+    if card is None or card.origin is None:
+        return None
+    o = card.origin
+    repo = http_url(o.repository)
+    file_url = None
+    if repo is not None and repo.startswith("https://github.com/"):
+        file_url = http_url(f"{repo.rstrip('/')}/blob/{o.commit}/{o.path}")
+    return OriginInfo(
+        repository=o.repository,
+        repository_url=repo,
+        commit=o.commit,
+        path=o.path,
+        file_url=file_url,
+        sha256=o.sha256,
+        license=o.license,
+        authors=o.authors,
+        paper=(o.paper.title, http_url(o.paper.url)) if o.paper is not None else None,
+        training=o.training,
+        notes=o.notes,
+        reported=_reported(o.reported, metrics),
+    )
+
+
+def _card_fields(card: dict) -> list[tuple[str, str]]:
+    """The card's fields with the labels of :data:`CARD_LABELS` (a field the page shows elsewhere, such as
+    the architecture, is left out here)."""
+    training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    flat = {
+        **{k: v for k, v in card.items() if not isinstance(v, dict)},
+        **{f"training.{k}": v for k, v in training.items()},
+    }
+    fields = []
+    for key, label in CARD_LABELS.items():
+        value = flat.get(key)
+        if value is None:
+            continue
+        if key == "training.method":
+            value = TRAINING_METHODS.get(str(value), value)
+        elif key == "training.norm":
+            value = {"linf": "L∞", "l2": "L2"}.get(str(value), value)
+        elif key == "training.eps" and isinstance(value, float):
+            value = f"{value:g}" + (f" ({value * 255:.4g}/255)" if value < 1 else "")
+        fields.append((label, str(value)))
+    return fields
+
+
+def run_snippets(card_id: str, dataset: str, suite: str) -> tuple[str, str]:
+    """How to run this evaluation again: the ``invarbench eval`` command for the card, and the Python
+    call (:func:`invarbench.evaluate_model` on the card's model as :func:`invarbench.models.loading.load_model`
+    loads and verifies it, normalisation inside)."""
+    command = f"invarbench eval {card_id} --suite {suite}"
+    name = card_id.split("/", 1)[-1]
+    python = (
+        "import invarbench\n"
+        "from invarbench.cards import resolve_card\n"
+        "from invarbench.models.loading import load_model\n\n"
+        f'model = load_model(resolve_card("{card_id}")).wrapper  # checksum verified, normalisation inside\n'
+        f'result = invarbench.evaluate_model(model, dataset="{dataset}", suite="{suite}", name="{name}")\n'
+        "print(result)  # every metric with its 95 % interval, and the flags"
+    )
+    return command, python
