@@ -717,7 +717,7 @@ class ModelPage:
     card_sha256: str = ""
     origin: OriginInfo | None = None
     protocol: list = field(default_factory=list)  # invarbench.site.protocol.ProtocolLine: the suite in words
-    caveats: dict[str, list[str]] = field(default_factory=dict)  # metric -> the flags that concern it
+    caveats: dict[str, list[str]] = field(default_factory=dict)  # metric -> the caveats of the flags that concern it
     flag_concerns: dict[str, list[str]] = field(default_factory=dict)  # flag -> the labels of the metrics it concerns
     run_command: str = ""
     run_python: str = ""
@@ -802,6 +802,7 @@ def model_pages(
     run's (the same sha256); otherwise the page says it is not available, and why."""
     from invarbench.measurements import flag_docs
     from invarbench.measurements.human_invariance import breakdown as human_breakdown
+    from invarbench.site.boards import flag_info
     from invarbench.site.protocol import protocol_lines
 
     specs = {s.name: s for s in metric_specs()}
@@ -837,8 +838,9 @@ def model_pages(
             caveats: dict[str, list[str]] = {}
             concerns: dict[str, list[str]] = {}
             for flag in run.flags or []:
+                info = flag_info(flag, docs)
                 for name in flag_metrics(flag, list(by_name)):
-                    caveats.setdefault(name, []).append(flag)
+                    caveats.setdefault(name, []).append(f"{info.caveat} ({flag})")
                     concerns.setdefault(flag, []).append(by_name[name].label)
             command, python = run_snippets(row.card_id, board.dataset, board.suite)
             position = board.rows.index(row)
@@ -892,24 +894,15 @@ def model_pages(
 
 # --- what a model page says about the model: a citable record -------------------------------------
 
-# The metrics each flag casts doubt on (docs/measurements.md §4): a model page puts a caveat beside them.
-_ATTACK_METRICS = ("robust_accuracy_linf", "robust_accuracy_l2", "median_min_l2_distance")
-_GRADIENT_METRICS = (*_ATTACK_METRICS, "nspgd_closure", "nspgd_target_distance_l2", "path_width")
-FLAG_METRICS: dict[str, tuple[str, ...]] = {
-    "randomized_outputs": _GRADIENT_METRICS,
-    "probability_outputs": _GRADIENT_METRICS,
-    "zero_gradients": _GRADIENT_METRICS,
-    "nan_gradients": _GRADIENT_METRICS,
-    "gradient_attack_weaker_than_search": ("robust_accuracy_linf", "robust_accuracy_l2"),
-    "batch_dependent_outputs": (),  # every number: see flag_metrics
-}
-
 
 def flag_metrics(flag: str, metrics: Sequence[str]) -> list[str]:
-    """The metrics among ``metrics`` whose numbers ``flag`` says may be wrong (:data:`FLAG_METRICS`; a
-    batch-dependent model's every number, and an unknown flag's too: better a caveat too many)."""
-    concerned = FLAG_METRICS.get(flag, ())
-    return list(metrics) if not concerned else [m for m in metrics if m in concerned]
+    """The metrics among ``metrics`` whose numbers ``flag`` says may be wrong, as the board marks them
+    (:func:`invarbench.site.boards.flag_info`: a batch-dependent model's every number, and an unknown
+    flag's too: better a caveat too many)."""
+    from invarbench.site.boards import flag_info
+
+    concerned = flag_info(flag, {}).concerns
+    return list(metrics) if concerned is None else [m for m in metrics if m in concerned]
 
 
 # The card's fields as a reader names them (invarbench.cards.schema.ModelCard), in the order shown.
