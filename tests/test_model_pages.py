@@ -92,6 +92,7 @@ def test_a_model_page_shows_architecture_parameters_preprocessing_and_sha256(pub
     standing = re.search(r'<p class="standing" id="standing">(.*?)</p>', page).group(1)
     assert re.search(r"Rank <strong>\d</strong> of 2 on the board <a [^>]*>mnist5k · standard v4</a>", standing)
     assert page.index('id="standing"') < page.index("<h2>Metrics</h2>")
+    assert "<code>mnist5k/lenet-standard</code> · standard (no adversarial training)" in page
 
 
 def test_the_parameter_count_says_why_it_is_not_available(tmp_path):

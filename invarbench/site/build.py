@@ -706,6 +706,7 @@ class ModelPage:
     disagreements: DisagreementPicture | None = None  # the probe images where the model disagrees with humans
     # What a researcher cites: where the model stands, what it is, where it comes from, how to run it again.
     board_title: str = ""  # "mnist5k · standard v4"
+    training_label: str = ""  # the training method in words (TRAINING_METHODS)
     rank: int | None = None  # the shared rank on the board (shared_ranks)
     ranked: int = 0  # models on the board
     rank_label: str = ""  # the metric the board ranks by, its label
@@ -870,6 +871,7 @@ def model_pages(
                     human=human_breakdown(values["human_invariance"]) if values.get("human_invariance") else [],
                     disagreements=_disagreements(run, Path(model_page_path(board, row.card_id)).stem),
                     board_title=f"{board.dataset} · {board.suite} v{board.version}",
+                    training_label=TRAINING_METHODS.get(row.training, row.training),
                     rank=board.ranks[position] if position < len(board.ranks) else position + 1,
                     ranked=len(board.rows),
                     rank_label=next((c.label for c in metric_columns() if c.metric == board.rank_metric), ""),
