@@ -718,7 +718,7 @@ class ModelPage:
     card_sha256: str = ""
     origin: OriginInfo | None = None
     protocol: list = field(default_factory=list)  # invarbench.site.protocol.ProtocolLine: the suite in words
-    caveats: dict[str, list[str]] = field(default_factory=dict)  # metric -> the caveats of the flags that concern it
+    caveats: dict[str, list[str]] = field(default_factory=dict)  # metric -> its flags' verdicts ("may be wrong")
     flag_concerns: dict[str, list[str]] = field(default_factory=dict)  # flag -> the labels of the metrics it concerns
     run_command: str = ""
     run_python: str = ""
@@ -841,7 +841,9 @@ def model_pages(
             for flag in run.flags or []:
                 info = flag_info(flag, docs)
                 for name in flag_metrics(flag, list(by_name)):
-                    caveats.setdefault(name, []).append(f"{info.caveat} ({flag})")
+                    verdict = info.caveat.split(":", 1)[0]  # "likely too optimistic"; the flag says why
+                    if verdict not in caveats.get(name, []):
+                        caveats.setdefault(name, []).append(verdict)
                     concerns.setdefault(flag, []).append(by_name[name].label)
             command, python = run_snippets(row.card_id, board.dataset, board.suite)
             position = board.rows.index(row)
