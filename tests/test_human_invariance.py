@@ -43,7 +43,7 @@ from invarbench.models.wrapper import ModelWrapper
 from invarbench.suites import load_suite
 from invarbench.suites.schema import Suite
 
-EXTERNAL = Path("/work/shared/external")
+EXTERNAL = Path(__file__).resolve().parents[2] / "shared" / "external"  # ../shared/external beside the checkout
 UPSTREAM_DIR = EXTERNAL / "invariance-examples"
 MNIST_DIR = EXTERNAL / "mnist"
 # The human study's rates (Tramèr et al., ICML 2020; the upstream Demo notebook prints the same):
