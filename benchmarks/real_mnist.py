@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from invarbench.data import load_eval_data  # noqa: E402
 from invarbench.data.registry import EvalData  # noqa: E402
-from invarbench.evaluation.measure import aggregate, measure_batch  # noqa: E402
+from invarbench.evaluation.measure import measure_batch  # noqa: E402
 from invarbench.evaluation.pipeline import batch_seed  # noqa: E402
-from invarbench.measurements import metric_specs  # noqa: E402
+from invarbench.measurements import aggregate, metric_specs  # noqa: E402
 from invarbench.models.wrapper import ModelWrapper  # noqa: E402
 from invarbench.reference import train as reference_train  # noqa: E402
 from invarbench.suites import Suite, load_suite  # noqa: E402
