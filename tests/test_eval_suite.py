@@ -22,6 +22,8 @@ METRICS = [
     "nspgd_target_distance_l2",
     "path_width",
     "ece",
+    "human_agreement_relabelled",
+    "human_agreement_unchanged",
 ]
 runner = CliRunner()
 
