@@ -1,7 +1,7 @@
 """A realistic leaderboard for the site's tests: a board of 30 models and a small second board.
 
-The published results files (``leaderboard/results/mnist5k``: a standard and a PGD-trained LeNet,
-real runs of ``standard v4``) are the seeds. Each fixture model takes one of them and changes its
+The reference LeNets' published runs of ``standard v4`` (a standard and a PGD-trained LeNet, kept in
+``tests/data/site_seeds/mnist5k``) are the seeds. Each fixture model takes one of them and changes its
 per-example values the way another model's would differ: examples it misclassifies, examples PGD
 breaks or does not, minimal adversarial distances scaled, NSPGD walks that close more or less of the
 way, equi-confidence tubes stretched along the radius (the widths recomputed from the stretched
@@ -50,7 +50,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SEEDS = REPO / "leaderboard" / "results" / "mnist5k"
+SEEDS = (
+    REPO / "tests" / "data" / "site_seeds" / "mnist5k"
+)  # the reference LeNets' published standard v4 runs, kept as seeds
 STANDARD_SEED = "lenet-standard__standard-v4"
 ADVERSARIAL_SEED = "lenet-pgd-at__standard-v4"
 BOARD = "mnist5k-standard-v4"

@@ -140,7 +140,7 @@ KINDS = {
     ),
     "an unregistered metric": (
         lambda d: d["metrics"].append({**metric(d, "ece"), "name": "trust_me"}),
-        "metrics[8].name = 'trust_me'",
+        "].name = 'trust_me'",
         "is not a metric this invarbench knows",
     ),
     # results that do not prove themselves

@@ -36,8 +36,8 @@ from invarbench.store.export import content_digest, dumps
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "leaderboard" / "results"
 CARDS = REPO / "model_cards"
-STANDARD = RESULTS / "mnist5k" / "lenet-standard__standard-v4.json"
-PAGE = "models/mnist5k-standard-v4/lenet-standard.html"
+STANDARD = RESULTS / "mnist5k" / "lenet-standard__standard-v5.json"
+PAGE = "models/mnist5k-standard-v5/lenet-standard.html"
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_a_model_page_shows_architecture_parameters_preprocessing_and_sha256(pub
     assert "training.method" not in page and "submitted_by" not in page
     # Board and rank at the top, before the metrics.
     standing = re.search(r'<p class="standing" id="standing">(.*?)</p>', page).group(1)
-    assert re.search(r"Rank <strong>\d</strong> of 2 on the board <a [^>]*>mnist5k · standard v4</a>", standing)
+    assert re.search(r"Rank <strong>\d</strong> of 2 on the board <a [^>]*>mnist5k · standard v5</a>", standing)
     assert page.index('id="standing"') < page.index("<h2>Metrics</h2>")
     assert "<code>mnist5k/lenet-standard</code> · standard (no adversarial training)" in page
 
