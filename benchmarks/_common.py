@@ -102,6 +102,6 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([fmt(header), line, *(fmt(r) for r in rows)])
 
 
-def trusted(model: nn.Module):  # noqa: ANN201 - a context manager
+def trusted(model: nn.Module):  # a context manager
     """Skip the wrapper's input checks, as the measurement runner does around attacks."""
     return model.trusted_inputs()

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import (  # noqa: I001 - the local helper module also puts the checkout on sys.path
+from _common import (  # the local helper module also puts the checkout on sys.path
     device_from,
     interleaved,
     load_inputs,
@@ -57,7 +57,7 @@ CIFAR = Path(__file__).resolve().parent.parent.parent / "shared" / "external" / 
 PEER_DIR = Path(os.environ.get("INVARBENCH_PEER_DIR", Path.home() / ".cache" / "invarbench-bench" / "peer"))
 
 
-def peer():  # noqa: ANN201 - the torchattacks module, or None
+def peer():  # the torchattacks module, or None
     """torchattacks from the benchmark's own folder, installed there with --no-deps when missing."""
     if str(PEER_DIR) not in sys.path:
         sys.path.insert(0, str(PEER_DIR))
@@ -88,12 +88,12 @@ def cifar_inputs(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tens
     return x.to(device), y.to(device)
 
 
-def robust_of(model, y, adv) -> torch.Tensor:  # noqa: ANN001
+def robust_of(model, y, adv) -> torch.Tensor:
     with torch.no_grad():
         return model(adv).argmax(1) == y
 
 
-def compare(tag: str, model, x, y, norm: str, eps: float, steps: int, rounds: int, ta, device) -> list[str]:  # noqa: ANN001, PLR0913
+def compare(tag: str, model, x, y, norm: str, eps: float, steps: int, rounds: int, ta, device) -> list[str]:
     ours: dict[str, torch.Tensor] = {}
     theirs: dict[str, torch.Tensor] = {}
 

@@ -52,7 +52,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from _common import (  # noqa: I001 - the local helper module also puts the checkout on sys.path
+from _common import (  # the local helper module also puts the checkout on sys.path
     device_from,
     interleaved,
     load_inputs,
@@ -235,7 +235,7 @@ def record_nspgd_inputs(
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     original = nspgd_module._source_confidence
 
-    def spy(m: nn.Module, x: torch.Tensor, classes: torch.Tensor):  # noqa: ANN202
+    def spy(m: nn.Module, x: torch.Tensor, classes: torch.Tensor):
         if torch.is_grad_enabled() and x.requires_grad:
             seen.append((x.detach().clone(), classes.clone()))
         return original(m, x, classes)

@@ -44,7 +44,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import (  # noqa: I001 - the local helper module also puts the checkout on sys.path
+from _common import (  # the local helper module also puts the checkout on sys.path
     device_from,
     interleaved,
     load_inputs,
@@ -88,7 +88,7 @@ def _fwd(model: nn.Module, x: torch.Tensor) -> None:
         model(x)
 
 
-def _suite_once(model: nn.Module, data: EvalData, suite, device: torch.device, seed: int) -> tuple[dict, dict]:  # noqa: ANN001
+def _suite_once(model: nn.Module, data: EvalData, suite, device: torch.device, seed: int) -> tuple[dict, dict]:
     """Every measurement of ``suite`` on the whole of ``data`` as one batch, as the runner runs it:
     (name -> seconds, name -> its output)."""
     names = [m.name for m in MEASUREMENTS.in_order() if m.name == "clean" or m.name in suite.measurements]

@@ -37,14 +37,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from invarbench.data import load_eval_data  # noqa: E402
-from invarbench.data.registry import EvalData  # noqa: E402
-from invarbench.evaluation.measure import measure_batch  # noqa: E402
-from invarbench.evaluation.pipeline import batch_seed  # noqa: E402
-from invarbench.measurements import aggregate, metric_specs  # noqa: E402
-from invarbench.models.wrapper import ModelWrapper  # noqa: E402
-from invarbench.reference import train as reference_train  # noqa: E402
-from invarbench.suites import Suite, load_suite  # noqa: E402
+from invarbench.data import load_eval_data
+from invarbench.data.registry import EvalData
+from invarbench.evaluation.measure import measure_batch
+from invarbench.evaluation.pipeline import batch_seed
+from invarbench.measurements import aggregate, metric_specs
+from invarbench.models.wrapper import ModelWrapper
+from invarbench.reference import train as reference_train
+from invarbench.suites import Suite, load_suite
 
 DEFAULT_MNIST_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "external" / "mnist"
 REFERENCE_IMAGES = 4000  # the mnist5k train split the reference models were trained on
@@ -93,7 +93,7 @@ def train_configs(n_train: int, quick: bool) -> list[reference_train.TrainConfig
 def train_models(
     train: EvalData,
     configs: list[reference_train.TrainConfig],
-    log=print,  # noqa: ANN001
+    log=print,
 ) -> dict[str, ModelWrapper]:
     models = {}
     for cfg in configs:
@@ -140,7 +140,7 @@ def evaluate(
     return {m.name: m for m in aggregate(per_example, suite)}
 
 
-def fmt(metric) -> str:  # noqa: ANN001 - a MetricValue
+def fmt(metric) -> str:  # a MetricValue
     if metric is None:
         return "-"
     v = metric.value

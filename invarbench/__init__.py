@@ -5,7 +5,7 @@ __version__ = "0.2.0"
 __all__ = ["EvaluationResult", "__version__", "evaluate_model"]
 
 
-def __getattr__(name: str):  # noqa: ANN202 - the API loads torch only when it is used
+def __getattr__(name: str):  # the API loads torch only when it is used
     if name in ("evaluate_model", "EvaluationResult"):
         from invarbench import api
 

@@ -110,7 +110,7 @@ class SideEffect:
     def __init__(self, marker: Path) -> None:
         self.marker = str(marker)
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (exec, (f"open({self.marker!r}, 'w').write('unpickled')",))
 
 

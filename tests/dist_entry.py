@@ -21,7 +21,7 @@ if _plan:
         _real = runner.measure_one
         _calls = [0]
 
-        def _failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def _failing(*args, **kwargs):
             _calls[0] += 1
             if _calls[0] == int(_call):
                 if _how == "kill":

@@ -623,7 +623,7 @@ def board_site(board_store, tmp_path_factory) -> Path:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args) -> None:  # noqa: A002, ANN002 - the base class's signature
+    def log_message(self, format, *args) -> None:  # the base class's signature
         pass
 
 

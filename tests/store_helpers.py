@@ -231,7 +231,7 @@ def settings_fields(settings: dict | None = None) -> dict:
     return {"suite_settings": settings, "suite_settings_hash": hashlib.sha256(text.encode()).hexdigest()}
 
 
-def settings_of(suite) -> dict:  # noqa: ANN001 - a Suite
+def settings_of(suite) -> dict:  # a Suite
     """The provenance fields that record ``suite``'s resolved settings, as the runner fills them."""
     return {"suite_settings": suite.settings(), "suite_settings_hash": suite.settings_hash()}
 

@@ -39,7 +39,7 @@ class CountSyncs(TorchFunctionMode):
         super().__init__()
         self.calls: Counter[str] = Counter()
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         if name in SYNCING or (name in ("__getitem__", "__setitem__") and len(args) > 1 and _mask(args[1])):
             self.calls[name] += 1

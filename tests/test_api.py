@@ -78,7 +78,7 @@ def test_the_readme_example_runs_as_written(monkeypatch, capsys):
     text = (root / "README.md").read_text()
     code = text.split("## From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(root)
-    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the project's own documentation
+    exec(compile(code, "README.md", "exec"), {})  # the project's own documentation
     out = capsys.readouterr().out
     assert "robust_accuracy_linf" in out and "float32 50" in out
 

@@ -28,7 +28,7 @@ def normal():
 class _Then(torch.nn.Module):
     """``inner`` followed (or preceded) by a fixed transformation of its output (or input)."""
 
-    def __init__(self, inner: torch.nn.Module, on_input=None, on_output=None) -> None:  # noqa: ANN001
+    def __init__(self, inner: torch.nn.Module, on_input=None, on_output=None) -> None:
         super().__init__()
         self.inner, self.on_input, self.on_output = inner, on_input, on_output
 

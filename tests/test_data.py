@@ -104,7 +104,7 @@ def test_mnist_download_failure_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("INVARBENCH_OFFLINE")
     calls = []
 
-    def no_network(url, download_root, filename, md5):  # noqa: ARG001
+    def no_network(url, download_root, filename, md5):
         calls.append(url)
         raise URLError("Name or service not known")
 
@@ -119,7 +119,7 @@ def test_mnist_download_puts_files_in_torchvision_layout(tmp_path, monkeypatch):
     monkeypatch.delenv("INVARBENCH_OFFLINE")
     images = synthetic_images(3, (28, 28))
 
-    def fake_download(url, download_root, filename, md5):  # noqa: ARG001
+    def fake_download(url, download_root, filename, md5):
         array = images if "images" in filename else np.array([1, 2, 3], dtype=np.uint8)
         write_idx(Path(download_root) / filename, array)
 

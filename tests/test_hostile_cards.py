@@ -482,7 +482,7 @@ def _as_unprivileged(args: list[str]) -> subprocess.CompletedProcess:
             pytest.skip("running as root without setpriv: permission bits do not apply")
         prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
     env = {**os.environ, "HOME": tempfile.gettempdir()}
-    return subprocess.run(  # noqa: S603 - our own interpreter and CLI
+    return subprocess.run(  # our own interpreter and CLI
         [*prefix, sys.executable, "-m", "invarbench", *args], capture_output=True, text=True, env=env, check=False
     )
 

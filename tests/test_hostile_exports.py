@@ -551,7 +551,7 @@ def test_pack_exports_a_module_returned_in_training_mode_in_eval_mode(hostile_ne
     assert result.exit_code == 0, result.output
     wrapper = load_ok(tmp_path / "cards", out.read_bytes())
     namespace: dict = {}
-    exec(compile(FACTORIES, "hostile_net.py", "exec"), namespace)  # noqa: S102 - our own test source
+    exec(compile(FACTORIES, "hostile_net.py", "exec"), namespace)  # our own test source
     x = tiny_batch(5)
     with torch.no_grad():
         assert torch.allclose(wrapper(x), namespace["build"]().eval()(x), atol=1e-5, rtol=0)
@@ -581,7 +581,7 @@ def test_pack_exports_a_model_in_its_own_dtype(hostile_net, tmp_path, factory, d
     # Through a card: the wrapper casts its float32 images in [0, 1] to the model's dtype.
     wrapper = load_ok(tmp_path / "cards", out.read_bytes())
     namespace: dict = {}
-    exec(compile(FACTORIES, "hostile_net.py", "exec"), namespace)  # noqa: S102 - our own test source
+    exec(compile(FACTORIES, "hostile_net.py", "exec"), namespace)  # our own test source
     reference = namespace[factory]().eval()
     x = tiny_batch(5)
     with torch.no_grad():

@@ -254,7 +254,7 @@ KINDS = {
 }
 
 
-def _refused(result, file: Path, field: str, why: str) -> str:  # noqa: ANN001 - a click Result
+def _refused(result, file: Path, field: str, why: str) -> str:  # a click Result
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output

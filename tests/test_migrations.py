@@ -11,7 +11,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, Table, create_engine, inspect, text
-from store_helpers import add_model, db_url, first_schema_metadata, sqlite_url  # noqa: F401 - fixtures
+from store_helpers import add_model, db_url, first_schema_metadata, sqlite_url  # fixtures
 from typer.testing import CliRunner
 
 from invarbench.cli.app import app
@@ -24,7 +24,7 @@ runner = CliRunner()
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
 
 
-def _insert_first_version_data(conn) -> None:  # noqa: ANN001 - a Connection
+def _insert_first_version_data(conn) -> None:  # a Connection
     """One model, a finished run with two metrics and per-example values, in the first schema's columns."""
     md = first_schema_metadata()
     models, runs, metrics, examples = (md.tables[n] for n in ("models", "runs", "metrics", "example_results"))

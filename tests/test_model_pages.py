@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from site_fixtures import BOARD, FLAGGED, board_results, board_site, board_store  # noqa: F401 - fixtures
+from site_fixtures import BOARD, FLAGGED, board_results, board_site, board_store  # fixtures
 from test_plots import SVG, _marked
 
 from invarbench.site.build import (
@@ -262,7 +262,7 @@ def test_the_run_snippets_name_the_card_and_the_python_call_runs(published_site,
 
     monkeypatch.setattr(invarbench, "evaluate_model", evaluate)
     monkeypatch.chdir(REPO)
-    exec(compile(python, "snippet", "exec"), {"print": lambda *a: None})  # noqa: S102 - the page's own snippet
+    exec(compile(python, "snippet", "exec"), {"print": lambda *a: None})  # the page's own snippet
     assert seen["dataset"] == "mnist5k" and seen["suite"] == "standard" and seen["name"] == "lenet-standard"
     logits = seen["model"](torch.zeros(2, 1, 28, 28))
     assert logits.shape == (2, 10)

@@ -60,7 +60,7 @@ def factory_module(tmp_path, monkeypatch):
 
 def _reference(**kwargs) -> torch.nn.Module:
     namespace: dict = {}
-    exec(compile(FACTORY, "submitted_net.py", "exec"), namespace)  # noqa: S102 - our own test source
+    exec(compile(FACTORY, "submitted_net.py", "exec"), namespace)  # our own test source
     return namespace["build"](**kwargs).eval()
 
 

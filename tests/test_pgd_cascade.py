@@ -15,7 +15,7 @@ from invarbench.measurements.base import BatchContext
 from invarbench.measurements.pgd import APGDSettings, PGDL2Settings, PGDLinfSettings
 
 
-def _ctx(model, x, y, seed: int) -> BatchContext:  # noqa: ANN001
+def _ctx(model, x, y, seed: int) -> BatchContext:
     with torch.no_grad():
         logits = model(x)
     return BatchContext(
@@ -35,7 +35,7 @@ def _ctx(model, x, y, seed: int) -> BatchContext:  # noqa: ANN001
     )
 
 
-def _setup(norm: str):  # noqa: ANN202
+def _setup(norm: str):
     model = random_linear(10, scale=0.3, seed=11)
     x = mid_images(150, spread=0.08, seed=12)
     with torch.no_grad():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import (  # noqa: F401 - fixtures
+from store_helpers import (  # fixtures
     add_model,
     db_url,
     fabricated,

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from store_helpers import (  # noqa: F401 - fixtures
+from store_helpers import (  # fixtures
     SHA_A,
     SHA_B,
     TOY_SETTINGS,
@@ -418,7 +418,7 @@ def _flat(text: str) -> str:
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
 
 
-def _error(result) -> str:  # noqa: ANN001
+def _error(result) -> str:
     assert result.exit_code == 1, result.output
     assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.output
     return result.stderr.strip()

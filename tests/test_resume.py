@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from store_helpers import db_url  # noqa: F401 - fixture
+from store_helpers import db_url  # fixture
 
 from invarbench.cards import resolve_card
 from invarbench.evaluation import EvalOptions, evaluate, runner

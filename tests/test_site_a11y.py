@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from site_fixtures import BOARD, MODELS, WEAKER, board_results, board_site, board_store, served_site  # noqa: F401
+from site_fixtures import BOARD, MODELS, WEAKER, board_results, board_site, board_store, served_site
 
 try:
     from selenium import webdriver
@@ -130,7 +130,7 @@ def test_the_vendored_axe_core_is_the_version_its_readme_names():
 
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("kind", sorted(PAGES))
-def test_axe_core_finds_no_serious_or_critical_violation(driver, served_site, kind, width):  # noqa: F811
+def test_axe_core_finds_no_serious_or_critical_violation(driver, served_site, kind, width):
     _width(driver, width)
     # The browser asks the server for /favicon.ico, which a static site need not have: not the page's error.
     logged = _open(driver, served_site + PAGES[kind])
@@ -141,7 +141,7 @@ def test_axe_core_finds_no_serious_or_critical_violation(driver, served_site, ki
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_screenshots_of_every_page_kind(driver, served_site, artifacts, width):  # noqa: F811
+def test_screenshots_of_every_page_kind(driver, served_site, artifacts, width):
     """The index (top of the page: the introduction), a board (scrolled to its heading), a model page and
     the compare page, each as a PNG; at 390 px no page is wider than the phone."""
     _width(driver, width)
@@ -188,8 +188,8 @@ def _chosen_points(driver) -> list[str]:
 
 def test_the_compare_page_shows_the_models_its_url_names_with_their_numbers_tubes_strips_and_points(
     driver,
-    served_site,  # noqa: F811
-    board_store,  # noqa: F811
+    served_site,
+    board_store,
 ):
     from invarbench.site.build import leaderboard
 
@@ -242,7 +242,7 @@ def test_the_compare_page_shows_the_models_its_url_names_with_their_numbers_tube
     assert big > 1.5 * small
 
 
-def test_choosing_models_on_the_compare_page_updates_the_page_and_its_url(driver, served_site):  # noqa: F811
+def test_choosing_models_on_the_compare_page_updates_the_page_and_its_url(driver, served_site):
     _width(driver, 390)
     _open(driver, served_site + COMPARE)
     best = [m.slug for m in MODELS if m.slug in ("wrn-70-16-pgd-at", "smallcnn-trades", "wrn-34-10-trades")]
@@ -280,7 +280,7 @@ def test_choosing_models_on_the_compare_page_updates_the_page_and_its_url(driver
     assert _shown(driver) == ["resnet20-standard", "mlp-standard"]
 
 
-def test_the_compare_page_without_javascript_says_how_to_compare(board_site):  # noqa: F811
+def test_the_compare_page_without_javascript_says_how_to_compare(board_site):
     html = (board_site / COMPARE).read_text(encoding="utf-8")
     noscript = html[html.index("<noscript>") : html.index("</noscript>")]
     assert "needs JavaScript" in noscript and f'href="index.html#board-{BOARD}"' in noscript
@@ -289,7 +289,7 @@ def test_the_compare_page_without_javascript_says_how_to_compare(board_site):  #
         assert f'href="models/{BOARD}/{model.slug}.html"' in html, model.slug
 
 
-def test_the_fixture_board_is_what_the_site_is_designed_for(board_store):  # noqa: F811
+def test_the_fixture_board_is_what_the_site_is_designed_for(board_store):
     """30 ranked models of every training method, the flagged ones flagged by their own values, a smoke run
     apart, and a small second board: the shape the site's layouts and these tests assume."""
     from site_fixtures import FLAGGED, SECOND, SECOND_BOARD
@@ -313,8 +313,8 @@ def test_the_fixture_board_is_what_the_site_is_designed_for(board_store):  # noq
 @pytest.mark.parametrize("width", WIDTHS)
 def test_a_new_visitor_finds_the_most_invariant_adversarially_trained_model_and_compares_it_with_a_resnet(
     driver,
-    served_site,  # noqa: F811
-    board_store,  # noqa: F811
+    served_site,
+    board_store,
     width,
 ):
     """The issue's task, on the board's own controls: filter the board to PGD-trained models, sort by path

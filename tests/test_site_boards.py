@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from site_fixtures import BOARD, MODELS, WEAKER, board_results, board_site, board_store  # noqa: F401 - fixtures
+from site_fixtures import BOARD, MODELS, WEAKER, board_results, board_site, board_store  # fixtures
 
 from invarbench.measurements import flag_docs, metric_specs
 from invarbench.models.architectures import ARCHITECTURES, describe

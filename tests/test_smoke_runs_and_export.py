@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from store_helpers import (  # noqa: F401 - fixtures
+from store_helpers import (  # fixtures
     add_model,
     db_url,
     fabricated,
@@ -47,7 +47,7 @@ def invoke(*args: str):
     return runner.invoke(app, list(args))
 
 
-def _error(result) -> str:  # noqa: ANN001
+def _error(result) -> str:
     assert result.exit_code == 1, result.output
     assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.output
     return result.stderr.strip()

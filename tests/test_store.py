@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from store_helpers import (  # noqa: F401 - fixtures
+from store_helpers import (  # fixtures
     TOY_SETTINGS,
     add_model,
     batch_values,
@@ -30,7 +30,7 @@ from invarbench.store.db import process_owner
 from invarbench.store.schema import ExampleRecord, RunRecord
 
 
-def same(a, b) -> bool:  # noqa: ANN001 - JSON-ready values, NaN included
+def same(a, b) -> bool:  # JSON-ready values, NaN included
     return json.dumps(encode_floats(a), sort_keys=True) == json.dumps(encode_floats(b), sort_keys=True)
 
 

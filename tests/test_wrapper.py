@@ -23,11 +23,11 @@ def wrap(model: nn.Module | None = None, **kwargs) -> ModelWrapper:
 class _Fixed(nn.Module):
     """Returns whatever ``make(x)`` builds: a stand-in for a misbehaving model."""
 
-    def __init__(self, make) -> None:  # noqa: ANN001
+    def __init__(self, make) -> None:
         super().__init__()
         self.make = make
 
-    def forward(self, x):  # noqa: ANN001,ANN201
+    def forward(self, x):
         return self.make(x)
 
 

@@ -197,7 +197,7 @@ def apgd_attack(
             return F.cross_entropy(logits, y0, reduction="none")
         return dlr_targeted_loss(logits, y0, t0)
 
-    def evaluate(xa: torch.Tensor, y0: torch.Tensor, t0: torch.Tensor | None, need_grad: bool):  # noqa: ANN202
+    def evaluate(xa: torch.Tensor, y0: torch.Tensor, t0: torch.Tensor | None, need_grad: bool):
         if not need_grad:
             with torch.no_grad():
                 logits = model(xa)

@@ -21,12 +21,12 @@ app = typer.Typer(
 )
 
 
-def _source(card) -> str:  # noqa: ANN001 - a ModelCard
+def _source(card) -> str:  # a ModelCard
     hub = card.source.hub
     return f"hub:{hub.repo_id}@{hub.revision[:8]}" if hub else f"file:{card.source.path}"
 
 
-def _threat(card) -> str:  # noqa: ANN001 - a ModelCard
+def _threat(card) -> str:  # a ModelCard
     t = card.training
     if t.norm is None or t.eps is None:
         return "–"
@@ -226,7 +226,7 @@ def validation_markdown(outcomes: dict[Path, object], *, online: bool, load: boo
     return "\n".join(lines)
 
 
-def changed_markdown(report, *, online: bool, load: bool) -> str:  # noqa: ANN001 - a ChangedCardsReport
+def changed_markdown(report, *, online: bool, load: bool) -> str:  # a ChangedCardsReport
     """The job summary of 'cards validate --changed BASE'."""
     changes = report.changes
     head = "❌" if report.failures else "✅"
@@ -336,7 +336,7 @@ def status_command(
         raise typer.Exit(code=1)
 
 
-def status_markdown(statuses, *, run_ids: bool = True) -> str:  # noqa: ANN001 - SubmissionStatus list
+def status_markdown(statuses, *, run_ids: bool = True) -> str:  # SubmissionStatus list
     """The job summary of 'cards status': one row per card."""
     icon = {"evaluated": "✅", "pending": "⏳", "failed": "❌"}
     head = ["card", "suite", "status", *(["run"] if run_ids else []), "reason"]
@@ -389,7 +389,7 @@ def _ints(text: str, what: str) -> list[int]:
         raise ValidationError(f"{what} must be integers separated by commas, got '{text}'") from None
 
 
-def _dataset_spec(name: str):  # noqa: ANN202 - a DatasetSpec or None
+def _dataset_spec(name: str):  # a DatasetSpec or None
     from invarbench.data import DATASETS
 
     return DATASETS.get(name) if name in DATASETS else None
@@ -465,7 +465,7 @@ def new_command(
     from invarbench.cards.catalog import default_cards_dir
     from invarbench.cards.scaffold import CardFields, new_card
 
-    def ask(value, label: str, flag: str, default=None, *, sure: bool = False):  # noqa: ANN001,ANN202 - str | int
+    def ask(value, label: str, flag: str, default=None, *, sure: bool = False):  # str | int
         """``value``, else a prompt; with --no-input the default only when it is ``sure`` (not a guess)."""
         if value is not None:
             return value

@@ -53,18 +53,18 @@ def _num(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def _metric(run, name: str) -> str:  # noqa: ANN001 - a RunRecord
+def _metric(run, name: str) -> str:  # a RunRecord
     for m in run.metrics:
         if m.name == name:
             return _num(m.value)
     return "–"
 
 
-def _ci(m) -> str:  # noqa: ANN001 - a MetricRecord
+def _ci(m) -> str:  # a MetricRecord
     return "–" if m.ci_low is None or m.ci_high is None else f"[{m.ci_low:.4f}, {m.ci_high:.4f}]"
 
 
-def _when(ts) -> str:  # noqa: ANN001 - a datetime or None
+def _when(ts) -> str:  # a datetime or None
     return ts.strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "–"
 
 
@@ -74,12 +74,12 @@ def _bytes(n: int | None) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def _provenance_rows(run) -> list[tuple[str, str]]:  # noqa: ANN001 - a RunRecord
+def _provenance_rows(run) -> list[tuple[str, str]]:  # a RunRecord
     """(label, text) of every provenance field listed by show and compare, in the provenance type's order."""
     return [(f.label, escape(f.text(run))) for f in PROVENANCE_FIELDS if f.listed]
 
 
-def _settings_paths(value, prefix: str = "") -> dict[str, str]:  # noqa: ANN001 - JSON-ready data
+def _settings_paths(value, prefix: str = "") -> dict[str, str]:  # JSON-ready data
     """Every leaf of a settings mapping by its dotted path (``measurements.pgd_linf.steps``), as JSON text."""
     if isinstance(value, dict) and value:
         out: dict[str, str] = {}
@@ -89,7 +89,7 @@ def _settings_paths(value, prefix: str = "") -> dict[str, str]:  # noqa: ANN001 
     return {prefix: json.dumps(value, ensure_ascii=False)}
 
 
-def _settings_differ(a, b) -> list[str]:  # noqa: ANN001 - RunRecords
+def _settings_differ(a, b) -> list[str]:  # RunRecords
     """The lines compare prints when the two runs' suite settings hashes differ (none when they are equal)."""
     if a.suite_settings_hash == b.suite_settings_hash:
         return []
@@ -290,7 +290,7 @@ _LEFT_OUT_WORDS = {
 }
 
 
-def _left_out_line(left_out) -> str | None:  # noqa: ANN001 - a Counter of reasons
+def _left_out_line(left_out) -> str | None:  # a Counter of reasons
     """``Left out N run(s): ...`` for the JSON export, or None when it left nothing out."""
     total = sum(left_out.values())
     if not total:

@@ -7,6 +7,6 @@ Every loader returns images as uint8 NCHW and int64 labels, in the split's publi
 from invarbench.data.registry import DATASETS, DatasetSpec, EvalData, load_eval_data, read_custom_npz
 
 # Importing the modules registers their data sets.
-from invarbench.data import mnist5k, vision  # noqa: E402,F401  isort: skip
+from invarbench.data import mnist5k, vision  # noqa: F401  isort: skip
 
 __all__ = ["DATASETS", "DatasetSpec", "EvalData", "load_eval_data", "read_custom_npz"]

@@ -63,7 +63,7 @@ _NUMPY_GLOBALS = {
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's protocol
+    def find_class(self, module: str, name: str):  # pickle's protocol
         if (module, name) in _NUMPY_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a data batch holds only numpy arrays")

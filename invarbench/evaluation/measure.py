@@ -60,7 +60,7 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _trusted(model: nn.Module):  # noqa: ANN202 - a context manager
+def _trusted(model: nn.Module):  # a context manager
     """The wrapper's range check is skipped inside attacks, which clip their own iterates."""
     trusted = getattr(model, "trusted_inputs", None)
     return trusted() if trusted is not None else contextlib.nullcontext()
@@ -104,7 +104,7 @@ def reliability_flags(
     model: nn.Module,
     data: EvalData,
     suite,
-    generator: torch.Generator,  # noqa: ANN001
+    generator: torch.Generator,
     device: torch.device | None = None,
 ) -> list[str]:
     """Flags that make the model's numbers untrustworthy as they stand (docs/measurements.md)."""
@@ -121,7 +121,7 @@ def measure_batch(
     start: int,
     stop: int,
     suite,
-    generator: torch.Generator,  # noqa: ANN001
+    generator: torch.Generator,
     note: Note | None = None,
     device: torch.device | None = None,
 ) -> PerExample:
@@ -138,7 +138,7 @@ def measure_batch_with_artifacts(
     start: int,
     stop: int,
     suite,
-    generator: torch.Generator,  # noqa: ANN001
+    generator: torch.Generator,
     note: Note | None = None,
     device: torch.device | None = None,
     memory: MemoryPlan | None = None,
@@ -202,7 +202,7 @@ def measure_batch_with_artifacts(
     return {name: out.fields for name, out in results.items() if out.fields}, artifacts
 
 
-def _measure(m, ctx: BatchContext) -> BatchOutput:  # noqa: ANN001 - a Measurement
+def _measure(m, ctx: BatchContext) -> BatchOutput:  # a Measurement
     """One measurement on one batch, watched for NaN/Inf logits (the clean pass has its own watch)."""
     settings = ctx.suite.measurements.get(m.name)
     if m.name == _ALWAYS:
@@ -211,7 +211,7 @@ def _measure(m, ctx: BatchContext) -> BatchOutput:  # noqa: ANN001 - a Measureme
         return m.measure(ctx, settings)
 
 
-def _check_fields(m, fields: dict[str, list], batch: int) -> None:  # noqa: ANN001 - a Measurement
+def _check_fields(m, fields: dict[str, list], batch: int) -> None:  # a Measurement
     """A measurement returns the fields it declares, one value per example of the batch (``per="example"``)
     or one per pair or probe item, the same number in every field (``per="pair"``, ``"probe"``): anything
     else would be aggregated over the wrong examples. Raises RuntimeError (a bug in the measurement, not

@@ -56,7 +56,7 @@ class SuiteResult:
     per_example: PerExample
 
 
-def check_model(model: nn.Module, data: EvalData, suite, *, seed: int, device: torch.device) -> list[str]:  # noqa: ANN001
+def check_model(model: nn.Module, data: EvalData, suite, *, seed: int, device: torch.device) -> list[str]:
     """The reliability checks' flags, on the suite's first ``checks.examples`` examples. Raises
     :class:`ModelOutputError` when the model's logits are not finite or its forward raises."""
     try:
@@ -68,7 +68,7 @@ def check_model(model: nn.Module, data: EvalData, suite, *, seed: int, device: t
 def run_suite(
     model: nn.Module,
     data: EvalData,
-    suite,  # noqa: ANN001 - a Suite
+    suite,  # a Suite
     *,
     seed: int,
     batch_size: int,
@@ -111,7 +111,7 @@ def batch_grid(examples: int, batch_size: int) -> dict[int, int]:
 def measure_one(
     model: nn.Module,
     data: EvalData,
-    suite,  # noqa: ANN001 - a Suite
+    suite,  # a Suite
     *,
     seed: int,
     start: int,
@@ -130,7 +130,7 @@ def measure_one(
     return BatchResult(start, stop, values, computed=True, artifacts=artifacts)
 
 
-def finish_suite(batches: Iterable[PerExample], suite, check_flags: list[str]) -> SuiteResult:  # noqa: ANN001
+def finish_suite(batches: Iterable[PerExample], suite, check_flags: list[str]) -> SuiteResult:
     """Merge the batches (in order), compute the metrics, and add the flags read from the values."""
     per_example = merge_batches(batches)
     return SuiteResult(

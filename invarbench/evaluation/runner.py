@@ -407,17 +407,17 @@ def evaluate_loaded(
 
 def _sharded(
     model: ModelWrapper,
-    data,  # noqa: ANN001 - EvalData
+    data,  # EvalData
     suite: Suite,
     *,
     seed: int,
     batch_size: int,
     device: torch.device,
     stored: dict,
-    note,  # noqa: ANN001 - a BatchNote
+    note,  # a BatchNote
     ranks: Ranks,
     memory: MemoryPlan | None,
-):  # noqa: ANN202 - an iterator of BatchResult
+):  # an iterator of BatchResult
     """:func:`run_suite` shared among the ranks of a distributed run: the stored batches first (as
     they are), then every other batch of the same grid, computed by one rank and received by all,
     round by round (:func:`invarbench.evaluation.distributed.sharded`). The values of a batch are

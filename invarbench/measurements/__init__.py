@@ -42,7 +42,7 @@ for _m in (CLEAN, PGD_LINF, PGD_L2, MIN_NORM, NSPGD, PATH_WIDTH_MEASUREMENT, ECE
 ALWAYS = "clean"
 
 
-def aggregate(per_example: PerExample, suite) -> list[MetricValue]:  # noqa: ANN001
+def aggregate(per_example: PerExample, suite) -> list[MetricValue]:
     """The suite's metrics from the concatenated per-example values of all batches, in the order of
     the registry's measurements and their declared metrics (used by a run, and by the results checks
     that recompute a document's metrics). Raises ``RuntimeError`` when a measurement computes other
@@ -59,7 +59,7 @@ def aggregate(per_example: PerExample, suite) -> list[MetricValue]:  # noqa: ANN
     return metrics
 
 
-def result_flags(per_example: PerExample, suite) -> list[str]:  # noqa: ANN001
+def result_flags(per_example: PerExample, suite) -> list[str]:
     """Flags read from a finished run's per-example values (each measurement's ``flags``)."""
     flags: list[str] = []
     for m in MEASUREMENTS.in_order():

@@ -43,7 +43,7 @@ def measure(ctx: BatchContext, cfg: ECESettings) -> BatchOutput:  # noqa: ARG001
     return BatchOutput({})
 
 
-def aggregate(per_example: PerExample, cfg: ECESettings, suite) -> list[MetricValue]:  # noqa: ANN001
+def aggregate(per_example: PerExample, cfg: ECESettings, suite) -> list[MetricValue]:
     clean = per_example["clean"]
     return [
         ece_metric(

@@ -57,7 +57,7 @@ def nearest_other_class_endpoints(
     model: nn.Module,
     data,
     examples: torch.Tensor,
-    k: int,  # noqa: ANN001
+    k: int,
     device: torch.device,
 ) -> torch.Tensor:
     """For each of the ``examples`` (int64 indices into ``data``), the ``k`` nearest (L2) evaluated
@@ -128,12 +128,12 @@ def measure(ctx: BatchContext, cfg: MinNormSettings) -> BatchOutput:
     )
 
 
-def aggregate(per_example: PerExample, cfg: MinNormSettings, suite) -> list[MetricValue]:  # noqa: ANN001, ARG001
+def aggregate(per_example: PerExample, cfg: MinNormSettings, suite) -> list[MetricValue]:  # noqa: ARG001
     distance = torch.tensor(per_example["min_norm"]["distance"], dtype=torch.float64)
     return [median_metric(MEDIAN_MIN_L2.name, distance, seed=suite.seed)]
 
 
-def flags(per_example: PerExample, suite) -> list[str]:  # noqa: ANN001
+def flags(per_example: PerExample, suite) -> list[str]:
     """``gradient_attack_weaker_than_search`` when the boundary search beat FMN on more than
     ``suite.checks.search_beats_gradient_fraction`` of the correctly classified examples."""
     methods = per_example.get("min_norm", {}).get("method")

@@ -61,7 +61,7 @@ class PGDL2Settings(PGDConfig):
 CASCADE = (("apgd_ce", "ce"), ("apgd_t", "dlr_targeted"))
 
 
-def _measure(name: str):  # noqa: ANN202 - a measure function
+def _measure(name: str):  # a measure function
     def measure(ctx: BatchContext, cfg: PGDLinfSettings | PGDL2Settings) -> BatchOutput:
         res = pgd_attack(
             ctx.model, ctx.x, ctx.y, cfg, generator=ctx.generator, on_step=ctx.stepper(name, cfg.steps * cfg.restarts)
@@ -112,7 +112,7 @@ def cascade(
     return {"robust": robust.tolist(), **fields, "broken_by": by}
 
 
-def _aggregate(name: str, metric: str):  # noqa: ANN202 - an aggregate function
+def _aggregate(name: str, metric: str):  # an aggregate function
     def aggregate(per_example: PerExample, cfg: PGDConfig, suite: object) -> list[MetricValue]:  # noqa: ARG001
         return [proportion_metric(metric, torch.tensor(per_example[name]["robust"]))]
 

@@ -65,7 +65,7 @@ class ModelWrapper(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> ModelWrapper:  # noqa: ARG002, D102 - a wrapped model stays in eval mode
+    def train(self, mode: bool = True) -> ModelWrapper:  # noqa: ARG002 - a wrapped model stays in eval mode
         return super().train(False)
 
     @contextlib.contextmanager

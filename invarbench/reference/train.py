@@ -56,7 +56,7 @@ def _pgd_train_examples(model, x, y, eps: float, steps: int, alpha: float, gen: 
     return x_adv.detach()
 
 
-def train(cfg: TrainConfig, log=print, data: EvalData | None = None) -> torch.nn.Module:  # noqa: ANN001
+def train(cfg: TrainConfig, log=print, data: EvalData | None = None) -> torch.nn.Module:
     """Train a LeNet by ``cfg`` on ``data`` (default: the mnist5k train split); ``log`` is print-like."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -137,7 +137,7 @@ class IntroStrip:
     board: str
 
 
-def intro_strip(store, boards: list) -> IntroStrip | None:  # noqa: ANN001 - a Store and DatasetBoards
+def intro_strip(store, boards: list) -> IntroStrip | None:  # a Store and DatasetBoards
     """One NSPGD strip for the index's introduction: of the first board's ranked models in rank order, the
     first strip whose end point the model still gives the source's class (a walk that shows excessive
     invariance), else the first strip of any; None when no ranked run stored one."""
@@ -160,7 +160,7 @@ def intro_strip(store, boards: list) -> IntroStrip | None:  # noqa: ANN001 - a S
     return fallback
 
 
-def index_context(store, boards: list) -> dict[str, object]:  # noqa: ANN001 - a Store and DatasetBoards
+def index_context(store, boards: list) -> dict[str, object]:  # a Store and DatasetBoards
     """What the index's template needs besides the boards: the repository's links
     (:data:`invarbench.site.protocol.REPOSITORY_URL`), the introduction's strip, the metric groups'
     headings and labels, and per board (by slug) its filters' choices, its flags' legend, each row's caveats by metric,
@@ -207,7 +207,7 @@ class ColumnGroup:
     span: int
 
 
-def column_groups(columns: list) -> list[ColumnGroup]:  # noqa: ANN001 - build.Column
+def column_groups(columns: list) -> list[ColumnGroup]:  # build.Column
     """The group headings over ``columns`` (each with ``.group``), in their order; adjacent columns of one
     group share a heading."""
     from invarbench.measurements.base import METRIC_GROUPS

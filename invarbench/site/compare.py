@@ -94,7 +94,7 @@ class ComparePage:
     default: list[str] = field(default_factory=list)  # shown when the URL names none: the two best-ranked
 
 
-def _cell(cell, percent: bool, caveats: tuple[str, ...]) -> CompareCell:  # noqa: ANN001 - a build.MetricCell
+def _cell(cell, percent: bool, caveats: tuple[str, ...]) -> CompareCell:  # a build.MetricCell
     scale, fmt = (100.0, "{:.1f}") if percent else (1.0, "{:.3f}")
     unit = " %" if percent else ""
     value = fmt.format(scale * cell.value) + unit

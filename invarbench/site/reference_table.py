@@ -26,7 +26,7 @@ REFERENCE_MODELS = ("mnist5k/lenet-standard", "mnist5k/lenet-pgd-at")
 SUITE = "standard"
 
 
-def _rows(suite) -> list[tuple[MetricSpec, str, str]]:  # noqa: ANN001 - a Suite
+def _rows(suite) -> list[tuple[MetricSpec, str, str]]:  # a Suite
     """The registered metrics the suite measures, each with its label and the settings in a few words."""
     rows = []
     for m in MEASUREMENTS.in_order():

@@ -71,7 +71,7 @@ def default_db_url() -> str:
     return os.environ.get(DB_ENV) or f"sqlite:///{default_db_path()}"
 
 
-def _on_connect_sqlite(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+def _on_connect_sqlite(dbapi_conn, _record) -> None:  # DB-API connection
     # SQLAlchemy, not the sqlite3 module, decides when transactions begin (see _on_begin_sqlite).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
@@ -81,7 +81,7 @@ def _on_connect_sqlite(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API co
     cur.close()
 
 
-def _on_begin_sqlite(conn) -> None:  # noqa: ANN001 - a SQLAlchemy Connection
+def _on_begin_sqlite(conn) -> None:  # a SQLAlchemy Connection
     mode = conn.get_execution_options().get("invarbench_begin", "")
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 

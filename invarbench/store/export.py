@@ -391,7 +391,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _number(value: Any, info) -> float | None:  # noqa: ANN001 - pydantic's ValidationInfo
+def _number(value: Any, info) -> float | None:  # pydantic's ValidationInfo
     return decode_number(value, info.field_name)
 
 

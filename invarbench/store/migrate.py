@@ -168,7 +168,7 @@ def upgrade(engine: Engine, target: str = "head") -> list[str]:
     sqlite = engine.dialect.name == "sqlite"
     applied: list[tuple[str, str]] = []
 
-    def record(*, step, **_kw) -> None:  # noqa: ANN001 - alembic's MigrationInfo
+    def record(*, step, **_kw) -> None:  # alembic's MigrationInfo
         if step.is_upgrade:
             applied.append((step.up_revision_id, step.up_revision.doc.strip().splitlines()[0]))
 

@@ -159,7 +159,7 @@ PROVENANCE_FIELDS: tuple[ProvenanceField, ...] = _described(Provenance)
 PROVENANCE_FIELD: dict[str, ProvenanceField] = {f.name: f for f in PROVENANCE_FIELDS}
 
 
-def RunProvenance(**values: Any) -> Provenance:  # noqa: N802 - the name of the class this replaces
+def RunProvenance(**values: Any) -> Provenance:  # the name of the class this replaces
     """Transitional: a :class:`Provenance` built as callers built ``RunProvenance`` before 0.2.0.
 
     Takes the same keywords; a field that format version 1 did not have (``suite_num_examples``,

@@ -47,10 +47,10 @@ class ExactJSON(TypeDecorator):
     impl = JSON
     cache_ok = True
 
-    def process_bind_param(self, value: Any, dialect) -> Any:  # noqa: ANN001, ARG002 - the TypeDecorator interface
+    def process_bind_param(self, value: Any, dialect) -> Any:  # noqa: ARG002 - the TypeDecorator interface
         return None if value is None else encode_floats(value)
 
-    def process_result_value(self, value: Any, dialect) -> Any:  # noqa: ANN001, ARG002 - the TypeDecorator interface
+    def process_result_value(self, value: Any, dialect) -> Any:  # noqa: ARG002 - the TypeDecorator interface
         return None if value is None else decode_floats(value)
 
 
@@ -63,10 +63,10 @@ class MetricFloat(TypeDecorator):
     impl = Float
     cache_ok = True
 
-    def process_bind_param(self, value: float | None, dialect) -> float | None:  # noqa: ANN001, ARG002
+    def process_bind_param(self, value: float | None, dialect) -> float | None:  # noqa: ARG002
         return None if value is None or math.isnan(value) else float(value)
 
-    def process_result_value(self, value: float | None, dialect) -> float:  # noqa: ANN001, ARG002
+    def process_result_value(self, value: float | None, dialect) -> float:  # noqa: ARG002
         return math.nan if value is None else float(value)
 
 

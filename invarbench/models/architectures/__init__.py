@@ -32,7 +32,7 @@ _NAMESPACES = {
 }
 
 
-def _namespace_module(namespace: str):  # noqa: ANN202 - a module object
+def _namespace_module(namespace: str):  # a module object
     return importlib.import_module(_NAMESPACES[namespace])
 
 

@@ -18,7 +18,7 @@ _REFUSED_KWARGS = ("pretrained", "checkpoint_path", "pretrained_cfg", "pretraine
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.]+$")
 
 
-def _timm():  # noqa: ANN202 - the timm module
+def _timm():  # the timm module
     try:
         import timm
     except ImportError:
@@ -44,7 +44,7 @@ def names() -> list[str]:
     return sorted(_timm().list_models())
 
 
-def factory(name: str):  # noqa: ANN201 - an architecture factory
+def factory(name: str):  # an architecture factory
     """The factory for ``timm/<name>`` (``name`` may carry a pretrained tag such as ``resnet18.a1_in1k``)."""
     timm = _timm()
     base = name.split(".", 1)[0]

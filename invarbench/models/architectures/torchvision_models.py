@@ -25,7 +25,7 @@ def names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def factory(name: str):  # noqa: ANN201 - an architecture factory
+def factory(name: str):  # an architecture factory
     """The factory for ``torchvision/<name>``."""
     if name not in names():
         raise unknown_in_namespace(
