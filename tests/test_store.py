@@ -148,6 +148,35 @@ def test_resume_leaves_a_run_whose_process_is_alive(db_url, monkeypatch):
     assert resumed is not None and resumed.run_id == run_id
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux's /proc")
+def test_resume_takes_over_a_run_whose_pid_now_belongs_to_another_process(db_url):
+    """A restarted machine or container keeps its host name and hands out low pids again: a live
+    process with the owner's pid but another start time is not the owner, so the run is resumed."""
+    from invarbench.store.db import _process_start
+
+    store = Store(db_url)
+    model_id = add_model(store)
+    run_id = store.start_run(model_id, provenance())
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        host = process_owner().partition(":")[0]
+        start = _process_start(helper.pid)
+        boot, _, ticks = start.partition(".")
+        with store.session() as s:
+            s.get(RunRecord, run_id).owner = f"{host}:{helper.pid}@{start}"
+        assert store.resume_run(model_id, provenance()) is None  # the owner itself still runs
+        for other in (f"{boot}.{int(ticks) - 1}", f"{'0' * 8}.{ticks}"):  # earlier in this boot; another boot
+            with store.session() as s:
+                s.get(RunRecord, run_id).owner = f"{host}:{helper.pid}@{other}"
+            resumed = store.resume_run(model_id, provenance())
+            assert resumed is not None and resumed.run_id == run_id, other
+            with store.session() as s:
+                s.get(RunRecord, run_id).status = "running"
+    finally:
+        helper.kill()
+        helper.wait()
+
+
 def test_latest_finished_runs_are_the_leaderboard_rows(db_url):
     store = Store(db_url)
     model_id = add_model(store)

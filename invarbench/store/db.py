@@ -153,15 +153,36 @@ class ResumedRun:
     attempts: int  # including this one
 
 
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started: this boot's id and the process's start time in clock ticks since
+    boot (Linux's /proc). A process that later got the same pid, in this boot or another one (a
+    restarted machine or container keeps its host name), has another value. None without /proc."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return f"{boot[:8]}.{fields[19]}" if len(fields) > 19 else None  # field 22 of proc(5): starttime
+
+
 def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process, as a run records its owner: ``host:pid``, with ``@start`` where /proc tells when it started."""
+    start = _process_start(os.getpid())
+    return f"{socket.gethostname()}:{os.getpid()}" + (f"@{start}" if start else "")
 
 
 def _owner_alive(owner: str | None, updated_at: datetime | None) -> bool:
-    """Whether the process that last worked on a 'running' run may still be working on it."""
+    """Whether the process that last worked on a 'running' run may still be working on it.
+
+    On another host: while its last progress is less than :data:`STALE_AFTER` old. On this host: while
+    a process with its pid runs and, where the owner records its start, started at that moment (so a
+    process that inherited the pid after the owner died, or after the machine restarted, does not count).
+    """
     if not owner or ":" not in owner:
         return False
-    host, _, pid_text = owner.rpartition(":")
+    host, _, rest = owner.rpartition(":")
+    pid_text, _, start = rest.partition("@")
     if host != socket.gethostname():
         return updated_at is not None and datetime.now(timezone.utc) - _aware(updated_at) < STALE_AFTER
     try:
@@ -175,7 +196,10 @@ def _owner_alive(owner: str | None, updated_at: datetime | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, owned by another user
-        return True
+        pass
+    if start:
+        now = _process_start(pid)
+        return now is None or now == start
     return True
 
 
