@@ -431,3 +431,41 @@ def test_compare_selected_links_to_the_boards_compare_page(driver, board_site):
     names = [rows[i].get_attribute("data-model").split("/", 1)[1] for i in (0, 3)]
     assert link.get_attribute("href").endswith(f"compare-{BOARD}.html?models={names[0]},{names[1]}")
     assert link.get_attribute("aria-disabled") is None
+
+
+def test_one_training_option_picks_every_adversarially_trained_model_and_stays_in_the_url(driver, board_site):
+    """ "adversarially trained (any)": the card schema's adversarial methods (certified training included) in
+    one option; with a sort by path width the most invariant of them is first, and a shared link keeps both."""
+    from invarbench.cards.schema import ADVERSARIAL_METHODS
+
+    assert "certified" in ADVERSARIAL_METHODS
+    adversarial = [m for m in MODELS if m.method in ADVERSARIAL_METHODS]
+    assert {m.method for m in adversarial} == {"pgd-at", "trades", "certified"}  # and not "other" or "standard"
+    _open(driver, (board_site / "index.html").as_uri())
+    menu = Select(_controls(driver).find_element(By.CSS_SELECTOR, 'select[data-filter="training"]'))
+    option = next(o for o in menu.options if o.get_attribute("value") == "adversarial")
+    assert option.text == "adversarially trained (any, incl. certified)"
+    menu.select_by_value("adversarial")  # the first click (the menu), the second: the heading
+    _table(driver).find_element(By.CSS_SELECTOR, 'th[data-key="path_width"] button').click()
+    shown = _visible(driver)
+    assert sorted(shown) == sorted(f"mnist5k/{m.slug}" for m in adversarial)
+    widths = dict(
+        zip(
+            driver.execute_script(
+                "return Array.from(arguments[0].tBodies[0].rows, r => r.dataset.model)", _table(driver)
+            ),
+            _metric_order(driver, "path_width"),
+            strict=True,
+        )
+    )
+    assert shown[0] == max(shown, key=widths.get)
+    assert [widths[m] for m in shown] == sorted((widths[m] for m in shown), reverse=True)
+    url = driver.current_url
+    assert "training=adversarial" in url and "sort=path_width" in url
+    _open(driver, url)
+    assert _visible(driver) == shown
+    menu = Select(_controls(driver).find_element(By.CSS_SELECTOR, 'select[data-filter="training"]'))
+    assert menu.first_selected_option.get_attribute("value") == "adversarial"
+    # A single method still picks only its own.
+    menu.select_by_value("certified")
+    assert sorted(_visible(driver)) == sorted(f"mnist5k/{m.slug}" for m in MODELS if m.method == "certified")

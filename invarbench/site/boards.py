@@ -27,6 +27,42 @@ _FAMILIES: tuple[tuple[str, str], ...] = (
 NO_ARCHITECTURE = "not stated"  # a card without an architecture (a torch-export file carries its own graph)
 
 
+@dataclass(frozen=True)
+class TrainingChoice:
+    """An option of a board's training filter: its ``value`` (the ``training=`` of the board's URL state), the
+    ``label`` the menu shows, the card methods it selects (``methods``) and a ``help`` sentence ("" for none)."""
+
+    value: str
+    label: str
+    methods: tuple[str, ...]
+    help: str = ""
+
+
+# The option that groups the card schema's adversarial methods. Certified training is among them: it trains
+# against a threat model too (a bound of the worst-case loss within the card's ε ball instead of an attack's
+# examples), and the card schema asks it for that threat model like the others.
+ADVERSARIAL_CHOICE = "adversarial"
+
+
+def training_choices(methods: set[str] | list[str]) -> list[TrainingChoice]:
+    """A board's training filter from the training methods of its rows: first, where any row is adversarially
+    trained, one option grouping every method of :data:`invarbench.cards.schema.ADVERSARIAL_METHODS` (value
+    :data:`ADVERSARIAL_CHOICE`, labelled "adversarially trained (any, incl. certified)", its ``help`` naming
+    the methods), then each method of the board on its own, sorted."""
+    from invarbench.cards.schema import ADVERSARIAL_METHODS
+
+    present = sorted(set(methods))
+    choices = [TrainingChoice(m, m, (m,)) for m in present]
+    if any(m in ADVERSARIAL_METHODS for m in present):
+        label = "adversarially trained (any" + (", incl. certified)" if "certified" in ADVERSARIAL_METHODS else ")")
+        help_text = (
+            f"{label}: the models trained against a threat model ({', '.join(ADVERSARIAL_METHODS)}); certified "
+            "training bounds the worst-case loss in the ε ball instead of attacking it, and counts."
+        )
+        choices.insert(0, TrainingChoice(ADVERSARIAL_CHOICE, label, tuple(ADVERSARIAL_METHODS), help_text))
+    return choices
+
+
 def architecture_family(name: str | None) -> str:
     """The family a board filters by, from a card's architecture name (``resnet56`` → ``ResNet``,
     ``wide_resnet28_10`` → ``Wide ResNet``, ``eran_mlp`` → ``MLP``; any other registered name of this
@@ -178,7 +214,7 @@ def index_context(store, boards: list) -> dict[str, object]:  # a Store and Data
         "intro": intro_strip(store, boards),
         "choices_by_board": {
             b.slug: {
-                "training": sorted({r.training for r in b.rows}),
+                "training": training_choices({r.training for r in b.rows}),
                 "family": sorted({r.family for r in b.rows}),
                 "flag": sorted({f for r in b.rows for f in r.flags}),
             }
