@@ -51,23 +51,51 @@ def test_models_whose_intervals_overlap_share_a_rank():
     assert shared_ranks(rows, "no_such_metric") == [1, 2, 3, 4]
 
 
-def test_the_published_results_build_a_site_with_a_board_per_suite_version_and_downloads(tmp_path):
-    out = tmp_path / "site"
+def _published_boards() -> dict[str, set[str]]:
+    """The published results files, read directly: board id -> the card ids on it."""
+    boards: dict[str, set[str]] = {}
+    for path in RESULTS.glob("*/*.json"):
+        doc = json.loads(path.read_text())
+        board = f"{doc['model']['dataset']}-{doc['run']['suite_name']}-v{doc['run']['suite_version']}"
+        boards.setdefault(board, set()).add(doc["model"]["card_id"])
+    return boards
+
+
+@pytest.fixture(scope="module")
+def published_site(tmp_path_factory) -> Path:
+    """The site built once from every published results file, as `site build --results` builds it."""
+    out = tmp_path_factory.mktemp("published") / "site"
     result = runner.invoke(app, ["site", "build", "--results", str(RESULTS), "--out", str(out)])
     assert result.exit_code == 0, result.output
+    return out
+
+
+def _board_table(html: str, board: str) -> str:
+    section = re.search(rf'<h2 id="board-{re.escape(board)}">.*?</table>', html, flags=re.S)
+    assert section, board
+    return section.group(0)
+
+
+def test_the_published_results_build_a_site_with_a_board_per_suite_version_and_downloads(published_site, tmp_path):
+    out = published_site
     html = (out / "index.html").read_text()
-    [heading] = re.findall(r'<h2 id="board-([^"]+)">', html)
-    assert heading.startswith("mnist5k-standard-v")
-    # Both reference models are ranked; their robust accuracies' intervals do not overlap.
-    table = re.search(r'<table class="leaderboard".*?</table>', html, flags=re.S).group(0)
+    boards = _published_boards()
+    assert len(boards) >= 2 and "mnist5k-standard-v5" in boards
+    assert sorted(re.findall(r'<h2 id="board-([^"]+)">', html)) == sorted(boards)
+    for board, card_ids in boards.items():
+        # Every published model on its own board, in its table and in both downloads; nothing else.
+        table = _board_table(html, board)
+        assert sorted(re.findall(r'data-model="([^"]+)"', table)) == sorted(card_ids)
+        docs = json.loads((out / "boards" / f"{board}.json").read_text())
+        assert sorted(d["model"]["card_id"] for d in docs) == sorted(card_ids)
+        rows = list(csv.DictReader(io.StringIO((out / "boards" / f"{board}.csv").read_text())))
+        assert {r["card_id"] for r in rows} == card_ids
+        assert f'href="boards/{board}.json"' in html and f'href="boards/{board}.csv"' in html
+    # The two reference models: their robust accuracies' intervals do not overlap, so ranks 1 and 2.
+    table = _board_table(html, "mnist5k-standard-v5")
     assert re.findall(r'data-model="([^"]+)"', table) == ["mnist5k/lenet-pgd-at", "mnist5k/lenet-standard"]
     assert re.findall(r'<td data-sort="(\d+)">', table) == ["1", "2"]
     assert "gradient_attack_weaker_than_search" in table and 'data-field="seconds"' in table
-    docs = json.loads((out / "boards" / f"{heading}.json").read_text())
-    assert [d["model"]["card_id"] for d in docs] == ["mnist5k/lenet-pgd-at", "mnist5k/lenet-standard"]
-    rows = list(csv.DictReader(io.StringIO((out / "boards" / f"{heading}.csv").read_text())))
-    assert {r["card_id"] for r in rows} == {"mnist5k/lenet-pgd-at", "mnist5k/lenet-standard"}
-    assert f'href="boards/{heading}.json"' in html and f'href="boards/{heading}.csv"' in html
     # Built again from the same results: the same bytes, everywhere.
     again = tmp_path / "again"
     assert runner.invoke(app, ["site", "build", "--results", str(RESULTS), "--out", str(again)]).exit_code == 0
@@ -79,15 +107,15 @@ def test_the_published_results_build_a_site_with_a_board_per_suite_version_and_d
 def test_a_board_never_mixes_suite_versions(tmp_path):
     """The same model under two versions of one suite: two boards, one run each."""
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
-    from invarbench.store.export import import_path
+    from invarbench.store.results_files import import_path
 
-    import_path(store, RESULTS)
+    import_path(store, RESULTS / "mnist5k")
     path = next((RESULTS / "mnist5k").glob("lenet-standard__standard-v*.json"))
     doc = json.loads(path.read_text())
     doc["artifacts"] = []  # a copy elsewhere: without the files beside the original
     doc["run"]["uid"] = "00000000-0000-0000-0000-000000000000"
     doc["run"]["suite_version"] = 99
-    from invarbench.store.export import content_digest
+    from invarbench.store.documents import content_digest
 
     doc["content_sha256"] = content_digest(doc)
     other = tmp_path / "v99.json"
@@ -109,28 +137,32 @@ def test_results_and_db_together_are_refused(tmp_path):
     assert missing.exit_code == 1 and "results folder not found" in missing.stderr
 
 
-def test_every_ranked_model_has_a_page_with_its_metrics_flags_provenance_and_figures(tmp_path):
-    out = tmp_path / "site"
-    assert runner.invoke(app, ["site", "build", "--results", str(RESULTS), "--out", str(out)]).exit_code == 0
-    pages = sorted((out / "models").rglob("*.html"))
-    assert [p.stem for p in pages] == ["lenet-pgd-at", "lenet-standard"]
-    html = pages[0].read_text()
+def test_every_ranked_model_has_a_page_with_its_metrics_flags_provenance_and_figures(published_site):
+    out = published_site
+    pages = sorted(str(p.relative_to(out / "models").with_suffix("")) for p in (out / "models").rglob("*.html"))
+    expected = [f"{board}/{card.split('/')[1]}" for board, cards in _published_boards().items() for card in cards]
+    assert pages == sorted(expected)
+    page = out / "models" / "mnist5k-standard-v5" / "lenet-pgd-at.html"
+    html = page.read_text()
     assert "gradient_attack_weaker_than_search</span>: a gradient-free boundary search found closer" in html
     assert "Robust accuracy (L∞)" in html and "suite settings hash" in html and "float32" in html
     assert html.count("<svg") == 2 and html.count('<figure class="plot"><svg role="img"') == 2
     assert "Equi-confidence tube" in html and "Histogram of the minimal adversarial L2 distance of 979 examples" in html
-    doc = json.loads(pages[0].with_suffix(".json").read_text())
+    doc = json.loads(page.with_suffix(".json").read_text())
     assert doc["model"]["card_id"] == "mnist5k/lenet-pgd-at"
     index = (out / "index.html").read_text()
     assert 'class="scatter"' in index and "Sensitivity against invariance" in index
 
 
-def test_every_internal_link_resolves_and_none_leaves_the_site_but_the_hub_and_papers(tmp_path):
-    """Links out of the site go to the Hub, to papers and to the project's repository (its docs, CONTRIBUTING)."""
+def test_every_internal_link_resolves_and_none_leaves_the_site_but_the_hub_and_papers(published_site):
+    """Links out of the site go to the Hub, to the project's repository (its docs, CONTRIBUTING) and to the
+    addresses the published cards state (papers; the upstream repository a checkpoint came from)."""
     from invarbench.site.protocol import REPOSITORY_URL
 
-    out = tmp_path / "site"
-    assert runner.invoke(app, ["site", "build", "--results", str(RESULTS), "--out", str(out)]).exit_code == 0
+    out = published_site
+    stated = set()
+    for path in RESULTS.glob("*/*.json"):
+        stated |= set(re.findall(r"https://[^\s\"']+", json.loads(path.read_text())["model"]["card_yaml"]))
     for page in out.rglob("*.html"):
         html = page.read_text()
         for href in re.findall(r'(?:href|xlink:href)="([^"#][^"]*)"', html):
@@ -139,11 +171,14 @@ def test_every_internal_link_resolves_and_none_leaves_the_site_but_the_hub_and_p
             target = (page.parent / href.split("#")[0]).resolve()
             assert target.is_file(), (page.name, href)
         outside = html.replace("https://huggingface.co/", "").replace(f'href="{REPOSITORY_URL}', 'href="')
+        for url in sorted(stated, key=len, reverse=True):  # an upstream file's link extends its repository's
+            outside = outside.replace(f'href="{url}', 'href="')
         assert not re.search(r'(?:src|href)="(?:https?:)?//', outside)
 
 
 def test_a_hostile_card_name_renders_as_text(tmp_path):
-    from invarbench.store.export import content_digest, import_path
+    from invarbench.store.documents import content_digest
+    from invarbench.store.results_files import import_path
 
     path = next((RESULTS / "mnist5k").glob("lenet-standard__standard-v*.json"))
     doc = json.loads(path.read_text())
@@ -180,7 +215,8 @@ def test_registered_cards_without_a_run_are_listed_as_pending(tmp_path):
     )
     assert result.exit_code == 0, result.output
     html = (out / "index.html").read_text()
-    pending = re.search(r'<p class="pending"[^>]*>(.*?)</p>', html, flags=re.S).group(1)
+    board = re.search(r'<h2 id="board-mnist5k-standard-v5">.*?(?=<h2 id="board-|$)', html, flags=re.S).group(0)
+    pending = re.search(r'<p class="pending"[^>]*>(.*?)</p>', board, flags=re.S).group(1)
     assert "<code>mnist5k/lenet-new</code> (A new LeNet)" in pending
     assert "lenet-standard" not in pending and "lenet-pgd-at" not in pending
 
@@ -271,14 +307,14 @@ def test_the_board_and_the_pages_show_each_cards_submission_status(tmp_path):
     """Registered cards against the published runs: evaluated ones are ranked, a card with no run is
     pending, a card whose newest full attempt failed is listed with the stored error, and a card
     that now pins another file is pending again, which its page says."""
-    from invarbench.store.export import import_path
     from invarbench.store.provenance import Provenance
+    from invarbench.store.results_files import import_path
 
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
-    import_path(store, RESULTS)
+    import_path(store, RESULTS / "mnist5k")
     [board] = leaderboard(store)
-    cards = tmp_path / "cards"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "model_cards", cards)
+    cards = tmp_path / "cards"  # the reference models' cards: the public checkpoints' boards are not this test's
+    shutil.copytree(Path(__file__).resolve().parents[1] / "model_cards" / "mnist5k", cards / "mnist5k")
     standard = (cards / "mnist5k" / "lenet-standard.yaml").read_text()
     for name in ("lenet-new", "lenet-broken"):
         (cards / "mnist5k" / f"{name}.yaml").write_text(
