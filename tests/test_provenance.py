@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 import invarbench
 from invarbench.cli import app
 from invarbench.site.build import build_site
-from invarbench.store import PROVENANCE_FIELDS, Provenance, RunProvenance, Store
+from invarbench.store import PROVENANCE_FIELDS, Provenance, Store
 from invarbench.store.codec import encode_floats
 from invarbench.store.export import CSV_COLUMNS, FORMAT_VERSION, RUN_FIELDS_SINCE, V2_RUN_FIELDS
 from invarbench.store.schema import RunRecord
@@ -123,21 +123,7 @@ def test_the_fields_metadata_is_consistent():
     assert all(f.value(FULL) is not None for f in PROVENANCE_FIELDS), "FULL must set every field"
 
 
-def test_the_old_name_still_builds_a_provenance_without_suite_settings():
-    old = RunProvenance(
-        suite_name="quick",
-        suite_version=1,
-        dataset="toy",
-        invarbench_version="0.1.0",
-        git_commit=None,
-        torch_version="2.0",
-        device="cpu",
-        seed=0,
-        batch_size=2,
-        examples_requested=6,
-        examples_effective=6,
-    )
-    assert old == provenance() and isinstance(old, Provenance)
+def test_a_provenance_needs_every_field():
     with pytest.raises(TypeError):  # every field of Provenance itself must be given
         Provenance(**{k: v for k, v in FULL.values().items() if k != "suite_settings_hash"})
 

@@ -37,7 +37,6 @@ from invarbench.store import migrate
 from invarbench.store.provenance import (
     PROVENANCE_FIELDS,
     Provenance,
-    RunProvenance,  # noqa: F401 - the old name, until its callers move
 )
 from invarbench.store.schema import ArtifactRecord, ExampleRecord, MetricRecord, ModelRecord, RunRecord
 

@@ -156,18 +156,3 @@ def _described(cls: type) -> tuple[ProvenanceField, ...]:
 
 
 PROVENANCE_FIELDS: tuple[ProvenanceField, ...] = _described(Provenance)
-PROVENANCE_FIELD: dict[str, ProvenanceField] = {f.name: f for f in PROVENANCE_FIELDS}
-
-
-def RunProvenance(**values: Any) -> Provenance:  # the name of the class this replaces
-    """Transitional: a :class:`Provenance` built as callers built ``RunProvenance`` before 0.2.0.
-
-    Takes the same keywords; a field that format version 1 did not have (``suite_num_examples``,
-    ``data_source``, ``model_dtype``, ``suite_settings``, ``suite_settings_hash``, ``data_digest``) is None when not
-    given: such a run records no suite settings, and resumes only a run that recorded none. Build a
-    :class:`Provenance` with every field instead; this goes once no caller uses it.
-    """
-    for f in PROVENANCE_FIELDS:
-        if f.since > 1:
-            values.setdefault(f.name, None)
-    return Provenance(**values)
