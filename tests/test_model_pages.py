@@ -39,6 +39,9 @@ CARDS = REPO / "model_cards"
 STANDARD = RESULTS / "mnist5k" / "lenet-standard__standard-v5.json"
 PAGE = "models/mnist5k-standard-v5/lenet-standard.html"
 
+# A figure whose layout collapsed (matplotlib draws it anyway, squeezed) is an error here.
+pytestmark = pytest.mark.filterwarnings("error:constrained_layout not applied:UserWarning")
+
 
 @pytest.fixture(scope="module")
 def published_site(tmp_path_factory) -> Path:

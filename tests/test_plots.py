@@ -30,6 +30,9 @@ from invarbench.site.plots import (
 from invarbench.store.codec import decode_floats
 
 SVG = "{http://www.w3.org/2000/svg}"
+
+# A figure whose layout collapsed (matplotlib draws it anyway, squeezed) is an error here.
+pytestmark = pytest.mark.filterwarnings("error:constrained_layout not applied:UserWarning")
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 RESULT = next(
     (Path(__file__).resolve().parents[1] / "leaderboard/results/mnist5k").glob("lenet-standard__standard-v*.json")
@@ -369,3 +372,60 @@ def test_figures_of_a_published_result(published):
     # The misclassified examples (distance 0) are in the median: without them it would be another number.
     assert d.count(0.0) == mn["method"].count("misclassified") > 0
     assert statistics.median(finite) != pytest.approx(metric.value, abs=1e-3)
+
+
+# The names of the published MNIST board's models (leaderboard/results/mnist): long ones, some alike.
+LONG_NAMES = [
+    'MadryCNN tiny, no max-pool (BaB-Attack "MNIST Small-Adv")',
+    "ConvMed (COLT certified training, L∞ ε=0.1)",
+    "ERAN ConvSmall (standard training)",
+    "ERAN 6x100 (standard training)",
+    "ERAN 6x200 (standard training)",
+    "ERAN 9x100 (standard training)",
+    "ERAN 9x200 (standard training)",
+    "CNN-A-Adv (SDP-FO; adversarially trained)",
+    "Wong & Kolter CNN (certified training, L∞ ε=0.1)",
+    "Wong et al. small CNN, cascade stage 0 (certified training, L∞ ε=0.3)",
+]
+
+
+def _axes_box(plot: Plot) -> tuple[float, float, float, float]:
+    """The scatter's axes as (x0, y0, x1, y1) in the SVG's points: its background patch, the axes group's
+    first path."""
+    axes = next(g for g in _root(plot).iter(f"{SVG}g") if g.get("id") == "scatter-axes")
+    d = next(axes.iter(f"{SVG}path")).get("d")
+    numbers = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", d)]
+    xs, ys = numbers[0::2], numbers[1::2]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def test_long_point_labels_never_squeeze_the_axes():
+    """Ten points named as the published MNIST board's models: no "constrained_layout not applied" warning,
+    the axes keep most of the figure, and each label written is the short form of its point's name."""
+    import warnings
+
+    from invarbench.site.plots import SCATTER_FIGSIZE, point_label
+
+    assert point_label("ERAN 6x100 (standard training)") == "ERAN 6x100"
+    assert (
+        point_label("Wong et al. small CNN, cascade stage 0 (certified training, L∞ ε=0.3)")
+        == "Wong et al. small CNN,…"
+    )
+    assert point_label("(only a parenthesis)") == "(only a parenthesis)"
+    assert len(point_label("x" * 40)) == 26
+    points = [
+        ScatterPoint(
+            name, 0.8 + 0.25 * i, None, None, 5.7 + (i * 7 % 10) * 0.5, None, None, f"m{i}.html", group="standard"
+        )
+        for i, name in enumerate(LONG_NAMES)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "constrained_layout not applied" is a UserWarning
+        plot = scatter(points, "Median min. L2 distance (L2 distance, [0, 1] pixel space)   better →", "Path width")
+    x0, y0, x1, y1 = _axes_box(plot)
+    width, height = (72 * v for v in SCATTER_FIGSIZE)
+    assert x1 - x0 > 0.6 * width and y1 - y0 > 0.4 * height, (x0, y0, x1, y1)
+    texts = set(_texts(plot))
+    labels = texts & {point_label(n) for n in LONG_NAMES} | texts & {point_label(n, 14) for n in LONG_NAMES}
+    assert len(labels) >= 6  # most fit; one that fits nowhere is left out, never drawn over another
+    assert not texts & set(LONG_NAMES)

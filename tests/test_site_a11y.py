@@ -44,6 +44,9 @@ COMPARE = f"compare-{BOARD}.html"
 MODEL_PAGE = f"models/{BOARD}/resnet18-pgd-at.html"
 PAGES = {"index": "index.html", "model": MODEL_PAGE, "compare": f"{COMPARE}?models=resnet18-pgd-at,resnet20-standard"}
 
+# A figure whose layout collapsed (matplotlib draws it anyway, squeezed) is an error here.
+pytestmark = pytest.mark.filterwarnings("error:constrained_layout not applied:UserWarning")
+
 
 @pytest.fixture(scope="module")
 def driver():

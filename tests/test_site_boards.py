@@ -41,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver
 NO_BROWSER = "no chromium/chromedriver: install Debian's chromium and chromium-driver (.ci/install-browser.sh)"
 
+# A figure whose layout collapsed (matplotlib draws it anyway, squeezed) is an error here.
+pytestmark = pytest.mark.filterwarnings("error:constrained_layout not applied:UserWarning")
+
 
 # --- without a browser ------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import statistics
 import textwrap
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 # Sizes for a phone: a 390 px screen shows about 360 px of figure, and 4 inches (288 pt, 384 px) scaled to
 # it keeps 9 pt text at about 11 px.
@@ -77,6 +79,7 @@ GROUP_COLOURS = {
 _SPARE_COLOURS = ("#e377c2", "#17becf", "#bcbd22", "#d62728")
 _OTHER_COLOURS = ("tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 MAX_BINS = 40
+_PAREN = re.compile(r"\s*\([^()]*\)\s*$")  # a name's closing parenthesis: "ResNet-18 (TRADES)" -> "ResNet-18"
 
 
 @dataclass(frozen=True)
@@ -528,6 +531,68 @@ def group_colour(group: str | None, groups: list[str]) -> str:
     return _SPARE_COLOURS[spare.index(group) % len(_SPARE_COLOURS)] if group in spare else "0.4"
 
 
+POINT_LABEL_CHARS = 26  # the longest label written beside a point (a phone-width figure: about a third of it)
+
+
+def point_label(name: str, limit: int = POINT_LABEL_CHARS) -> str:
+    """The label written beside a scatter point: ``name`` without a closing parenthesis (training details the
+    legend and the table under the figure give: "ERAN 6x100 (standard training)" → "ERAN 6x100"), cut at a word
+    to at most ``limit`` characters with "…" when still longer; the whole name when nothing would be left."""
+    short = _PAREN.sub("", name).strip() or name
+    if len(short) <= limit:
+        return short
+    return textwrap.shorten(short, limit, placeholder="…") if " " in short[:limit] else short[: limit - 1] + "…"
+
+
+def _label_points(fig: Figure, ax: Axes, points: list[tuple[ScatterPoint, float, float]]) -> None:
+    """Write each point's :func:`point_label` beside it, inside the axes and over no other label.
+
+    The labels take no part in the layout (a long one would otherwise squeeze the axes to nothing: matplotlib's
+    "constrained_layout not applied" warning); with the axes placed, each label goes to the first of a few
+    places right of, left of, above and below its point that lies inside the axes and overlaps no point and
+    no label written before it (highlighted points first, then in the given order). A label that fits nowhere
+    is shortened once, then left out: the table under the figure names every point."""
+    if not points:
+        return
+    fig.draw_without_rendering()  # place the axes: the labels' room is the axes' box
+    box = ax.get_window_extent()
+    r = 3.5 * fig.dpi / 72  # about a marker's radius, in display units
+    placed = [
+        Bbox.from_extents(u - r, v - r, u + r, v + r) for u, v in (ax.transData.transform((x, y)) for _, x, y in points)
+    ]
+    places = [(5, 3, "left", "bottom"), (-5, 3, "right", "bottom"), (5, -3, "left", "top"), (-5, -3, "right", "top")]
+    places += [(0, 7, "center", "bottom"), (0, -7, "center", "top")]
+    order = sorted(range(len(points)), key=lambda i: (not points[i][0].highlight, i))
+    for i in order:
+        p, x, y = points[i]
+        for text in dict.fromkeys([point_label(p.label), point_label(p.label, 14)]):
+            spot = None
+            for dx, dy, ha, va in places:
+                label = ax.annotate(
+                    text,
+                    (x, y),
+                    xytext=(dx, dy),
+                    textcoords="offset points",
+                    ha=ha,
+                    va=va,
+                    fontsize=8 if not p.highlight else 8.5,
+                    color="0.1",
+                    fontweight="bold" if p.highlight else "normal",
+                )
+                label.set_in_layout(False)
+                extent = label.get_window_extent()
+                inside = extent.x0 >= box.x0 and extent.x1 <= box.x1 and extent.y0 >= box.y0 and extent.y1 <= box.y1
+                if inside and not any(extent.overlaps(other) for other in placed):
+                    spot = (label, extent)
+                    break
+                label.remove()
+            if spot is not None:
+                placed.append(spot[1])
+                if p.href:
+                    spot[0].set_url(p.href)
+                break
+
+
 def scatter(
     points: list[ScatterPoint],
     x_label: str,
@@ -543,9 +608,10 @@ def scatter(
     ``title``: the SVG's ``<title>`` and accessible name (the page shows it as a heading; default "``y_label``
     against ``x_label``"). Points are coloured by their ``group`` (the training method, colours of
     :func:`group_colour`) with a legend under the plot titled ``legend_title``; a ``highlight``ed point is drawn
-    larger and ringed. Each point is labelled with its name when there are at most ``label_limit`` points (more
-    would overlap; highlighted points are labelled always): the page lists every point in a table beside the
-    figure. Points whose ``x`` or ``y`` is missing or not finite are left out (and named in the alt text); a
+    larger and ringed. When there are at most ``label_limit`` points (highlighted points: always) each is
+    labelled with its :func:`point_label` where that fits inside the axes over no other point or label
+    (:func:`_label_points`; a long name never squeezes the axes): the page lists every point in a table beside
+    the figure. Points whose ``x`` or ``y`` is missing or not finite are left out (and named in the alt text); a
     missing or non-finite interval bound just draws no bar on that side. The SVG is ``role="group"``, not
     ``img``, so that its links stay reachable for screen readers.
     """
@@ -598,27 +664,10 @@ def scatter(
             )
             drawn.append(bars.lines[0])
         ax.margins(0.12)
-        left, right = ax.get_xlim()
         label_all = len(shown) <= label_limit
-        for (p, x, y), marker in zip(shown, drawn):
+        for (p, _, _), marker in zip(shown, drawn):
             if p.href:
                 marker.set_url(p.href)
-            if not (label_all or p.highlight):
-                continue
-            # A label right of its point, or left of it in the right half, so that it stays in the figure.
-            on_left = right > left and (x - left) / (right - left) > 1 / 2
-            text = ax.annotate(
-                p.label,
-                (x, y),
-                xytext=(-5 if on_left else 5, 4),
-                textcoords="offset points",
-                ha="right" if on_left else "left",
-                fontsize=8,
-                color="0.1",
-                fontweight="bold" if p.highlight else "normal",
-            )
-            if p.href:
-                text.set_url(p.href)
         ax.grid(True, linewidth=0.4, alpha=0.5)
         if groups or any(p.group is None for p, _, _ in shown):
             handles = [
@@ -636,6 +685,8 @@ def scatter(
                 columnspacing=1.0,
                 handletextpad=0.3,
             )
+
+        _label_points(fig, ax, [(p, x, y) for p, x, y in shown if label_all or p.highlight])
 
         described = "; ".join(f"{p.label} ({_fmt(x)}, {_fmt(y)})" for p, x, y in shown[:6])
         if len(shown) > 6:
