@@ -132,7 +132,7 @@ def evaluate(
     for start in range(0, len(data), batch_size):
         stop = min(start + batch_size, len(data))
         gen = torch.Generator(device=device).manual_seed(batch_seed(suite.seed, start))
-        values = measure_batch(model, data, start, stop, suite, gen)
+        values = measure_batch(model, data, start, stop, suite, gen)[0]
         for measurement, fields in values.items():
             merged = per_example.setdefault(measurement, {})
             for key, vals in fields.items():

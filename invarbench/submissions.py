@@ -27,7 +27,6 @@ from invarbench.store.db import Store
 from invarbench.store.schema import RunRecord
 
 PENDING, EVALUATED, FAILED = "pending", "evaluated", "failed"
-STATES = (PENDING, EVALUATED, FAILED)
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ def test_min_norm_is_the_smaller_of_fmn_and_the_search_and_keeps_which_gave_it()
     data, model = _class_mean_data(n=24)
     wrapped = ModelWrapper(model.float(), num_classes=3, input_shape=(1, 8, 8))
     suite = _suite_for_8x8()
-    out = measure_batch(wrapped, data, 0, 24, suite, torch.Generator().manual_seed(0))
+    out = measure_batch(wrapped, data, 0, 24, suite, torch.Generator().manual_seed(0))[0]
     mn, correct = out["min_norm"], out["clean"]["correct"]
     for d, f, s, method, ok in zip(mn["distance"], mn["fmn_distance"], mn["search_distance"], mn["method"], correct):
         if not ok:
@@ -195,7 +195,7 @@ def test_every_measurement_refuses_nan_logits_at_any_iterate():
     suite = _suite_for_8x8()
     hostile = ModelWrapper(_NaNAwayFromClean(model, data.x), num_classes=3, input_shape=(1, 8, 8))
     with pytest.raises(ModelOutputError, match=r"NaN or Inf logits for \d+ input\(s\) during pgd_linf"):
-        measure_batch(hostile, data, 0, 12, suite, torch.Generator().manual_seed(0))
+        measure_batch(hostile, data, 0, 12, suite, torch.Generator().manual_seed(0))[0]
     # Each measurement on its own: the first one to meet a NaN is named.
     for keep in ("pgd_l2", "min_norm", "nspgd"):
         only = suite.model_copy(
@@ -211,7 +211,7 @@ def test_every_measurement_refuses_nan_logits_at_any_iterate():
         )
         hostile.reset_nonfinite()
         with pytest.raises(ModelOutputError, match=f"during {keep}"):
-            measure_batch(hostile, data, 0, 12, only, torch.Generator().manual_seed(0))
+            measure_batch(hostile, data, 0, 12, only, torch.Generator().manual_seed(0))[0]
 
 
 def test_the_wrapper_counts_rows_with_nonfinite_logits():

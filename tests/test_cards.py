@@ -18,7 +18,7 @@ from cards_helpers import (
 )
 from typer.testing import CliRunner
 
-from invarbench.cards.catalog import MAX_CARD_BYTES, list_cards, load_card, resolve_card
+from invarbench.cards.catalog import MAX_CARD_BYTES, card_paths, load_card, resolve_card
 from invarbench.cli import app
 from invarbench.errors import NotFoundError, ValidationError
 
@@ -251,7 +251,7 @@ def test_resolve_by_id_by_path_and_near_miss(tmp_path):
     path = write_card(tmp_path, card_dict())
     assert resolve_card("mnist5k/tiny", tmp_path).path == path
     assert resolve_card(str(path), tmp_path).card.id == "mnist5k/tiny"
-    assert [r.card.id for r in list_cards(tmp_path)] == ["mnist5k/tiny"]
+    assert card_paths(tmp_path) == [path]
     with pytest.raises(NotFoundError) as info:
         resolve_card("mnist5k/tiyn", tmp_path)
     assert str(info.value) == "unknown model 'mnist5k/tiyn'. Did you mean 'mnist5k/tiny'?"

@@ -127,7 +127,7 @@ def test_measure_batch_refuses_nan_logits():
     train = load_eval_data("mnist5k", split="train", limit=200)
     model = _Then(class_mean_model(train.x, train.y, scale=4.0).eval(), on_output=_nan_for_odd_rows)
     with pytest.raises(ModelOutputError, match="NaN or Inf logits for 4 of 8 examples"):
-        measure_batch(model, data, 0, 8, make_suite(), torch.Generator().manual_seed(0))
+        measure_batch(model, data, 0, 8, make_suite(), torch.Generator().manual_seed(0))[0]
 
 
 def test_flag_names_are_stable():

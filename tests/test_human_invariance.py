@@ -25,7 +25,7 @@ from invarbench.data import load_eval_data
 from invarbench.data.native import read_idx
 from invarbench.data.registry import EvalData
 from invarbench.errors import ValidationError
-from invarbench.evaluation.measure import measure_batch_with_artifacts
+from invarbench.evaluation.measure import measure_batch
 from invarbench.evaluation.pipeline import finish_suite, run_suite
 from invarbench.measurements import MEASUREMENTS, aggregate
 from invarbench.measurements.human_invariance import (
@@ -94,7 +94,7 @@ def model():
 
 
 def run_probe(model: nn.Module, data: EvalData, suite: Suite) -> tuple[dict, dict, list]:
-    values, artifacts = measure_batch_with_artifacts(model, data, 0, len(data), suite, torch.Generator().manual_seed(0))
+    values, artifacts = measure_batch(model, data, 0, len(data), suite, torch.Generator().manual_seed(0))
     return values, artifacts, aggregate(values, suite)
 
 

@@ -73,7 +73,7 @@ def gen(seed: int = 0) -> torch.Generator:
 def run_batches(model, data, suite, bounds):
     merged: dict = {}
     for start, stop in bounds:
-        for measurement, fields in measure_batch(model, data, start, stop, suite, gen(start)).items():
+        for measurement, fields in measure_batch(model, data, start, stop, suite, gen(start))[0].items():
             for key, values in fields.items():
                 merged.setdefault(measurement, {}).setdefault(key, []).extend(values)
     return merged
@@ -119,7 +119,7 @@ def test_pairs_edge_cases():
 # --- measure_batch -----------------------------------------------------------------------------------
 def test_measure_batch_fields(model, data):
     suite = make_suite()
-    out = measure_batch(model, data, 0, 40, suite, gen())
+    out = measure_batch(model, data, 0, 40, suite, gen())[0]
     assert set(out) == {"clean", "pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width"}
     clean = out["clean"]
     with torch.no_grad():
@@ -196,15 +196,15 @@ def test_measure_batch_is_deterministic_and_batching_keeps_pairs(model, data):
 
 
 def test_each_measurement_has_its_own_random_stream(model, data):
-    full = measure_batch(model, data, 0, 40, make_suite(), gen(1))
-    without = measure_batch(model, data, 0, 40, make_suite(pgd_linf=None, min_norm=None), gen(1))
+    full = measure_batch(model, data, 0, 40, make_suite(), gen(1))[0]
+    without = measure_batch(model, data, 0, 40, make_suite(pgd_linf=None, min_norm=None), gen(1))[0]
     assert "pgd_linf" not in without
     assert without["pgd_l2"] == full["pgd_l2"]
     assert without["path_width"] == full["path_width"]
 
 
 def test_misclassified_sources_do_not_walk(model, data):
-    out = measure_batch(model, data, 0, 40, make_suite(path_width=None), gen())
+    out = measure_batch(model, data, 0, 40, make_suite(path_width=None), gen())[0]
     assert "path_width" not in out
     invalid = [k for k, v in enumerate(out["nspgd"]["valid"]) if not v]
     assert invalid and all(out["nspgd"]["accepted_steps"][k] is None for k in invalid)
@@ -265,9 +265,9 @@ def test_reliability_flags(model, data):
 def test_measure_batch_says_what_it_is_doing_and_that_changes_nothing(model, data):
     suite = make_suite()
     notes: list[str] = []
-    told = measure_batch(model, data, 0, 20, suite, gen(7), note=notes.append)
+    told = measure_batch(model, data, 0, 20, suite, gen(7), note=notes.append)[0]
     assert json.dumps(encode_floats(told)) == json.dumps(
-        encode_floats(measure_batch(model, data, 0, 20, suite, gen(7)))
+        encode_floats(measure_batch(model, data, 0, 20, suite, gen(7))[0])
     )
     for prefix in ("pgd_linf step ", "pgd_l2 step ", "min_norm step ", "nspgd iteration ", "path_width point "):
         assert any(n.startswith(prefix) for n in notes), prefix

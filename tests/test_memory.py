@@ -20,7 +20,7 @@ from invarbench.cards import resolve_card
 from invarbench.data import load_eval_data
 from invarbench.errors import ValidationError
 from invarbench.evaluation import EvalOptions, evaluate
-from invarbench.evaluation.measure import measure_batch_with_artifacts
+from invarbench.evaluation.measure import measure_batch
 from invarbench.evaluation.memory import ChunkedModel, MemoryPlan, OutOfMemory, is_out_of_memory
 from invarbench.evaluation.speed import compile_model
 from invarbench.models.loading import load_model
@@ -102,7 +102,7 @@ def _same_batch(got, want) -> bool:
 
 def _measure(model, data, memory=None):
     gen = torch.Generator().manual_seed(11)
-    return measure_batch_with_artifacts(model, data, 0, 12, SUITE, gen, memory=memory)
+    return measure_batch(model, data, 0, 12, SUITE, gen, memory=memory)
 
 
 @pytest.fixture(scope="module")

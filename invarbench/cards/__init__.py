@@ -4,7 +4,7 @@ A card on its own: its schema, where it lives, its checksum, a new one. The chec
 card in context (its data set, architecture and model file) are :mod:`invarbench.card_checks`.
 """
 
-from invarbench.cards.catalog import CardRef, default_cards_dir, list_cards, load_card, resolve_card
+from invarbench.cards.catalog import CardRef, default_cards_dir, load_card, resolve_card
 from invarbench.cards.schema import ModelCard
 
-__all__ = ["CardRef", "ModelCard", "default_cards_dir", "list_cards", "load_card", "resolve_card"]
+__all__ = ["CardRef", "ModelCard", "default_cards_dir", "load_card", "resolve_card"]

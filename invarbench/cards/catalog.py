@@ -220,13 +220,6 @@ def card_paths(cards_dir: Path | None = None) -> list[Path]:
     return sorted(p for suffix in CARD_SUFFIXES for p in root.glob(f"*/*{suffix}") if p.is_file())
 
 
-def list_cards(cards_dir: Path | None = None) -> list[CardRef]:
-    """All cards under ``cards_dir`` sorted by id (an invalid one raises its error)."""
-    root = cards_dir or default_cards_dir()
-    refs = [load_card(p, check_location=True, cards_dir=root) for p in card_paths(root)]
-    return sorted(refs, key=lambda r: r.card.id)
-
-
 def _card_ids(root: Path) -> list[str]:
     return sorted(f"{p.parent.name}/{p.stem}" for p in card_paths(root))
 

@@ -7,10 +7,10 @@ runs them in order. The contract with the runner (which stores, resumes and repo
   returns the flags of the model (NaN/Inf logits raise instead);
 - ``measure_batch(model, data, start, stop, suite, generator, note=None, device=None)`` returns,
   per measurement, the per-example (or per-pair) values of examples ``start:stop`` of ``data``
-  as JSON-ready lists (the fields each measurement declares). It depends only on its arguments,
-  so a resumed run recomputes nothing and changes nothing. ``note`` (optional) hears what it is
-  working on, step by step. ``measure_batch_with_artifacts`` also returns the batch's files
-  (NSPGD's image strips), stored with the batch;
+  as JSON-ready lists (the fields each measurement declares), and the batch's files (NSPGD's
+  image strips), stored with the batch. It depends only on its arguments, so a resumed run
+  recomputes nothing and changes nothing. ``note`` (optional) hears what it is working on, step
+  by step;
 - ``aggregate(per_example, suite)`` turns the concatenation of all batches' values into the
   metrics, and ``result_flags(per_example, suite)`` into the flags read from them.
 
@@ -124,27 +124,14 @@ def measure_batch(
     generator: torch.Generator,
     note: Note | None = None,
     device: torch.device | None = None,
-) -> PerExample:
-    """Every per-example value the suite keeps for examples ``start:stop``, keyed by measurement.
-
-    ``note``, when given, is told what runs now ("pgd_l2 step 12/40 (57 left)", ...). Raises
-    :class:`ModelOutputError` on NaN/Inf logits, naming the measurement and the count."""
-    return measure_batch_with_artifacts(model, data, start, stop, suite, generator, note=note, device=device)[0]
-
-
-def measure_batch_with_artifacts(
-    model: nn.Module,
-    data: EvalData,
-    start: int,
-    stop: int,
-    suite,
-    generator: torch.Generator,
-    note: Note | None = None,
-    device: torch.device | None = None,
     memory: MemoryPlan | None = None,
 ) -> tuple[PerExample, dict[str, bytes]]:
-    """:func:`measure_batch`, and the files the measurements made for the batch (artifact name ->
-    bytes, e.g. NSPGD's image strips), which are stored with the run. With ``memory``
+    """Every per-example value the suite keeps for examples ``start:stop``, keyed by measurement, and the
+    files the measurements made for the batch (artifact name -> bytes, e.g. NSPGD's image strips), which
+    are stored with the run.
+
+    ``note``, when given, is told what runs now ("pgd_l2 step 12/40 (57 left)", ...). Raises
+    :class:`ModelOutputError` on NaN/Inf logits, naming the measurement and the count. With ``memory``
     (``--batch-size auto``), the model is given at most the plan's number of images at once per
     measurement, and a measurement that runs out of memory is run again with fewer
     (:mod:`invarbench.evaluation.memory`): the values are the same."""

@@ -19,7 +19,7 @@ from torch import nn
 
 from invarbench.data.registry import EvalData
 from invarbench.errors import ModelOutputError, ValidationError
-from invarbench.evaluation.measure import measure_batch_with_artifacts, merge_batches, reliability_flags
+from invarbench.evaluation.measure import measure_batch, merge_batches, reliability_flags
 from invarbench.evaluation.memory import MemoryPlan
 from invarbench.measurements import PerExample, aggregate, result_flags
 from invarbench.metrics.stats import MetricValue
@@ -124,9 +124,7 @@ def measure_one(
     same values whichever process computes them, and whatever batches came before."""
     gen = torch.Generator(device=device).manual_seed(batch_seed(seed, start))
     told = None if note is None else (lambda what: note(start, stop, what))
-    values, artifacts = measure_batch_with_artifacts(
-        model, data, start, stop, suite, gen, note=told, device=device, memory=memory
-    )
+    values, artifacts = measure_batch(model, data, start, stop, suite, gen, note=told, device=device, memory=memory)
     return BatchResult(start, stop, values, computed=True, artifacts=artifacts)
 
 

@@ -8,7 +8,6 @@ from invarbench.metrics.calibration import (
     batched_ece,
     confidence_and_correct,
     ece_from_confidence,
-    expected_calibration_error,
 )
 from invarbench.metrics.stats import (
     MetricValue,
@@ -27,7 +26,6 @@ __all__ = [
     "confidence_and_correct",
     "ece_from_confidence",
     "ece_metric",
-    "expected_calibration_error",
     "mean_metric",
     "median",
     "median_metric",

@@ -58,13 +58,3 @@ def ece_from_confidence(confidence: torch.Tensor, correct: torch.Tensor, n_bins:
     example. Returns a Python float in [0, 1]; NaN when empty. Raises ``ValueError`` for
     ``n_bins < 1`` (docs/measurements.md §5)."""
     return float(batched_ece(confidence.flatten()[None], correct.flatten()[None], n_bins)[0])
-
-
-def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
-    """ECE of a model's ``logits`` on ``labels`` with ``n_bins`` equal-width bins.
-
-    ``logits``: float ``[n, classes]``; ``labels``: int64 ``[n]``. The confidences come from
-    :func:`confidence_and_correct` (float32 softmax; a run stores float64 confidences instead,
-    docs/measurements.md §5). Returns a Python float; raises ``ValueError`` for ``n_bins < 1``."""
-    conf, correct = confidence_and_correct(logits, labels)
-    return ece_from_confidence(conf, correct, n_bins)

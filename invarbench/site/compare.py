@@ -37,12 +37,6 @@ def compare_page_path(board: DatasetBoard) -> str:
     return f"compare-{board.slug}.html"
 
 
-def compare_url(board: DatasetBoard, names: list[str]) -> str:
-    """The compare page of ``board`` showing the models ``names`` (card ids after the data set), relative to
-    the site's root: ``compare-<board>.html?models=<name>,<name>``."""
-    return f"{compare_page_path(board)}?models={','.join(names)}"
-
-
 @dataclass(frozen=True)
 class CompareCell:
     """One metric of one model: the value and its 95 % interval as text (the interval "" when not stored), and

@@ -63,8 +63,7 @@ _RC: dict[str, Any] = {
 _RC_TUBE: dict[str, Any] = {"axes.labelsize": 9}
 _RC_SCATTER: dict[str, Any] = {"axes.titlesize": 10}
 L2_UNIT = "L2, [0, 1] pixel space"
-Q_LO_LABEL = "5 %"  # the quantiles the path_width measurement stores as q_lo and q_hi
-Q_HI_LABEL = "95 %"
+Q_LO_LABEL = "5 %"  # the lower of the quantiles the path_width measurement stores (q_lo)
 METHOD_NAMES = {"fmn": "FMN", "search": "boundary search"}
 METHOD_COLOURS = {"fmn": "tab:blue", "search": "tab:orange"}
 # The training methods of the card schema (invarbench.cards.schema.Training), each its own colour on every board.

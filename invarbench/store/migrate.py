@@ -102,12 +102,6 @@ def _config() -> Config:
     return cfg
 
 
-def head_revision() -> str:
-    head = script_directory().get_current_head()
-    assert head is not None
-    return head
-
-
 def _current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
