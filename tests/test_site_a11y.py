@@ -363,3 +363,60 @@ def test_a_new_visitor_finds_the_most_invariant_adversarially_trained_model_and_
     assert urlparse(driver.current_url).path.endswith(COMPARE)
     assert sorted(_shown(driver)) == sorted([widest, name])
     assert "Comparing 2 models" in driver.find_element(By.ID, "status").text
+
+
+# --- the published boards: real model names ---------------------------------------------------------
+
+RESULTS = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
+CARDS = Path(__file__).resolve().parents[1] / "model_cards"
+PUBLIC_BOARD = "mnist-standard-v4"  # the public MNIST checkpoints (leaderboard/results/mnist)
+PUBLIC_COMPARE = (f"compare-{PUBLIC_BOARD}.html", "?models=wong-scaled-small-stage0,eran-fc6x100")
+
+# Every <text> of a page's scatters: its box, its svg's box, and whether it is a point's label (inside a link).
+_SCATTER_TEXTS_JS = """
+return Array.from(document.querySelectorAll('section.scatter svg')).map(function (svg) {
+  var s = svg.getBoundingClientRect();
+  return {svg: [s.left, s.top, s.right, s.bottom], texts: Array.from(svg.querySelectorAll('text')).map(function (t) {
+    var r = t.getBoundingClientRect();
+    return {text: t.textContent, box: [r.left, r.top, r.right, r.bottom], label: !!t.closest('a')};
+  })};
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def published_site(tmp_path_factory) -> Path:
+    """The site of the published results (with the checkout's cards, which hold the weights)."""
+    from invarbench.site.build import build_site_from_results
+
+    if not (RESULTS / PUBLIC_BOARD.split("-")[0]).is_dir():
+        pytest.skip(f"no published {PUBLIC_BOARD} board in {RESULTS}")
+    out = tmp_path_factory.mktemp("published") / "site"
+    build_site_from_results(RESULTS, out, CARDS)
+    return out
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_compare_pages_scatters_keep_every_label_whole_and_apart(driver, published_site, width):
+    """The public MNIST board's compare page (ten models, long names, every point labelled): at 1,280 and
+    390 px every text of each scatter (axis titles, ticks, point labels, legend) lies inside its figure, and no
+    point label covers another text."""
+    _width(driver, width)
+    _open(driver, (published_site / PUBLIC_COMPARE[0]).as_uri() + PUBLIC_COMPARE[1])
+    figures = driver.execute_script(_SCATTER_TEXTS_JS)
+    assert len(figures) == 2  # sensitivity against invariance; robustness against human-judged invariance
+    for figure in figures:
+        x0, y0, x1, y1 = figure["svg"]
+        assert x0 >= 0 and x1 <= width, figure["svg"]  # the figure itself within the window
+        labels = [t for t in figure["texts"] if t["label"]]
+        assert len(labels) >= 5, [t["text"] for t in figure["texts"]]
+        for t in figure["texts"]:
+            a0, b0, a1, b1 = t["box"]
+            assert a0 >= x0 - 1 and a1 <= x1 + 1 and b0 >= y0 - 1 and b1 <= y1 + 1, (t["text"], t["box"], figure["svg"])
+        for label in labels:
+            for other in figure["texts"]:
+                if other is label:
+                    continue
+                a, b = label["box"], other["box"]
+                overlap = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+                assert min(overlap) <= 1, (label["text"], other["text"])
