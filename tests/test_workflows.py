@@ -241,10 +241,13 @@ def test_leaderboard_workflow(tmp_path):
     shutil.copytree(ROOT / "leaderboard" / "results", repo / "leaderboard" / "results")
     bundled_card(repo)
     bundled_card(repo, "lenet-pgd-at")
-    result = run_step("leaderboard.yml", "Build the site from the published results", repo, {})
+    fork = "https://github.com/someone/invarbench-fork"  # what github.server_url/github.repository give
+    result = run_step("leaderboard.yml", "Build the site from the published results", repo, {"REPOSITORY_URL": fork})
     assert result.returncode == 0, result.stdout + result.stderr
     index = (repo / "_site" / "index.html").read_text()
     assert "mnist5k/lenet-pgd-at" in index and "mnist5k/lenet-standard" in index
+    assert f'href="{fork}"' in index and f'href="{fork}/blob/main/CONTRIBUTING.md"' in index
+    assert "github.com/invarbench/invarbench" not in index  # the placeholder: nowhere
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from invarbench.cli.common import CardsDirOption, DbOption, console, user_errors
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.site import build_site
 from invarbench.site.build import build_site_from_results
+from invarbench.site.protocol import check_repository_url
 from invarbench.store import Store
 
 app = typer.Typer(
@@ -34,6 +35,17 @@ def build_command(
             show_default=False,
         ),
     ] = None,
+    repository_url: Annotated[
+        str | None,
+        typer.Option(
+            "--repository-url",
+            metavar="URL",
+            help="The project's repository, which the pages link to (its docs, CONTRIBUTING, the methods): an https "
+            "URL such as https://github.com/OWNER/REPO. Default: [project.urls] Repository of the checkout's "
+            "pyproject.toml, else a placeholder.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Render the leaderboard into OUT: one board per data set and suite version, with the newest finished full
     run of each model ranked (models whose intervals overlap share a rank), JSON and CSV downloads of each board;
@@ -44,14 +56,16 @@ def build_command(
     of an earlier build survives, and a second build into OUT at the same time stops with one line. An OUT that
     is not empty and not an earlier site build is never replaced (docs/site.md)."""
     with user_errors():
+        if repository_url is not None:
+            check_repository_url(repository_url)  # before anything is read
         if results is not None:
             if db is not None:
                 raise ValidationError("give --results or --db, not both")
             if not results.exists():
                 raise NotFoundError(f"results folder not found: {results}")
-            index = build_site_from_results(results, out, cards_dir)
+            index = build_site_from_results(results, out, cards_dir, repository_url)
         else:
-            index = build_site(Store(db), out, cards_dir)
+            index = build_site(Store(db), out, cards_dir, repository_url)
     console.print(f"Wrote {index}")
 
 

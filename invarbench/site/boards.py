@@ -198,18 +198,18 @@ def intro_strip(store, boards: list) -> IntroStrip | None:  # a Store and Datase
 
 def index_context(store, boards: list) -> dict[str, object]:  # a Store and DatasetBoards
     """What the index's template needs besides the boards: the repository's links
-    (:data:`invarbench.site.protocol.REPOSITORY_URL`), the introduction's strip, the metric groups'
+    (:func:`invarbench.site.protocol.repository_url`), the introduction's strip, the metric groups'
     headings and labels, and per board (by slug) its filters' choices, its flags' legend, each row's caveats by metric,
     and its correlations in words."""
     from invarbench.measurements import flag_docs, metric_specs
-    from invarbench.site.protocol import CONTRIBUTING_URL, DOCS_URL, REPOSITORY_URL, intervals_line
+    from invarbench.site.protocol import contributing_url, docs_url, intervals_line, repository_url
 
     docs = flag_docs()
     labels = {s.name: s.label for s in metric_specs()}
     return {
-        "repository": REPOSITORY_URL,
-        "docs_url": DOCS_URL,
-        "contributing_url": CONTRIBUTING_URL,
+        "repository": repository_url(),
+        "docs_url": docs_url(),
+        "contributing_url": contributing_url(),
         "intervals": intervals_line(),
         "intro": intro_strip(store, boards),
         "choices_by_board": {

@@ -419,13 +419,19 @@ def _generated(store: Store) -> str:
     return max(times).strftime("%Y-%m-%d %H:%M UTC") if times else "no runs yet"
 
 
-def build_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
+def build_site(store: Store, out: Path, cards_dir: Path | None = None, repository_url: str | None = None) -> Path:
     """:func:`render_site` into a temporary sibling folder of ``out`` that then replaces ``out`` in one rename,
     under a lock (:func:`invarbench.site.publish.publish_site`: nothing of an earlier build survives; a second
-    build into ``out`` at the same time fails with one line). Returns ``out/index.html``."""
+    build into ``out`` at the same time fails with one line). ``repository_url``: the project's repository, which
+    the pages link to (its docs, CONTRIBUTING, the methods); None: ``[project.urls] Repository`` of the checkout's
+    pyproject.toml, else a placeholder (:func:`invarbench.site.protocol.using_repository`). Returns
+    ``out/index.html``. Raises ``ValidationError`` for a repository URL that is not an https URL without quotes or
+    whitespace."""
+    from invarbench.site.protocol import using_repository
     from invarbench.site.publish import publish_site
 
-    return publish_site(out, lambda folder: render_site(store, folder, cards_dir))
+    with using_repository(repository_url):
+        return publish_site(out, lambda folder: render_site(store, folder, cards_dir))
 
 
 def render_site(store: Store, out: Path, cards_dir: Path | None = None) -> Path:
@@ -508,14 +514,19 @@ def _write_compare_pages(env: Environment, out: Path, boards: list[DatasetBoard]
         )
 
 
-def build_site_from_results(results: Path, out: Path, cards_dir: Path | None = None) -> Path:
+def build_site_from_results(
+    results: Path, out: Path, cards_dir: Path | None = None, repository_url: str | None = None
+) -> Path:
     """Build the site from published results files (``leaderboard/results/``), imported into a throwaway
-    SQLite database, so that a deploy needs no database. Raises what the import raises for a bad file."""
-    with tempfile.TemporaryDirectory(prefix="invarbench-site-") as tmp:
+    SQLite database, so that a deploy needs no database; ``repository_url`` as in :func:`build_site`, checked
+    first. Raises what the import raises for a bad file."""
+    from invarbench.site.protocol import using_repository
+
+    with using_repository(repository_url) as checked, tempfile.TemporaryDirectory(prefix="invarbench-site-") as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'results.db'}")
         try:
             import_path(store, results)
-            return build_site(store, out, cards_dir)
+            return build_site(store, out, cards_dir, checked)
         finally:
             store.close()
 

@@ -7,20 +7,95 @@ attack's budget (ε and norm) and steps, the minimal-distance search, NSPGD's wa
 path-width tube, calibration and the human-judged probe sets, each with a link to its method's
 documentation. A pure function: no I/O, the same settings give the same lines.
 
-:data:`REPOSITORY_URL` is the project's repository: the one place the site takes it from (links to
-the repository, its docs and CONTRIBUTING); a fork that publishes its own site changes it here.
+The project's repository (the site's links to it, its docs and CONTRIBUTING, and the protocol's links to the
+methods) is the one a build names (``invarbench site build --repository-url``, :func:`using_repository`), by
+default the ``Repository`` entry of ``[project.urls]`` in the checkout's pyproject.toml
+(:func:`default_repository_url`), else :data:`REPOSITORY_URL`, a placeholder.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-REPOSITORY_URL = "https://github.com/invarbench/invarbench"
+from invarbench.errors import ValidationError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: no TOML reader in the standard library
+    tomllib = None
+
+REPOSITORY_URL = "https://github.com/invarbench/invarbench"  # the placeholder, where nothing names the repository
 DOCS_URL = f"{REPOSITORY_URL}/blob/main/docs"
 CONTRIBUTING_URL = f"{REPOSITORY_URL}/blob/main/CONTRIBUTING.md"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"  # the checkout's, where the package runs from one
+_REPOSITORY: ContextVar[str] = ContextVar("invarbench_site_repository", default=REPOSITORY_URL)
+
+
+def check_repository_url(url: str, what: str = "--repository-url") -> str:
+    """``url`` as the site links it: an https URL with a host and no quotes, whitespace or angle brackets (it goes
+    into HTML attributes), without a trailing ``/``. Raises :class:`~invarbench.errors.ValidationError` (one
+    line naming ``what`` and the fix) otherwise."""
+    bad = re.search(r"[\s\"'<>`\\]", url)
+    parts = urlsplit(url) if not bad else None
+    if bad or parts is None or parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ValidationError(
+            f"{what} must be an https URL without quotes, whitespace, query or fragment, such as "
+            f"https://github.com/OWNER/REPO; got {url!r}"
+        )
+    return url.rstrip("/")
+
+
+def default_repository_url(pyproject: Path | None = None) -> str:
+    """The repository a build links to when it names none: ``[project.urls]``'s ``Repository`` entry of
+    ``pyproject`` (default: :data:`PYPROJECT`, the checkout's), checked by :func:`check_repository_url`; else
+    :data:`REPOSITORY_URL` (no such file or entry, or Python 3.10, which has no TOML reader). Raises
+    ``ValidationError`` for an entry that is not one."""
+    path = PYPROJECT if pyproject is None else pyproject
+    if tomllib is None:
+        return REPOSITORY_URL
+    try:
+        urls = tomllib.loads(path.read_text(encoding="utf-8")).get("project", {}).get("urls", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return REPOSITORY_URL
+    url = next((v for k, v in urls.items() if k.lower() == "repository"), None) if isinstance(urls, dict) else None
+    if url is None:
+        return REPOSITORY_URL
+    return check_repository_url(str(url), f"[project.urls] Repository in {path}")
+
+
+def repository_url() -> str:
+    """The repository the site being built links to (:func:`using_repository`), else :data:`REPOSITORY_URL`."""
+    return _REPOSITORY.get()
+
+
+def docs_url() -> str:
+    """The repository's ``docs/`` folder on its main branch."""
+    return f"{repository_url()}/blob/main/docs"
+
+
+def contributing_url() -> str:
+    """The repository's CONTRIBUTING.md on its main branch."""
+    return f"{repository_url()}/blob/main/CONTRIBUTING.md"
+
+
+@contextmanager
+def using_repository(url: str | None) -> Iterator[str]:
+    """Within the block, the site's links go to ``url`` (checked by :func:`check_repository_url`); None: to
+    :func:`default_repository_url`. Yields the URL used. Raises ``ValidationError`` for a URL that is not one."""
+    chosen = default_repository_url() if url is None else check_repository_url(url)
+    token = _REPOSITORY.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _REPOSITORY.reset(token)
+
 
 # Why a suite evaluates the first images of a split rather than all of them (standard v4 and later).
 WHY_FIRST_EXAMPLES = (
@@ -37,8 +112,9 @@ def heading_anchor(heading: str) -> str:
 
 
 def docs_link(page: str, heading: str | None = None) -> str:
-    """The URL of ``docs/<page>`` in :data:`REPOSITORY_URL`, at ``heading``'s anchor when given."""
-    url = f"{DOCS_URL}/{page}"
+    """The URL of ``docs/<page>`` in the site's repository (:func:`repository_url`), at ``heading``'s anchor
+    when given."""
+    url = f"{docs_url()}/{page}"
     return f"{url}#{heading_anchor(heading)}" if heading else url
 
 
