@@ -65,7 +65,7 @@ from _common import (  # the local helper module also puts the checkout on sys.p
 from torch import nn
 
 from invarbench.attacks import NSPGDConfig, PathWidthConfig, PGDConfig, nspgd, path_widths, pgd_attack
-from invarbench.evaluation.runner import peak_rss_bytes
+from invarbench.store.probes import peak_rss_bytes
 
 nspgd_module = importlib.import_module("invarbench.attacks.nspgd")  # the module (the package exports the function)
 

@@ -13,7 +13,6 @@ as ``invarbench eval`` stores one, under the model id ``<dataset>/<name>``.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +23,15 @@ from torch import nn
 
 from invarbench.data import DATASETS
 from invarbench.errors import ValidationError
-from invarbench.evaluation.runner import EvalOptions, ModelRecord, evaluate_loaded, resolve_device
+from invarbench.evaluation.options import EvalOptions, plan_run
+from invarbench.evaluation.runner import evaluate_loaded
+from invarbench.evaluation.sinks import ModelRecord, sink_for
 from invarbench.measurements import PerExample
-from invarbench.metrics.stats import MetricValue
+from invarbench.metrics.stats import MetricValue, format_interval, format_number
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.progress import ProgressFactory, no_progress
 from invarbench.store.db import Store
-from invarbench.suites.schema import Suite, load_suite
+from invarbench.suites.schema import Suite
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,7 @@ class EvaluationResult:
     def __str__(self) -> str:
         lines = [f"{self.suite.key} v{self.suite.version} · {self.provenance.get('examples_effective')} examples"]
         for m in self.metrics.values():
-            ci = "" if m.ci_low is None else f"  [{m.ci_low:.4f}, {m.ci_high:.4f}]"
-            lines.append(f"  {m.name:<26} {m.value:.4f}{ci}")
+            lines.append(f"  {m.name:<26} {format_number(m.value)}  {format_interval(m.ci_low, m.ci_high)}")
         lines.append(f"  flags: {', '.join(self.flags) or 'none'}")
         return "\n".join(lines)
 
@@ -124,19 +124,22 @@ def evaluate_model(
     ``seed``: default the suite's. ``batch_size``: examples per batch (the unit of storage and
     progress). ``db``: a database URL (``sqlite:///results.db``, ``postgresql://...``) to store the run
     in, as model ``<dataset>/<name>``; ``name`` defaults to the model's class name (give two models
-    of one class different names: the site shows one row per model id). ``data_dir``: the folder of
+    of one class different names: the site shows one row per model id); without ``db`` nothing is
+    recorded and no database is opened (``run_id`` is None). ``data_dir``: the folder of
     downloaded data sets (mnist, cifar10, cifar100). ``progress``: a
     :data:`invarbench.progress.ProgressFactory` for a progress bar.
 
     Raises :class:`~invarbench.errors.NotFoundError` (unknown data set or suite),
-    :class:`~invarbench.errors.ValidationError` (bad options, wrong input size) and
+    :class:`~invarbench.errors.OptionError` (a bad ``batch_size``, ``limit`` or ``device``, named so),
+    :class:`~invarbench.errors.ValidationError` (other bad arguments, wrong input size) and
     :class:`~invarbench.errors.ModelOutputError` (wrong logit shape, NaN/Inf logits, the model's own
     forward raising), each with a one-line message. Protocol and references: docs/measurements.md.
     """
     _check_arguments(model, mean=mean, std=std, limit=limit, seed=seed, batch_size=batch_size)
     spec = DATASETS.get(dataset)
-    resolved = load_suite(suite, dataset)
-    dev = resolve_device(device)
+    options = EvalOptions(suite=suite, limit=limit, batch_size=batch_size, seed=seed, device=device, data_dir=data_dir)
+    plan = plan_run(options, dataset)  # every option checked once, before the model is touched
+    dev = plan.device
     name = name or type(model).__name__
     where = f"model {dataset}/{name}"
     modes = {m: m.training for m in model.modules()}
@@ -171,15 +174,11 @@ def evaluate_model(
             hub_revision=None,
             training_method="other",
         )
-        options = EvalOptions(suite=suite, limit=limit, batch_size=batch_size, seed=seed, device=device)
-        with tempfile.TemporaryDirectory(prefix="invarbench-") as tmp:
-            store = Store(db or f"sqlite:///{Path(tmp) / 'run.db'}")
-            try:
-                outcome = evaluate_loaded(
-                    wrapper, record, resolved, store, options, dev, progress, where=where, data_dir=data_dir
-                )
-                provenance = outcome.provenance
-            finally:
+        store = Store(db) if db else None  # without db nothing is recorded and no database is opened
+        try:
+            outcome = evaluate_loaded(wrapper, record, plan, sink_for(store, None), progress, where=where)
+        finally:
+            if store is not None:
                 store.close()
     finally:
         for module, mode in modes.items():
@@ -190,7 +189,7 @@ def evaluate_model(
         metrics={m.name: m for m in outcome.metrics},
         flags=list(outcome.flags),
         per_example=outcome.per_example or {},
-        provenance=provenance,
-        suite=resolved,
-        run_id=outcome.run_id if db else None,
+        provenance=outcome.provenance or {},
+        suite=plan.suite,
+        run_id=outcome.run_id,
     )

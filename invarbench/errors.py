@@ -19,3 +19,22 @@ class ValidationError(InvarbenchError):
 
 class ModelOutputError(InvarbenchError):
     """A model produced unusable output (NaN/Inf logits, wrong shape)."""
+
+
+class OptionError(ValidationError):
+    """A bad value of one evaluation option. ``option`` is the option's name in
+    :class:`invarbench.evaluation.options.EvalOptions` and in the Python API (``batch_size``); the message
+    is written with ``{option}`` where that name goes, so that the command line can name its flag
+    instead (:meth:`naming`). ``str(error)`` names the option as the Python API spells it."""
+
+    def __init__(self, option: str, template: str) -> None:
+        self.option = option
+        self.template = template
+        super().__init__(template.replace("{option}", option))
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # pickled with its option, not its message
+        return (type(self), (self.option, self.template))
+
+    def naming(self, name: str) -> str:
+        """The message with ``name`` (a command-line flag such as ``--batch-size``) for the option."""
+        return self.template.replace("{option}", name)

@@ -65,7 +65,7 @@ def test_card_with_missing_fields_names_them(tmp_path):
 def test_unknown_device():
     result = invoke("eval", "mnist5k/lenet-standard", "--device", "tpu")
     assert result.exit_code == 1
-    assert result.stderr == "Error: unknown device 'tpu': use one of auto, cpu, cuda\n"
+    assert result.stderr == "Error: unknown --device 'tpu': use one of auto, cpu, cuda\n"
 
 
 def test_cuda_requested_without_gpu(monkeypatch):

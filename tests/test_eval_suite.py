@@ -117,13 +117,13 @@ def test_peak_memory_is_the_evaluating_process_own_not_its_parents():
     import subprocess
     import sys
 
-    from invarbench.evaluation.runner import peak_rss_bytes
+    from invarbench.store.probes import peak_rss_bytes
 
     ballast = bytearray(512 * 2**20)  # this process now peaks above 512 MiB
     ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page, so it is resident
     parent = peak_rss_bytes()
     child = subprocess.run(
-        [sys.executable, "-c", "from invarbench.evaluation.runner import peak_rss_bytes as p; print(p())"],
+        [sys.executable, "-c", "from invarbench.store.probes import peak_rss_bytes as p; print(p())"],
         capture_output=True,
         text=True,
         check=True,

@@ -18,7 +18,7 @@ from torch import nn
 
 from invarbench.cards import resolve_card
 from invarbench.data import load_eval_data
-from invarbench.errors import ValidationError
+from invarbench.errors import OptionError, ValidationError
 from invarbench.evaluation import EvalOptions, evaluate
 from invarbench.evaluation.measure import measure_batch
 from invarbench.evaluation.memory import ChunkedModel, MemoryPlan, OutOfMemory, is_out_of_memory
@@ -224,7 +224,7 @@ def test_bf16_is_recorded_as_the_model_dtype_and_bad_values_are_one_line(tmp_pat
     with pytest.raises(ValidationError, match="^unknown precision 'fp8': use one of float32, bf16$"):
         evaluate(resolve_card("mnist5k/lenet-standard"), Store("sqlite://"), EvalOptions(precision="fp8"))
     for bad in ("0", "big"):
-        with pytest.raises(ValidationError, match="^--batch-size must be"):
+        with pytest.raises(ValidationError, match="^batch_size must be"):
             evaluate(resolve_card("mnist5k/lenet-standard"), Store("sqlite://"), EvalOptions(batch_size=bad))
 
 
@@ -251,7 +251,8 @@ def test_compile_measures_and_records_what_it_changes_or_fails_in_one_line(lenet
     assert 0 < effect["max_abs_gradient_difference"] < 1e-3  # the same network: rounding only
     broken = copy.deepcopy(lenet)
     monkeypatch.setattr(torch, "compile", lambda net: _Shifted(net, 0.0, fails=True))
-    message = "--compile: torch.compile failed on this model (RuntimeError: InvalidCxxCompiler: No working C++ compiler"
-    with pytest.raises(ValidationError, match="^" + re.escape(message + " found); evaluate without --compile") + "$"):
+    message = "torch.compile failed on this model (RuntimeError: InvalidCxxCompiler: No working C++ compiler found)"
+    with pytest.raises(OptionError, match="^" + re.escape(message + "; evaluate without compile") + "$") as failed:
         compile_model(broken, data.x[:4], data.y[:4])
+    assert failed.value.naming("--compile") == message + "; evaluate without --compile"
     assert not isinstance(broken.model, _Shifted)  # the eager network is back

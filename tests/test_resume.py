@@ -16,8 +16,8 @@ import pytest
 from store_helpers import db_url  # fixture
 
 from invarbench.cards import resolve_card
-from invarbench.evaluation import EvalOptions, evaluate, runner
-from invarbench.store import Store
+from invarbench.evaluation import EvalOptions, evaluate
+from invarbench.store import Store, probes
 from invarbench.store.codec import encode_floats
 
 MODEL = "mnist5k/lenet-standard"
@@ -29,7 +29,7 @@ COMMIT = "0" * 40
 CLI = [
     sys.executable,
     "-c",
-    "import invarbench.evaluation.runner as r; r.git_commit = lambda: "
+    "import invarbench.store.probes as p; p.git_commit = lambda: "
     + repr(COMMIT)
     + "; from invarbench.cli import main; main()",
 ]
@@ -43,7 +43,7 @@ class Stop(Exception):
 
 @pytest.fixture(autouse=True)
 def _fixed_commit(monkeypatch):
-    monkeypatch.setattr(runner, "git_commit", lambda: COMMIT)
+    monkeypatch.setattr(probes, "git_commit", lambda: COMMIT)
 
 
 def _stopping_after(batches: int, exc: type[BaseException]):
@@ -78,7 +78,7 @@ def _numbers(store: Store, run_id: int) -> tuple:
 def reference(tmp_path_factory) -> tuple:
     """An uninterrupted run's numbers."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "git_commit", lambda: COMMIT)
+        mp.setattr(probes, "git_commit", lambda: COMMIT)
         return _reference(tmp_path_factory)
 
 

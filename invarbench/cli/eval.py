@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -11,14 +14,35 @@ from rich.table import Table
 from invarbench.cards import resolve_card
 from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
 from invarbench.cli.summary import append_summary, code, md, summarise_failure
+from invarbench.errors import OptionError
 from invarbench.evaluation import EvalOptions, EvalOutcome, distributed, evaluate
-from invarbench.evaluation.runner import batch_size_of
-from invarbench.evaluation.speed import check_precision
+from invarbench.evaluation.runner import describe_failure, resume_hint
+from invarbench.metrics.stats import format_interval, format_number
 from invarbench.store import Store
 
+# The flag of each evaluation option (EvalOptions' field, the Python API's keyword) that an OptionError names.
+OPTION_FLAGS = {
+    "suite": "--suite",
+    "limit": "--limit",
+    "batch_size": "--batch-size",
+    "seed": "--seed",
+    "device": "--device",
+    "data_dir": "--data-dir",
+    "data": "--data",
+    "resume": "--resume",
+    "precision": "--precision",
+    "compile": "--compile",
+}
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+
+@contextmanager
+def option_errors() -> Iterator[None]:
+    """An :class:`OptionError` said with the command line's flag (``--batch-size``, not ``batch_size``)
+    as one line on stderr and exit code 1."""
+    try:
+        yield
+    except OptionError as exc:
+        raise fail(exc.naming(OPTION_FLAGS[exc.option])) from None
 
 
 def render_outcome(outcome: EvalOutcome) -> Table:
@@ -34,8 +58,8 @@ def render_outcome(outcome: EvalOutcome) -> Table:
     table.add_column("95% CI", justify="right")
     table.add_column("n", justify="right")
     for m in outcome.metrics:
-        ci = "–" if m.ci_low is None else f"[{m.ci_low:.4f}, {m.ci_high:.4f}]"
-        table.add_row(m.name, _fmt(m.value), _fmt(m.stderr), ci, str(m.n))
+        interval = format_interval(m.ci_low, m.ci_high)
+        table.add_row(m.name, format_number(m.value), format_number(m.stderr), interval, str(m.n))
     caption = f"flags: {', '.join(outcome.flags)}" if outcome.flags else "no reliability flags"
     if not outcome.ranked:
         caption += (
@@ -153,10 +177,21 @@ def eval_command(
     With --pending, every registered card that is not yet evaluated with the suite's current version.
     In GitHub Actions ($GITHUB_STEP_SUMMARY set) the outcome is also appended to the job summary.
     """
-    with user_errors():
+    options = EvalOptions(
+        suite=suite,
+        limit=limit,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        data_dir=data_dir,
+        data=data,
+        resume=resume,
+        precision=precision,
+        compile=compile_model,
+    )
+    with user_errors(), option_errors():
         ranks = distributed.ranks_from_environment(dist_timeout)
-        batch_size_of(batch_size)
-        check_precision(precision)
+        options.validate()  # once, before anything loads
     if pending and ranks is not None:
         raise fail("--pending runs one process: launch it without torchrun, or evaluate one MODEL per torchrun")
     if pending or model is None:
@@ -173,37 +208,12 @@ def eval_command(
                 "--pending resumes interrupted runs by itself and evaluates the test split: "
                 "leave out --resume and --data"
             )
-        eval_pending(
-            EvalOptions(
-                suite=suite,
-                limit=limit,
-                batch_size=batch_size,
-                seed=seed,
-                device=device,
-                data_dir=data_dir,
-                precision=precision,
-                compile=compile_model,
-            ),
-            db,
-            cards_dir,
-        )
+        eval_pending(options, db, cards_dir)
         return
-    with user_errors(), summarise_failure(f"{code(model)}: evaluation failed"):
+    options = dataclasses.replace(options, ranks=ranks)
+    with user_errors(), option_errors(), summarise_failure(f"{code(model)}: evaluation failed"):
         ref = resolve_card(model, cards_dir)
         store = Store(db) if ranks is None or ranks.main else None  # rank 0 alone writes the store
-        options = EvalOptions(
-            suite=suite,
-            limit=limit,
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            data_dir=data_dir,
-            data=data,
-            resume=resume,
-            ranks=ranks,
-            precision=precision,
-            compile=compile_model,
-        )
         try:
             if ranks is None or ranks.main:
                 with progress_bars() as progress:
@@ -211,16 +221,12 @@ def eval_command(
             else:
                 outcome = evaluate(ref, store, options)
         except KeyboardInterrupt:
-            typer.echo(
-                f"Interrupted: the completed batches are stored; continue with 'invarbench eval {model} "
-                "--resume' and the same options.",
-                err=True,
-            )
+            typer.echo(f"Interrupted: {resume_hint(model)}.", err=True)
             raise typer.Exit(code=130) from None
         except BaseException as exc:
             if not distributed.is_stopped(exc):
                 raise
-            raise fail(f"{distributed.stopped_message()}: rerun with --resume") from None
+            raise fail(describe_failure(exc)) from None
         finally:
             distributed.leave()
     if ranks is not None and not ranks.main:
@@ -254,8 +260,7 @@ def outcome_markdown(outcome: EvalOutcome) -> str:
         "| --- | ---: | ---: | ---: |",
     ]
     for m in outcome.metrics:
-        ci = "–" if m.ci_low is None else f"[{m.ci_low:.4f}, {m.ci_high:.4f}]"
-        lines.append(f"| {md(m.name)} | {_fmt(m.value)} | {ci} | {m.n} |")
+        lines.append(f"| {md(m.name)} | {format_number(m.value)} | {format_interval(m.ci_low, m.ci_high)} | {m.n} |")
     lines.append("")
     lines.append(f"Flags: {', '.join(md(f) for f in outcome.flags)}" if outcome.flags else "No reliability flags.")
     if not outcome.ranked:

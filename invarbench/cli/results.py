@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +15,7 @@ from rich.table import Table
 from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
 from invarbench.errors import InvarbenchError, ValidationError
 from invarbench.evaluation.verify import DEFAULT_BATCHES, verify_file
+from invarbench.metrics.stats import format_interval, format_number
 from invarbench.store import Store
 from invarbench.store.db import CUSTOM_DATA, SMOKE, Standing
 from invarbench.store.export import (
@@ -45,12 +45,7 @@ class ExportFormat(str, Enum):
     csv = "csv"
 
 
-def _num(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if math.isnan(value):
-        return "NaN"
-    return f"{value:.{digits}f}"
+_num = format_number
 
 
 def _metric(run, name: str) -> str:  # a RunRecord
@@ -61,7 +56,7 @@ def _metric(run, name: str) -> str:  # a RunRecord
 
 
 def _ci(m) -> str:  # a MetricRecord
-    return "–" if m.ci_low is None or m.ci_high is None else f"[{m.ci_low:.4f}, {m.ci_high:.4f}]"
+    return format_interval(m.ci_low, m.ci_high)
 
 
 def _when(ts) -> str:  # a datetime or None

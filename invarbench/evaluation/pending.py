@@ -15,7 +15,7 @@ from pathlib import Path
 
 from invarbench.cards.catalog import card_paths, default_cards_dir, load_card
 from invarbench.errors import InvarbenchError
-from invarbench.evaluation.runner import EvalOptions, EvalOutcome, evaluate
+from invarbench.evaluation.runner import EvalOptions, EvalOutcome, describe_failure, evaluate
 from invarbench.progress import ProgressFactory, no_progress
 from invarbench.store.db import Store
 from invarbench.submissions import EVALUATED, derive_statuses, suite_targets
@@ -83,10 +83,8 @@ def evaluate_pending(
             ref = load_card(path)
             card = ref.card.id
             result = PendingResult(card=card, outcome=evaluate(ref, store, options, progress))
-        except InvarbenchError as exc:
-            result = PendingResult(card=card, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a model's own code may raise anything; the next card still runs
-            result = PendingResult(card=card, error=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+            result = PendingResult(card=card, error=describe_failure(exc))
         results.append(result)
         if on_result:
             on_result(result)

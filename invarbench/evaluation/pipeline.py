@@ -6,7 +6,7 @@ are, not recomputed; every other batch is measured with its own generator, seede
 :func:`batch_seed` from the seed and the batch's first example, so a batch's numbers depend only on
 the model, the suite, the seed, the batch's position and the device. :func:`finish_suite` merges
 the batches and computes the metrics and the flags. The runner (:mod:`invarbench.evaluation.runner`)
-and the Python API (:func:`invarbench.evaluate_model`) are the sinks that store and report.
+drives it and hands each batch to a sink (:mod:`invarbench.evaluation.sinks`) that stores it, or not.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from invarbench.data.registry import EvalData
 from invarbench.errors import ModelOutputError, ValidationError
 from invarbench.evaluation.measure import measure_batch, merge_batches, reliability_flags
 from invarbench.evaluation.memory import MemoryPlan
+from invarbench.evaluation.options import check_batch_size
 from invarbench.measurements import PerExample, aggregate, result_flags
 from invarbench.metrics.stats import MetricValue
 
@@ -79,18 +80,12 @@ def run_suite(
 ) -> Iterator[BatchResult]:
     """Measure ``data`` with ``suite`` batch by batch (see the module doc); ``model`` must already be
     on ``device``. ``memory`` (``--batch-size auto``): how many images the model is given at once,
-    per measurement (:mod:`invarbench.evaluation.memory`). Raises :class:`ValidationError` for a
-    batch size below 1 or stored batches that do not start at a multiple of it, and whatever a
-    measurement raises (``ModelOutputError`` on NaN logits, ``OutOfMemory``)."""
-    if batch_size < 1:
-        raise ValidationError(f"--batch-size must be at least 1, got {batch_size}")
+    per measurement (:mod:`invarbench.evaluation.memory`). Raises :class:`OptionError` for a
+    batch size below 1, :class:`ValidationError` for stored batches that do not start at a multiple
+    of it, and whatever a measurement raises (``ModelOutputError`` on NaN logits, ``OutOfMemory``)."""
     stored = dict(stored or {})
-    starts = range(0, len(data), batch_size)
-    unexpected = sorted(set(stored) - set(starts))
-    if unexpected:
-        raise ValidationError(f"stored batches at examples {unexpected} do not fit batch size {batch_size}")
-    for start in starts:
-        stop = min(start + batch_size, len(data))
+    grid = stored_fit(batch_grid(len(data), batch_size), stored, batch_size)
+    for start, stop in grid.items():
         if start in stored:
             yield BatchResult(start, stop, stored[start], computed=False)
             continue
@@ -102,10 +97,18 @@ def run_suite(
 def batch_grid(examples: int, batch_size: int) -> dict[int, int]:
     """The batches of a run, start -> stop: ``batch_size`` examples each (the last may be shorter).
     The grid depends on the examples and the batch size only, never on the number of processes.
-    Raises :class:`ValidationError` for a batch size below 1."""
-    if batch_size < 1:
-        raise ValidationError(f"--batch-size must be at least 1, got {batch_size}")
+    Raises :class:`OptionError` (``batch_size``) for a batch size below 1."""
+    check_batch_size(batch_size)
     return {start: min(start + batch_size, examples) for start in range(0, examples, batch_size)}
+
+
+def stored_fit(grid: dict[int, int], stored: Mapping[int, object], batch_size: int) -> dict[int, int]:
+    """``grid`` (from :func:`batch_grid`), once every batch in ``stored`` is found to start on it.
+    Raises :class:`ValidationError` for a stored batch that does not (another batch size stored it)."""
+    unexpected = sorted(set(stored) - set(grid))
+    if unexpected:
+        raise ValidationError(f"stored batches at examples {unexpected} do not fit batch size {batch_size}")
+    return grid
 
 
 def measure_one(

@@ -1,71 +1,74 @@
-"""Running a suite on a model and storing the run, batch by batch, with its provenance."""
+"""Running a suite on a model and recording the run: plan, execute, sink.
+
+:func:`evaluate` plans (the options validated once, :func:`invarbench.evaluation.options.plan_run`),
+loads the card's model and hands it to :func:`evaluate_loaded`, which composes the steps: the data and
+the model prepared on the device, the run's :class:`~invarbench.store.Provenance`, the sink's start
+(:mod:`invarbench.evaluation.sinks`), the execute step (:func:`invarbench.evaluation.pipeline.run_suite`,
+or :func:`_sharded` under torchrun) whose every computed batch goes to the sink, and the sink's finish,
+or its fail with the one line of :func:`describe_failure`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import subprocess
-import sys
+import functools
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 import invarbench
 from invarbench.card_checks import check_card_context
 from invarbench.cards.catalog import CardRef
 from invarbench.data import load_eval_data
+from invarbench.data.registry import EvalData
 from invarbench.errors import InvarbenchError, ModelOutputError, ValidationError
 from invarbench.evaluation import distributed
 from invarbench.evaluation.distributed import Ranks
 from invarbench.evaluation.memory import MemoryPlan, is_out_of_memory
-from invarbench.evaluation.pipeline import BatchResult, batch_grid, check_model, finish_suite, measure_one, run_suite
-from invarbench.evaluation.speed import (
-    EXECUTION_ARTIFACT,
-    Autocast,
-    check_precision,
-    compile_model,
-    execution_document,
+from invarbench.evaluation.options import EvalOptions, RunPlan, plan_run, resolve_device
+from invarbench.evaluation.pipeline import (
+    BatchNote,
+    BatchResult,
+    SuiteResult,
+    batch_grid,
+    check_model,
+    finish_suite,
+    measure_one,
+    run_suite,
+    stored_fit,
 )
+from invarbench.evaluation.sinks import ModelRecord, RunSink, StartedRun, sink_for
+from invarbench.evaluation.speed import Autocast, compile_model
 from invarbench.metrics.stats import MetricValue
 from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.progress import ProgressFactory, no_progress
-from invarbench.store import Provenance
-from invarbench.store.db import FULL, ResumedRun, Store, run_kind
-from invarbench.suites.schema import Suite, load_suite
+from invarbench.store import Provenance, Store, probes
+from invarbench.store.db import FULL, run_kind
+from invarbench.store.probes import device_name
+from invarbench.suites.schema import Suite
 
-DEVICES = ("auto", "cpu", "cuda")
-# The batch of --batch-size auto: the unit of seeding and storage stays the default one, so an auto
-# run has the numbers of a --batch-size 250 run and resumes one; auto only chooses how many images
-# the model is given at once (invarbench.evaluation.memory).
-AUTO_BATCH_SIZE = 250
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    suite: str = "standard"
-    limit: int | None = None
-    batch_size: int | str = 250  # or "auto"
-    seed: int | None = None  # None: the suite's seed
-    device: str = "auto"
-    data_dir: Path | None = None
-    # "npz:PATH": a custom evaluation set that replaces the images of the card's data set (which
-    # still selects the suite); see invarbench.data.read_custom_npz.
-    data: str | None = None
-    # Continue the newest unfinished run with the same model snapshot and provenance, if any.
-    resume: bool = False
-    # This process's place in a run launched by torchrun (distributed.ranks_from_environment); None:
-    # a single process. Rank 0 alone is given a store; the others pass None.
-    ranks: Ranks | None = None
-    precision: str = "float32"  # or "bf16": autocast (invarbench.evaluation.speed)
-    compile: bool = False  # torch.compile the model's network, its effect measured first
+# resolve_device and device_name are re-exported for invarbench.evaluation.verify.
+__all__ = [
+    "EvalOptions",
+    "EvalOutcome",
+    "ModelRecord",
+    "describe_failure",
+    "device_name",
+    "evaluate",
+    "evaluate_loaded",
+    "resolve_device",
+    "resume_hint",
+]
 
 
 @dataclass(frozen=True)
 class EvalOutcome:
-    run_id: int
+    run_id: int | None  # None: the run went to no store (the Python API without db)
     card_id: str
     suite: Suite
     metrics: list[MetricValue]
@@ -83,105 +86,32 @@ class EvalOutcome:
     execution: dict | None = None  # how it was computed (execution.json), for auto, bf16, compile, torchrun
 
 
-def batch_size_of(value: int | str) -> tuple[int, bool]:
-    """``--batch-size``: (examples per batch, whether ``auto``). ``auto`` is :data:`AUTO_BATCH_SIZE`
-    examples per batch with the images given to the model at once found per measurement. Raises
-    :class:`ValidationError` for anything but a whole number from 1 or ``auto``."""
-    if isinstance(value, str):
-        if value.strip().lower() == "auto":
-            return AUTO_BATCH_SIZE, True
-        try:
-            value = int(value)
-        except ValueError:
-            raise ValidationError(f"--batch-size must be a whole number from 1 or 'auto', got '{value}'") from None
-    if value < 1:
-        raise ValidationError(f"--batch-size must be at least 1, got {value}")
-    return int(value), False
+def resume_hint(card_id: str) -> str:
+    """What to do after an interrupted run of ``card_id``: the stored and printed Ctrl-C message's tail."""
+    return f"the completed batches are stored; continue with 'invarbench eval {card_id} --resume' and the same options"
 
 
-def resolve_device(name: str) -> torch.device:
-    if name not in DEVICES:
-        raise ValidationError(f"unknown device '{name}': use one of {', '.join(DEVICES)}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValidationError("device 'cuda' was requested but no CUDA GPU is available: use --device cpu")
-    return torch.device(name)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return "cpu"
-
-
-def git_commit() -> str | None:
-    """The commit of the invarbench checkout this code runs from, if it is one."""
-    root = Path(invarbench.__file__).resolve().parents[1]
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def peak_rss_bytes() -> int | None:
-    """This process's peak resident set size so far: ``VmHWM`` on Linux (it starts afresh at exec),
-    else ``ru_maxrss``, which Linux would carry over from a parent process across fork and exec;
-    None where neither exists (Windows)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB elsewhere
-
-
-def peak_memory_bytes(device: torch.device) -> int | None:
-    """Peak memory so far: CUDA's max allocated on a GPU, else the process's peak resident set size."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return peak_rss_bytes()
-
-
-def interrupted_message(card_id: str) -> str:
-    return (
-        f"interrupted (KeyboardInterrupt): the completed batches are stored; continue with "
-        f"'invarbench eval {card_id} --resume' and the same options"
-    )
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """What the store keeps of the evaluated model: its card (id, text as read, sha256) and its file's
-    sha256 as verified by the loader."""
-
-    card_id: str
-    name: str
-    dataset: str
-    card_yaml: str
-    card_sha256: str
-    file_sha256: str
-    hub_repo: str | None
-    hub_revision: str | None
-    training_method: str
+def describe_failure(exc: BaseException, *, where: str | None = None, card_id: str | None = None) -> str:
+    """The one line a failed run is recorded and reported with. ``where`` names the model ("model card
+    ID"), prefixed to the model's own errors; ``card_id`` goes into the Ctrl-C message's resume hint."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted (KeyboardInterrupt): {resume_hint(card_id or 'MODEL')}"
+    if distributed.is_stopped(exc):
+        return f"{distributed.stopped_message()}; the finished batches are stored: rerun with --resume"
+    if isinstance(exc, ModelOutputError) and where is not None:
+        return f"{where}: {exc}"  # the measurements only know the model: name it
+    if is_out_of_memory(exc):  # without --batch-size auto
+        return f"out of memory ({type(exc).__name__}): use --batch-size auto, or a smaller --batch-size"
+    if isinstance(exc, InvarbenchError):
+        return str(exc)
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def evaluate(
     ref: CardRef, store: Store | None, options: EvalOptions, progress: ProgressFactory = no_progress
 ) -> EvalOutcome:
-    """Evaluate the model of ``ref`` on its data set's suite and record the run in ``store``.
+    """Evaluate the model of ``ref`` on its data set's suite and record the run in ``store`` (None: record
+    nothing; the outcome's ``run_id`` is None).
 
     Runs the checks of 'invarbench cards validate' first, then loads the model (its file's checksum
     verified before anything reads it). Every batch's measurements are committed in one transaction
@@ -190,28 +120,22 @@ def evaluate(
     versions is continued:
     its stored batches are read back instead of recomputed, so its metrics equal those of an
     uninterrupted run. A run that raises (Ctrl-C included) is marked failed with the error, and can be
-    resumed. Raises :class:`InvarbenchError` subclasses with one-line messages naming the card.
+    resumed. Raises :class:`~invarbench.errors.OptionError` for a bad option and other
+    :class:`InvarbenchError` subclasses with one-line messages naming the card.
 
     Under torchrun (``options.ranks``) every process calls this; the batches are shared among them
     (:mod:`invarbench.evaluation.distributed`), rank 0 alone is given the ``store`` (the others pass
     None), and every rank returns the same outcome.
     """
     card = ref.card
-    suite = load_suite(options.suite, card.dataset)
-    device = resolve_device(options.device)
-    if options.ranks is not None:
-        if options.ranks.main and store is None:
-            raise ValueError("rank 0 of a distributed run needs the store")
-        distributed.join(options.ranks)
-        if device.type == "cuda":
-            device = torch.device("cuda", options.ranks.local_rank % torch.cuda.device_count())
-            torch.cuda.set_device(device)
-    elif store is None:
-        raise ValueError("a single process needs the store")
-    batch_size_of(options.batch_size)
-    check_precision(options.precision)
+    plan = plan_run(options, card.dataset)
+    sink = sink_for(store, plan.ranks)
+    if plan.ranks is not None:
+        distributed.join(plan.ranks)
+        if plan.device.type == "cuda":
+            torch.cuda.set_device(plan.device)
     check_card_context(ref)  # the same checks as 'invarbench cards validate'
-    loaded = load_model(ref, device)
+    loaded = load_model(ref, plan.device)
     hub = card.source.hub
     record = ModelRecord(
         card_id=card.id,
@@ -224,208 +148,203 @@ def evaluate(
         hub_revision=hub.revision if hub else None,
         training_method=card.training.method,
     )
-    return evaluate_loaded(
-        loaded.wrapper,
-        record,
-        suite,
-        store,
-        options,
-        device,
-        progress,
-        where=f"model card {card.id}",
-        data_dir=options.data_dir,
-    )
+    return evaluate_loaded(loaded.wrapper, record, plan, sink, progress, where=f"model card {card.id}")
 
 
 def evaluate_loaded(
     model: ModelWrapper,
     record: ModelRecord,
-    suite: Suite,
-    store: Store,
-    options: EvalOptions,
-    device: torch.device,
+    plan: RunPlan,
+    sink: RunSink,
     progress: ProgressFactory = no_progress,
     *,
     where: str,
-    data_dir: Path | None = None,
 ) -> EvalOutcome:
-    """The sink around :func:`invarbench.evaluation.pipeline.run_suite` for a loaded, wrapped model on
-    ``device``: loads the data, records the model and the run's provenance, stores each computed
-    batch, reports progress, aggregates, and marks the run finished (or failed, with the error).
-    ``where`` names the model in errors ("model card ID")."""
-    seed = suite.seed if options.seed is None else options.seed
-    requested = suite.num_examples if options.limit is None else min(options.limit, suite.num_examples)
-    data = load_eval_data(record.dataset, data_dir=data_dir, limit=requested, custom=options.data)
-    if tuple(data.x.shape[1:]) != model.input_shape:
-        raise ValidationError(
-            f"{where} declares input size {list(model.input_shape)}, but data set "
-            f"'{record.dataset}' has images of size {list(data.x.shape[1:])}"
-        )
-    ranks = options.ranks
-    main = ranks is None or ranks.main
-    batch_size, auto = batch_size_of(options.batch_size)
-    precision = check_precision(options.precision)
-    if device.type == "cuda":  # the whole evaluated set on the GPU once: no copy per batch or measurement
-        x, y = data.x.pin_memory().to(device, non_blocking=True), data.y.pin_memory().to(device, non_blocking=True)
-        data = dataclasses.replace(data, x=x, y=y)
-    compiled = None
-    if options.compile:
-        n = min(suite.checks.examples, len(data))
-        compiled = compile_model(model, data.x[:n].to(device), data.y[:n].to(device))
-    if precision == "bf16" and device.type == "cuda":
-        # Tensor cores run bf16 convolutions fastest on channels-last weights (a float32 run keeps
-        # the model's own layout: another layout picks other kernels, which round differently).
-        model.model.to(memory_format=torch.channels_last)
-    net = Autocast(model, device.type) if precision == "bf16" else model
-    model_dtype = "bfloat16 (autocast)" if precision == "bf16" else str(model.compute_dtype).removeprefix("torch.")
-    memory = MemoryPlan(auto=True) if auto else None
-    prov = Provenance(
-        suite_name=suite.name,
-        suite_version=suite.version,
-        dataset=record.dataset,
-        invarbench_version=invarbench.__version__,
-        git_commit=git_commit(),
-        torch_version=torch.__version__,
-        device=device_name(device) + (" · torch.compile" if options.compile else ""),
-        seed=seed,
-        batch_size=batch_size,
-        examples_requested=requested,
-        examples_effective=len(data),
-        data_source=data.source if options.data is not None else None,
-        model_dtype=model_dtype,
-        suite_num_examples=suite.num_examples,
-        suite_settings=suite.settings(),
-        suite_settings_hash=suite.settings_hash(),
-        data_digest=data.digest,
-    )
-    resumed: ResumedRun | None = None
-    if main:
-        model_id = store.upsert_model(**dataclasses.asdict(record))
-        resumed = store.resume_run(model_id, prov) if options.resume else None
-        if resumed is not None:
-            run_id, stored, spent_before = resumed.run_id, resumed.batches, resumed.duration_s
-        else:
-            run_id, stored, spent_before = store.start_run(model_id, prov), {}, 0.0
-    if ranks is not None:  # rank 0 alone reads and writes the store: the others learn the run from it
-        start = (run_id, stored, spent_before, resumed is not None) if main else None
-        run_id, stored, spent_before, was_resumed = distributed.broadcast(ranks, start, "starting the run")
-    else:
-        was_resumed = resumed is not None
-    started = time.perf_counter()
-
-    def spent() -> float:
-        return spent_before + (time.perf_counter() - started)
-
+    """Run ``plan`` on a loaded, wrapped ``model`` (on ``plan.device``) and give the run to ``sink``:
+    the data loaded and placed, the model compiled or put under autocast as asked, the provenance
+    built, the run started (or continued), every computed batch stored, the run finished, or failed
+    with :func:`describe_failure`'s line and the error raised again. ``where`` names the model in
+    errors ("model card ID"). Raises :class:`ValidationError` when the data's image size is not the
+    model's, and whatever the measurements raise (a :class:`ModelOutputError` naming ``where``)."""
+    data = _evaluation_data(plan, record.dataset, model.input_shape, where)
+    net, compiled = _prepared(model, data, plan)
+    prov = _provenance(plan, record.dataset, data, model)
+    run = sink.start(record, prov, resume=plan.options.resume)
+    clock = _Clock(run.duration_s, plan.device)
     try:
-        advance = progress(f"{record.card_id} · {suite.name} v{suite.version}", len(data))
-        check_flags = check_model(net, data, suite, seed=seed, device=device) if main else []
-        batches = []
-        for batch in (_sharded if ranks is not None else run_suite)(
-            net,
-            data,
-            suite,
-            seed=seed,
-            batch_size=batch_size,
-            device=device,
-            stored=stored,
-            note=lambda s, e, what: advance(0, f"{s}-{e}: {what}"),
-            memory=memory,
-            **({"ranks": ranks} if ranks is not None else {}),
-        ):
-            if batch.computed and main:
-                store.add_examples(
-                    run_id,
-                    batch.start,
-                    batch.values,
-                    artifacts=batch.artifacts,
-                    duration_s=spent(),
-                    peak_memory_bytes=peak_memory_bytes(device),
-                )
-            batches.append((batch.start, batch.values))
-            advance(batch.stop - batch.start)
-        used = memory.record() if memory is not None else None
-        if ranks is not None:
-            check_flags = distributed.broadcast(ranks, check_flags, "sharing the reliability checks' flags")
-            if memory is not None:  # the fewest images at once any process settled on, per measurement
-                records = distributed.all_gather(ranks, used, "sharing the images given at once")
-                used = {k: min(r[k] for r in records if k in r) for k in sorted({k for r in records for k in r})}
-        execution = None
-        if auto or compiled is not None or precision != "float32" or ranks is not None:
-            execution = {
-                "batch_size": "auto" if auto else batch_size,
-                "images_at_once": used,
-                "precision": precision,
-                "compile": compiled,
-                "processes": 1 if ranks is None else ranks.world,
-            }
-        result = finish_suite([values for _, values in sorted(batches, key=lambda b: b[0])], suite, check_flags)
-        duration = spent()
-        peak = peak_memory_bytes(device)
-        if main:
-            if execution is not None:
-                store.add_artifact(run_id, EXECUTION_ARTIFACT, execution_document(execution), "application/json")
-            store.finish_run(run_id, result.metrics, result.flags, duration_s=duration, peak_memory_bytes=peak)
+        label = f"{record.card_id} · {plan.suite.name} v{plan.suite.version}"
+        result, execution = _execute(net, data, plan, run, sink, clock, progress(label, len(data)), compiled)
+        duration, peak = clock.spent(), clock.peak()
+        sink.finish(run.run_id, result, execution=execution, duration_s=duration, peak_memory_bytes=peak)
     except BaseException as exc:
-        if not main:
-            raise
-        if isinstance(exc, KeyboardInterrupt):
-            message = interrupted_message(record.card_id)
-        elif distributed.is_stopped(exc):
-            message = f"{distributed.stopped_message()}; the finished batches are stored: rerun with --resume"
-        elif isinstance(exc, ModelOutputError):
-            message = f"{where}: {exc}"  # the measurements only know the model: name it
-        elif is_out_of_memory(exc):  # without --batch-size auto
-            message = f"out of memory ({type(exc).__name__}): use --batch-size auto, or a smaller --batch-size"
-        elif isinstance(exc, InvarbenchError):
-            message = str(exc)
-        else:
-            message = f"{type(exc).__name__}: {exc}"
-        with contextlib.suppress(Exception):  # the store may be what failed: keep the original error
-            store.fail_run(run_id, message, duration_s=spent(), peak_memory_bytes=peak_memory_bytes(device))
+        message = describe_failure(exc, where=where, card_id=record.card_id)
+        sink.fail(run.run_id, message, duration_s=clock.spent(), peak_memory_bytes=clock.peak())
         if isinstance(exc, ModelOutputError):
             raise ModelOutputError(message) from None
         raise
+    ranked = run_kind(record.dataset, prov.data_source, prov.data_digest, len(data), plan.suite.num_examples)
     return EvalOutcome(
-        run_id=run_id,
+        run_id=run.run_id,
         card_id=record.card_id,
-        suite=suite,
+        suite=plan.suite,
         metrics=result.metrics,
         flags=result.flags,
         examples=len(data),
         duration_s=duration,
         device=prov.device,
-        resumed=was_resumed,
-        batches_reused=len(stored),
+        resumed=run.resumed,
+        batches_reused=len(run.stored),
         peak_memory_bytes=peak,
         per_example=result.per_example,
         model_dtype=prov.model_dtype,
-        ranked=run_kind(record.dataset, prov.data_source, prov.data_digest, len(data), suite.num_examples) == FULL,
+        ranked=ranked == FULL,
         provenance=prov.values(),
         execution=execution,
     )
 
 
+@dataclass
+class _Clock:
+    """Seconds spent on a run (``before``: by its earlier attempts) and the peak memory so far."""
+
+    before: float
+    device: torch.device
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def spent(self) -> float:
+        return self.before + (time.perf_counter() - self.started)
+
+    def peak(self) -> int | None:
+        return probes.peak_memory_bytes(self.device)
+
+
+def _evaluation_data(plan: RunPlan, dataset: str, input_shape: tuple[int, ...], where: str) -> EvalData:
+    """The examples ``plan`` asks for, checked against the model's input size and, on a GPU, moved
+    there once (no copy per batch or measurement)."""
+    options = plan.options
+    data = load_eval_data(dataset, data_dir=options.data_dir, limit=plan.requested, custom=options.data)
+    if tuple(data.x.shape[1:]) != input_shape:
+        raise ValidationError(
+            f"{where} declares input size {list(input_shape)}, but data set "
+            f"'{dataset}' has images of size {list(data.x.shape[1:])}"
+        )
+    if plan.device.type == "cuda":
+        x, y = data.x.pin_memory(), data.y.pin_memory()
+        data = dataclasses.replace(data, x=x.to(plan.device, non_blocking=True), y=y.to(plan.device, non_blocking=True))
+    return data
+
+
+def _prepared(model: ModelWrapper, data: EvalData, plan: RunPlan) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The network the measurements run: ``model`` compiled (``--compile``, its measured effect
+    returned) and under bf16 autocast (``--precision bf16``) as ``plan`` asks."""
+    compiled = None
+    if plan.options.compile:
+        n = min(plan.suite.checks.examples, len(data))
+        compiled = compile_model(model, data.x[:n].to(plan.device), data.y[:n].to(plan.device))
+    if plan.precision != "bf16":
+        return model, compiled
+    if plan.device.type == "cuda":
+        # Tensor cores run bf16 convolutions fastest on channels-last weights (a float32 run keeps
+        # the model's own layout: another layout picks other kernels, which round differently).
+        model.model.to(memory_format=torch.channels_last)
+    return Autocast(model, plan.device.type), compiled
+
+
+def _provenance(plan: RunPlan, dataset: str, data: EvalData, model: ModelWrapper) -> Provenance:
+    """Everything that produces the run's numbers, the machine's part read by the probes."""
+    suite, options = plan.suite, plan.options
+    bf16 = plan.precision == "bf16"
+    return Provenance(
+        suite_name=suite.name,
+        suite_version=suite.version,
+        dataset=dataset,
+        invarbench_version=invarbench.__version__,
+        git_commit=probes.git_commit(),
+        torch_version=torch.__version__,
+        device=probes.device_name(plan.device) + (" · torch.compile" if options.compile else ""),
+        seed=plan.seed,
+        batch_size=plan.batch_size,
+        examples_requested=plan.requested,
+        examples_effective=len(data),
+        data_source=data.source if options.data is not None else None,
+        model_dtype="bfloat16 (autocast)" if bf16 else str(model.compute_dtype).removeprefix("torch."),
+        suite_num_examples=suite.num_examples,
+        suite_settings=suite.settings(),
+        suite_settings_hash=suite.settings_hash(),
+        data_digest=data.digest,
+    )
+
+
+def _execute(
+    net: nn.Module,
+    data: EvalData,
+    plan: RunPlan,
+    run: StartedRun,
+    sink: RunSink,
+    clock: _Clock,
+    advance: Callable[..., None],
+    compiled: dict[str, Any] | None,
+) -> tuple[SuiteResult, dict[str, Any] | None]:
+    """The execute step: the reliability checks (on rank 0), every batch of the grid (the stored ones
+    read back, each computed one given to ``sink`` at once), the metrics and flags, and the
+    execution record (None for a plain float32 run of one process with a fixed batch size)."""
+    ranks = plan.ranks
+    check_flags = check_model(net, data, plan.suite, seed=plan.seed, device=plan.device) if plan.main else []
+    memory = MemoryPlan(auto=True) if plan.auto else None
+    steps = run_suite if ranks is None else functools.partial(_sharded, ranks=ranks)
+    batches = []
+    for batch in steps(
+        net,
+        data,
+        plan.suite,
+        seed=plan.seed,
+        batch_size=plan.batch_size,
+        device=plan.device,
+        stored=run.stored,
+        note=lambda s, e, what: advance(0, f"{s}-{e}: {what}"),
+        memory=memory,
+    ):
+        if batch.computed:
+            sink.add_batch(run.run_id, batch, duration_s=clock.spent(), peak_memory_bytes=clock.peak())
+        batches.append(batch)
+        advance(batch.stop - batch.start)
+    used = memory.record() if memory is not None else None
+    if ranks is not None:
+        check_flags = distributed.broadcast(ranks, check_flags, "sharing the reliability checks' flags")
+        if memory is not None:  # the fewest images at once any process settled on, per measurement
+            records = distributed.all_gather(ranks, used, "sharing the images given at once")
+            used = {k: min(r[k] for r in records if k in r) for k in sorted({k for r in records for k in r})}
+    execution = None
+    if plan.auto or compiled is not None or plan.precision != "float32" or ranks is not None:
+        execution = {
+            "batch_size": "auto" if plan.auto else plan.batch_size,
+            "images_at_once": used,
+            "precision": plan.precision,
+            "compile": compiled,
+            "processes": 1 if ranks is None else ranks.world,
+        }
+    ordered = [b.values for b in sorted(batches, key=lambda b: b.start)]
+    return finish_suite(ordered, plan.suite, check_flags), execution
+
+
 def _sharded(
-    model: ModelWrapper,
-    data,  # EvalData
+    model: nn.Module,
+    data: EvalData,
     suite: Suite,
     *,
     seed: int,
     batch_size: int,
     device: torch.device,
     stored: dict,
-    note,  # a BatchNote
+    note: BatchNote,
     ranks: Ranks,
     memory: MemoryPlan | None,
-):  # an iterator of BatchResult
+) -> Iterator[BatchResult]:
     """:func:`run_suite` shared among the ranks of a distributed run: the stored batches first (as
     they are), then every other batch of the same grid, computed by one rank and received by all,
     round by round (:func:`invarbench.evaluation.distributed.sharded`). The values of a batch are
     those of a single process, whichever rank computes them. Yields in completion order."""
-    grid = batch_grid(len(data), batch_size)
-    unexpected = sorted(set(stored) - set(grid))
-    if unexpected:
-        raise ValidationError(f"stored batches at examples {unexpected} do not fit batch size {batch_size}")
+    grid = stored_fit(batch_grid(len(data), batch_size), stored, batch_size)
     for start in sorted(stored):
         yield BatchResult(start, grid[start], stored[start], computed=False)
     todo = {s: e for s, e in grid.items() if s not in stored}

@@ -25,16 +25,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from invarbench.errors import ValidationError
+from invarbench.errors import OptionError
 
 PRECISIONS = ("float32", "bf16")
 EXECUTION_ARTIFACT = "execution.json"
 
 
 def check_precision(name: str) -> str:
-    """``name`` if it is one of :data:`PRECISIONS`; else :class:`ValidationError` naming them."""
+    """``name`` if it is one of :data:`PRECISIONS`; else :class:`OptionError` (``precision``) naming them."""
     if name not in PRECISIONS:
-        raise ValidationError(f"unknown precision '{name}': use one of {', '.join(PRECISIONS)}")
+        raise OptionError("precision", f"unknown {{option}} '{name}': use one of {', '.join(PRECISIONS)}")
     return name
 
 
@@ -75,7 +75,7 @@ def compile_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[st
     measure what it changes on images ``x`` ``[N, C, H, W]`` (float32 in [0, 1]) with labels ``y``
     ``[N]``: the largest absolute difference of the logits and of the input gradients of the summed
     cross-entropy (float64 numbers), the largest relative one of the gradients (to the largest
-    eager gradient entry), and how many predictions changed. Raises :class:`ValidationError` when
+    eager gradient entry), and how many predictions changed. Raises :class:`OptionError` (``compile``) when
     compiling fails (no C compiler for inductor, an unsupported model)."""
     eager_logits, eager_grad = _logits_and_gradients(model, x, y)
     eager_net = model.model
@@ -86,9 +86,10 @@ def compile_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[st
         model.model = eager_net
         exc = getattr(exc, "original", exc)  # the wrapper's ModelRaisedError: what the compiled network raised
         text = str(exc).strip().splitlines()
-        raise ValidationError(
-            f"--compile: torch.compile failed on this model ({type(exc).__name__}: {text[0] if text else ''}); "
-            "evaluate without --compile"
+        raise OptionError(
+            "compile",
+            f"torch.compile failed on this model ({type(exc).__name__}: {text[0] if text else ''}); "
+            "evaluate without {option}",
         ) from None
     scale = float(eager_grad.abs().max()) or 1.0
     return {

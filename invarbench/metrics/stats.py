@@ -34,6 +34,23 @@ class MetricValue:
     n: int
 
 
+def format_number(value: float | None, digits: int = 4) -> str:
+    """A metric's number as the tables show it: ``digits`` decimals, ``NaN`` for NaN and ``–`` for None."""
+    if value is None:
+        return "–"
+    if math.isnan(value):
+        return "NaN"
+    return f"{value:.{digits}f}"
+
+
+def format_interval(low: float | None, high: float | None, digits: int = 4) -> str:
+    """A 95 % interval as the tables show it, ``[low, high]`` (each bound as :func:`format_number`
+    writes it, so ``[NaN, NaN]`` for an empty proportion), or ``–`` where the metric has none."""
+    if low is None or high is None:
+        return "–"
+    return f"[{format_number(low, digits)}, {format_number(high, digits)}]"
+
+
 def wilson_interval(successes: int, n: int, z: float = _Z95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (well behaved at 0 and 1, unlike Wald):
     ``successes`` of ``n`` trials, normal quantile ``z`` (1.96 for 95 %). Returns ``(low, high)`` in
