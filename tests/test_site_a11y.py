@@ -113,7 +113,13 @@ def _axe(driver) -> list[dict]:
 
 
 def _png(driver) -> bytes:
-    """The whole page, not only the viewport (Chromium's DevTools protocol)."""
+    """The whole page, not only the viewport (Chromium's DevTools protocol), its lazy images loaded first."""
+    driver.execute_async_script(
+        "var done = arguments[arguments.length - 1];"
+        "var imgs = Array.from(document.images); imgs.forEach(function (i) { i.loading = 'eager'; });"
+        "Promise.all(imgs.map(function (i) { return i.decode().catch(function () {}); }))"
+        ".then(function () { done(); });"
+    )
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 12000), "scale": 1}
     shot = driver.execute_cdp_cmd(
@@ -154,14 +160,19 @@ def test_screenshots_of_every_page_kind(driver, served_site, artifacts, width):
         "model": (PAGES["model"], None),
         "compare": (PAGES["compare"], None),
     }
+    _shoot(driver, served_site, shots, artifacts, "site", width)
+
+
+def _shoot(driver, base: str, shots: dict, artifacts: Path, prefix: str, width: int) -> None:
+    """Each page of ``shots`` (kind -> (page, anchor or None)) under ``base`` as ``<prefix>-<kind>-<width>.png``."""
     for kind, (page, anchor) in shots.items():
-        _open(driver, served_site + page)
+        _open(driver, base + page)
         if anchor is None:
             png = _png(driver)
         else:  # the board: the viewport-high screen that starts at its heading
             driver.execute_script("document.getElementById(arguments[0]).scrollIntoView()", anchor)
             png = base64.b64decode(driver.get_screenshot_as_base64())
-        shot = artifacts / f"site-{kind}-{width}.png"
+        shot = artifacts / f"{prefix}-{kind}-{width}.png"
         shot.write_bytes(png)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
         print(f"screenshot of the {kind} at {width} px: {shot}")
@@ -420,3 +431,21 @@ def test_the_compare_pages_scatters_keep_every_label_whole_and_apart(driver, pub
                 a, b = label["box"], other["box"]
                 overlap = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
                 assert min(overlap) <= 1, (label["text"], other["text"])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_screenshots_of_the_public_mnist_board(driver, published_site, artifacts, width):
+    """The same four page kinds on the published results: the index, the public MNIST board, the model page
+    of a public checkpoint (its origin: upstream file, licence, paper, upstream-reported against measured) and
+    the compare page, as ``site-published-<kind>-<width>.png``; at 390 px no page is wider than the phone."""
+    _width(driver, width)
+    shots = {
+        "index": ("index.html", None),
+        "board": ("index.html", f"board-{PUBLIC_BOARD}"),
+        "model": (f"models/{PUBLIC_BOARD}/wong-scaled-small-stage0.html", None),
+        "compare": ("".join(PUBLIC_COMPARE), None),
+    }
+    _shoot(driver, published_site.as_uri() + "/", shots, artifacts, "site-published", width)
+    _open(driver, (published_site / shots["model"][0]).as_uri())
+    origin = driver.find_element(By.ID, "origin-file")
+    assert origin.find_element(By.TAG_NAME, "a").get_attribute("href").startswith("https://github.com/")
