@@ -7,9 +7,11 @@ Per card and the current version of a suite (for the card's data set), one of
 - ``failed``: no such run, and the newest full attempt failed; its reason is that run's stored error;
 - ``pending``: neither (the card is merged and waits for an evaluation, or one is running).
 
-A run counts for a card when it has the card's id, the suite's name and current version, no custom data,
-and the model file sha256 the card pins now: a card that is changed to pin another file is pending again,
-while an edit of its name or notes keeps its result. :func:`derive_statuses` is the pure rule over cards
+A run counts for a card when it has the card's id, the suite's name and current version and the model file
+sha256 the card pins now, and is a full run by the leaderboard's own rule
+(:func:`invarbench.leaderboard_policy.is_full`: the official test split, told by its data digest where known,
+over the suite version's full number of examples): a card that is changed to pin another file is pending
+again, while an edit of its name or notes keeps its result. :func:`derive_statuses` is the pure rule over cards
 and runs; :func:`submission_statuses` reads them from a cards folder and a store. ``invarbench cards
 status`` prints them, ``invarbench eval --pending`` evaluates what is not evaluated, and the site can
 show them.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from invarbench.cards.catalog import CardRef, card_paths, default_cards_dir, load_card
 from invarbench.errors import InvarbenchError
+from invarbench.leaderboard_policy import is_full
 from invarbench.store.db import Store
 from invarbench.store.schema import RunRecord
 
@@ -67,8 +70,8 @@ def _counts(run: RunRecord, ref: CardRef, target: SuiteTarget) -> bool:
         and run.dataset == ref.card.dataset
         and run.suite_name == target.name
         and run.suite_version == target.version
-        and run.data_source is None
         and run.model.file_sha256 == pinned_sha256(ref)
+        and is_full(run, target.num_examples)
     )
 
 
@@ -84,8 +87,8 @@ def derive_statuses(
         if target is None:
             continue
         mine = sorted((r for r in runs if _counts(r, ref, target)), key=lambda r: r.id)
-        full = [r for r in mine if r.status == "finished" and r.examples_effective >= target.num_examples]
-        attempts = [r for r in mine if r.status != "finished" and r.examples_requested >= target.num_examples]
+        full = [r for r in mine if r.status == "finished"]
+        attempts = [r for r in mine if r.status != "finished"]
         base = dict(card_id=card.id, name=card.name, dataset=card.dataset, suite=target.name, path=ref.path)
         base["suite_version"] = target.version
         if full:

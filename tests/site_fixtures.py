@@ -8,7 +8,7 @@ way, equi-confidence tubes stretched along the radius (the widths recomputed fro
 quantiles by :func:`invarbench.attacks.pathwidth.width_from_tube`), the boundary search beating FMN
 or not (so ``gradient_attack_weaker_than_search`` follows from the values). Its metrics and flags
 are then computed by the suite's own aggregation from those values, exactly as a run computes them,
-and every document goes in through the results door (:func:`invarbench.store.export.import_path`),
+and every document goes in through the results door (:func:`invarbench.store.results_files.import_path`),
 which recomputes them again: the site renders the fixture as it renders real runs. Each model keeps
 its seed's NSPGD image strips, so model pages render fully.
 
@@ -510,7 +510,7 @@ def fixture_document(model: FixtureModel, dataset: str, index: int, *, smoke: bo
     aggregation computes from them. ``index`` orders the runs' times; ``smoke``: the first batch only."""
     from invarbench.measurements import aggregate, result_flags
     from invarbench.store.document_checks import recorded_suite
-    from invarbench.store.export import content_digest
+    from invarbench.store.documents import content_digest
 
     seed_name = STANDARD_SEED if model.seed == S else ADVERSARIAL_SEED
     doc = copy.deepcopy(_seed(seed_name))
@@ -571,7 +571,7 @@ def write_fixture_results(folder: Path) -> list[Path]:
     """Write the fixture's results files (and their image strips beside them) under ``folder``: the 30 models
     of :data:`MODELS` and a smoke run of :data:`SMOKE` on mnist5k, the models of :data:`SECOND` on mnist.
     Returns the files written."""
-    from invarbench.store.export import dumps
+    from invarbench.store.documents import dumps
 
     written = []
     runs = [(m, "mnist5k", False) for m in MODELS] + [(SMOKE, "mnist5k", True)] + [(m, "mnist", False) for m in SECOND]
@@ -602,7 +602,7 @@ def board_results(tmp_path_factory) -> Path:
 def board_store(board_results, tmp_path_factory) -> Iterator:
     """A SQLite store holding the fixture's runs, imported through the results door."""
     from invarbench.store import Store
-    from invarbench.store.export import import_path
+    from invarbench.store.results_files import import_path
 
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('site-fixture-db') / 'store.db'}")
     try:

@@ -93,7 +93,7 @@ def fabricated(monkeypatch):
     """For tests that import made-up runs (metrics that do not follow from their per-example values, a toy
     card): the results door (invarbench.store.document_checks, tested in tests/test_hostile_results.py)
     refuses them, so these tests of the format, its round trip and its own checks let them through it."""
-    monkeypatch.setattr("invarbench.store.export.check_document", lambda doc, source, **_: None)
+    monkeypatch.setattr("invarbench.store.results_files.check_document", lambda doc, source, **_: None)
 
 
 @pytest.fixture

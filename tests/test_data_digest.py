@@ -29,8 +29,8 @@ from invarbench.data import mnist5k as mnist5k_data
 from invarbench.data.digests import EXPECTED_DIGESTS, examples_digest, expected_digest
 from invarbench.data.native import read_idx
 from invarbench.errors import ValidationError
+from invarbench.leaderboard_policy import CUSTOM_DATA, FULL, SMOKE, run_kind
 from invarbench.store import Store
-from invarbench.store.db import CUSTOM_DATA, FULL, SMOKE, run_kind
 from invarbench.suites import list_suites
 
 REPO = Path(__file__).resolve().parents[1]

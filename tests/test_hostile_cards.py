@@ -41,7 +41,7 @@ from invarbench.errors import ValidationError
 from invarbench.site import publish
 from invarbench.site.build import build_site
 from invarbench.store import Store
-from invarbench.store.export import import_path
+from invarbench.store.results_files import import_path
 
 runner = CliRunner()
 RESULTS = Path(__file__).resolve().parents[1] / "leaderboard" / "results"

@@ -27,7 +27,7 @@ from invarbench.cli.app import app
 from invarbench.site.build import build_site
 from invarbench.store import Store, document_checks
 from invarbench.store.document_checks import http_url
-from invarbench.store.export import content_digest
+from invarbench.store.documents import content_digest
 
 RESULTS = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
 PUBLISHED = sorted(p for p in RESULTS.rglob("*.json") if ".artifacts" not in p.parent.name)

@@ -15,7 +15,7 @@ from invarbench.errors import ValidationError
 from invarbench.evaluation.measure import merge_batches
 from invarbench.store import Store
 from invarbench.store.document_checks import check_metrics_follow, recorded_suite
-from invarbench.store.export import import_path
+from invarbench.store.results_files import import_path
 from invarbench.suites import load_suite
 
 RESULTS = Path(__file__).resolve().parents[1] / "leaderboard" / "results"

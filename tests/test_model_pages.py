@@ -31,7 +31,7 @@ from invarbench.site.build import (
     safetensors_parameters,
 )
 from invarbench.store.codec import decode_floats
-from invarbench.store.export import content_digest, dumps
+from invarbench.store.documents import content_digest, dumps
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "leaderboard" / "results"

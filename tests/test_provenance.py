@@ -32,7 +32,8 @@ from invarbench.cli import app
 from invarbench.site.build import build_site
 from invarbench.store import PROVENANCE_FIELDS, Provenance, Store
 from invarbench.store.codec import encode_floats
-from invarbench.store.export import CSV_COLUMNS, FORMAT_VERSION, RUN_FIELDS_SINCE, V2_RUN_FIELDS
+from invarbench.store.csv_view import CSV_COLUMNS
+from invarbench.store.documents import FORMAT_VERSION, RUN_FIELDS_SINCE, V2_RUN_FIELDS
 from invarbench.store.schema import RunRecord
 
 runner = CliRunner()

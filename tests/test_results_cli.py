@@ -33,7 +33,8 @@ from typer.testing import CliRunner
 from invarbench.cli import app
 from invarbench.store import PROVENANCE_FIELDS, Store
 from invarbench.store.codec import encode_floats
-from invarbench.store.export import CSV_COLUMNS, FORMAT_VERSION, content_digest, dumps, parse_document
+from invarbench.store.csv_view import CSV_COLUMNS
+from invarbench.store.documents import FORMAT_VERSION, content_digest, dumps, parse_document
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n not really an image \x00\xff"

@@ -37,7 +37,9 @@ from invarbench.evaluation.verify import (
 from invarbench.measurements import aggregate
 from invarbench.store import Store
 from invarbench.store.codec import decode_floats, encode_floats, encode_number
-from invarbench.store.export import content_digest, dumps, picked_runs, write_json_tree
+from invarbench.store.documents import content_digest, dumps
+from invarbench.store.export import picked_runs
+from invarbench.store.results_files import write_json_tree
 from invarbench.suites import load_suite
 
 runner = CliRunner()

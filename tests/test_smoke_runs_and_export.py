@@ -26,10 +26,10 @@ from typer.testing import CliRunner
 
 from invarbench.cli import app
 from invarbench.errors import ValidationError
+from invarbench.leaderboard_policy import CUSTOM_DATA, FULL, SMOKE
 from invarbench.site.build import UNRANKED_TITLE, build_site, leaderboard
 from invarbench.store import Store
-from invarbench.store.db import CUSTOM_DATA, FULL, SMOKE
-from invarbench.store.export import FORMAT_VERSION, V2_RUN_FIELDS, content_digest, parse_document
+from invarbench.store.documents import FORMAT_VERSION, V2_RUN_FIELDS, content_digest, parse_document
 from invarbench.suites import load_suite
 
 runner = CliRunner()

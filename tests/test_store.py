@@ -26,7 +26,7 @@ from store_helpers import (  # fixtures
 from invarbench.errors import InvarbenchError, NotFoundError, ValidationError
 from invarbench.store import Store
 from invarbench.store.codec import encode_floats
-from invarbench.store.db import process_owner
+from invarbench.store.runs import process_owner
 from invarbench.store.schema import ExampleRecord, RunRecord
 
 
@@ -152,7 +152,7 @@ def test_resume_leaves_a_run_whose_process_is_alive(db_url, monkeypatch):
 def test_resume_takes_over_a_run_whose_pid_now_belongs_to_another_process(db_url):
     """A restarted machine or container keeps its host name and hands out low pids again: a live
     process with the owner's pid but another start time is not the owner, so the run is resumed."""
-    from invarbench.store.db import _process_start
+    from invarbench.store.runs import _process_start
 
     store = Store(db_url)
     model_id = add_model(store)
@@ -319,3 +319,15 @@ def test_the_default_database_is_a_sqlite_file_under_xdg_data_home():
     store = Store()
     assert store.url == f"sqlite:///{Path(os.environ['XDG_DATA_HOME']) / 'invarbench' / 'invarbench.db'}"
     assert store.list_runs() == []
+
+
+def test_the_model_snapshot_is_defined_once():
+    """The snapshot's fields are the model table's columns and the results document's ``model`` keys, in the
+    document's order; storing one and reading it back gives it again."""
+    from invarbench.store.documents import ModelDoc
+    from invarbench.store.schema import MODEL_SNAPSHOT_FIELDS, ModelRecord, ModelSnapshot
+
+    assert set(MODEL_SNAPSHOT_FIELDS) == {c.name for c in ModelRecord.__table__.columns} - {"id"}
+    assert tuple(ModelDoc.model_fields) == MODEL_SNAPSHOT_FIELDS
+    snapshot = ModelSnapshot("toy/m", "m", "toy", "standard", "a" * 64, "b" * 64, "org/m", "c" * 40, "id: toy/m\n")
+    assert ModelSnapshot.of(snapshot.record()) == snapshot

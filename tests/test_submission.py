@@ -473,6 +473,7 @@ def test_status_derivation_rule():
             suite_name="s",
             suite_version=version,
             data_source=data,
+            data_digest=None,
             status=status,
             examples_effective=examples,
             examples_requested=examples,
@@ -502,3 +503,32 @@ def test_status_derivation_rule():
         "mnist5k/retry": (PENDING, None, None),
     }
     assert got["mnist5k/retry"].running
+
+
+def test_a_submission_is_evaluated_by_the_leaderboards_rule_of_a_full_run():
+    """The status calls the leaderboard's rule (invarbench.leaderboard_policy.is_full): a copy of the official
+    split (its data digest the expected one) counts, the data set's own files with other examples do not."""
+    from types import SimpleNamespace as NS
+
+    from invarbench.cards.catalog import CardRef
+    from invarbench.cards.schema import ModelCard
+    from invarbench.data.digests import EXPECTED_DIGESTS
+
+    sha, expected, other = "a" * 64, EXPECTED_DIGESTS["mnist5k"][200], "v1:" + "0" * 64
+    cards = [
+        CardRef(
+            card=ModelCard.model_validate(mnist_card_dict(n, source={"path": "w.safetensors", "sha256": sha})),
+            path=Path(f"{n}.yaml"),
+            sha256="",
+        )
+        for n in ("copy", "altered")
+    ]
+
+    def run(i, name, source, digest):
+        model = NS(card_id=f"mnist5k/{name}", file_sha256=sha)
+        fields = dict(dataset="mnist5k", suite_name="s", suite_version=1, status="finished", error=None)
+        return NS(id=i, model=model, data_source=source, data_digest=digest, examples_effective=200, **fields)
+
+    runs = [run(1, "copy", "npz:/data/copy.npz", expected), run(2, "altered", None, other)]
+    got = {s.card_id: s.state for s in derive_statuses(cards, runs, {"mnist5k": SuiteTarget("s", 1, 200)})}
+    assert got == {"mnist5k/copy": EVALUATED, "mnist5k/altered": PENDING}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -360,17 +359,12 @@ def _runs_store(db: str | None, results: Path | None) -> Iterator:
         finally:
             store.close()
         return
-    from invarbench.store.export import import_path
+    from invarbench.store.results_files import results_store
 
     if not results.exists():
         raise NotFoundError(f"results folder not found: {results}")
-    with tempfile.TemporaryDirectory(prefix="invarbench-status-") as tmp:
-        store = Store(f"sqlite:///{Path(tmp) / 'results.db'}")
-        try:
-            import_path(store, results)
-            yield store
-        finally:
-            store.close()
+    with results_store(results) as store:
+        yield store
 
 
 def _floats(text: str | None, what: str) -> list[float] | None:

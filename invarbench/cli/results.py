@@ -15,19 +15,14 @@ from rich.table import Table
 from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
 from invarbench.errors import InvarbenchError, ValidationError
 from invarbench.evaluation.verify import DEFAULT_BATCHES, verify_file
+from invarbench.leaderboard_policy import CUSTOM_DATA, SMOKE, Standing
 from invarbench.metrics.stats import format_interval, format_number
 from invarbench.store import Store
-from invarbench.store.db import CUSTOM_DATA, SMOKE, Standing
-from invarbench.store.export import (
-    LEFT_OUT_REASONS,
-    csv_text,
-    export_selection,
-    import_path,
-    json_stream,
-    picked_runs,
-    write_json_tree,
-)
+from invarbench.store.csv_view import csv_text
+from invarbench.store.documents import json_stream
+from invarbench.store.export import LEFT_OUT_REASONS, export_selection, picked_runs
 from invarbench.store.provenance import PROVENANCE_FIELDS
+from invarbench.store.results_files import import_path, write_json_tree
 
 app = typer.Typer(
     help="Inspect, compare, export, import and verify stored evaluation runs.",

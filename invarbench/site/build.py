@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,18 +20,23 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 import invarbench
+from invarbench import leaderboard_policy as policy
 from invarbench.cards.catalog import CardRef, default_cards_dir
 from invarbench.cards.schema import ModelCard
 from invarbench.errors import InvarbenchError, ValidationError
+from invarbench.leaderboard_policy import CUSTOM_DATA, best_full_runs, newest_unranked
 from invarbench.measurements import metric_specs
 from invarbench.site.compare import compare_page_path
 from invarbench.site.correlations import ModelPoint, board_correlations
-from invarbench.store.db import CUSTOM_DATA, Store, best_full_runs, newest_unranked, suite_file_examples
+from invarbench.store.csv_view import csv_text
+from invarbench.store.db import Store
 from invarbench.store.document_checks import check_name, http_url, inside
-from invarbench.store.export import csv_text, dumps, import_path, run_document
+from invarbench.store.documents import dumps, run_document
 from invarbench.store.provenance import PROVENANCE_FIELDS
+from invarbench.store.results_files import results_store
 from invarbench.store.schema import RunRecord
 from invarbench.submissions import FAILED, PENDING, SubmissionStatus, SuiteTarget, derive_statuses
+from invarbench.suites import suite_file_examples
 
 UNRANKED_TITLE = "Smoke runs and runs on custom data — not ranked"
 
@@ -62,7 +66,7 @@ class LeaderboardRow:
     examples: int
     full_examples: int | None  # the suite version's full number of examples, when known
     data: str  # "<dataset> test split", or the custom evaluation set's data_source
-    kind: str  # FULL, SMOKE or CUSTOM_DATA (invarbench.store.db)
+    kind: str  # FULL, SMOKE or CUSTOM_DATA (invarbench.leaderboard_policy)
     provenance: list[ProvenanceCell]  # the site's provenance fields the run recorded, e.g. device and model dtype
     finished: str
     flags: list[str]
@@ -117,28 +121,16 @@ class DatasetBoard:
         return f"{self.dataset}-{self.suite}-v{self.version}"
 
 
-# Boards rank by this metric (higher is better), then by clean accuracy; a board whose runs lack it
-# ranks by clean accuracy alone.
-RANK_METRIC = "robust_accuracy_linf"
-
-
 def shared_ranks(rows: list[LeaderboardRow], metric: str) -> list[int]:
-    """Ranks honest about uncertainty: a row's rank is one plus the number of rows whose 95 % interval of
-    ``metric`` lies entirely above its own, so rows whose intervals overlap share a rank. ``rows`` must be
-    sorted best first; rows without the metric or its interval get the rank of their position."""
-    ranks = []
-    for i, row in enumerate(rows):
-        cell = row.metrics.get(metric)
-        if cell is None or cell.ci_high is None:
-            ranks.append(i + 1)
-            continue
-        above = sum(
-            1
-            for other in rows
-            if (o := other.metrics.get(metric)) is not None and o.ci_low is not None and o.ci_low > cell.ci_high
-        )
-        ranks.append(above + 1)
-    return ranks
+    """The rows' ranks by ``metric``, ``rows`` sorted best first: the policy's shared ranks over their 95 %
+    intervals of ``metric`` (:func:`invarbench.leaderboard_policy.shared_ranks`: shared where they overlap)."""
+    return policy.shared_ranks(
+        [(c.ci_low, c.ci_high) if (c := row.metrics.get(metric)) is not None else None for row in rows]
+    )
+
+
+def _values(row: LeaderboardRow) -> dict[str, float | None]:
+    return {name: cell.value for name, cell in row.metrics.items()}
 
 
 def metric_columns() -> list[Column]:
@@ -189,8 +181,8 @@ def _columns(rows: list[LeaderboardRow]) -> list[Column]:
 def leaderboard(store: Store, cards: Sequence[CardRef] | None = None) -> list[DatasetBoard]:
     """One board per data set and suite version that has finished runs, by data set, suite and version.
 
-    Its ranked rows are the newest full run of each model with that suite version, by
-    :data:`RANK_METRIC`, then clean accuracy, with :func:`shared_ranks`; its unranked rows, listed
+    Its ranked rows are the newest full run of each model with that suite version, in the policy's order
+    (:func:`invarbench.leaderboard_policy.ranking_key`), with :func:`shared_ranks`; its unranked rows, listed
     apart, are the smoke and custom-data runs of that suite version (:meth:`Store.unranked_runs`), by
     model card id and data; its submissions, the status of each of the registered ``cards`` of its data
     set with that suite version (:func:`invarbench.submissions.derive_statuses`) that is not evaluated:
@@ -215,10 +207,6 @@ def leaderboard(store: Store, cards: Sequence[CardRef] | None = None) -> list[Da
         key = (st.run.dataset, st.run.suite_name, st.run.suite_version)
         apart.setdefault(key, []).append(_row(st.run, st.kind, st.full_examples))
 
-    def value(row: LeaderboardRow, name: str) -> float:
-        cell = row.metrics.get(name)
-        return cell.value if cell is not None and cell.value == cell.value else float("-inf")
-
     def listed(row: LeaderboardRow) -> tuple:
         return (row.card_id, row.kind == CUSTOM_DATA, row.data, row.run_id)
 
@@ -226,11 +214,11 @@ def leaderboard(store: Store, cards: Sequence[CardRef] | None = None) -> list[Da
     for key in sorted(ranked.keys() | apart.keys()):
         dataset, suite, version = key
         rows = ranked.get(key, [])
-        metric = RANK_METRIC if any(RANK_METRIC in r.metrics for r in rows) else "clean_accuracy"
-        rows = sorted(rows, key=lambda r: (-value(r, metric), -value(r, "clean_accuracy"), r.card_id))
+        metric = policy.ranking_metric(r.metrics for r in rows)
+        rows = sorted(rows, key=lambda r: policy.ranking_key(_values(r), r.card_id, metric))
         unranked = sorted(apart.get(key, []), key=listed)
         full = next((r.full_examples for r in [*rows, *unranked] if r.full_examples), None)
-        full = full or suite_file_examples(suite, dataset, version)
+        full = full or suite_file_examples(suite, dataset, version)  # the suite file's, when of this version
         mine = [c for c in cards or [] if c.card.dataset == dataset]
         # Without the suite version's full size no run can be told full: no statuses rather than wrong ones.
         statuses = derive_statuses(mine, all_runs, {dataset: SuiteTarget(suite, version, full)}) if full else []
@@ -522,13 +510,8 @@ def build_site_from_results(
     first. Raises what the import raises for a bad file."""
     from invarbench.site.protocol import using_repository
 
-    with using_repository(repository_url) as checked, tempfile.TemporaryDirectory(prefix="invarbench-site-") as tmp:
-        store = Store(f"sqlite:///{Path(tmp) / 'results.db'}")
-        try:
-            import_path(store, results)
-            return build_site(store, out, cards_dir, checked)
-        finally:
-            store.close()
+    with using_repository(repository_url) as checked, results_store(results) as store:
+        return build_site(store, out, cards_dir, checked)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from invarbench.errors import InvarbenchError, ValidationError
 
 if TYPE_CHECKING:
-    from invarbench.store.export import ResultsDoc
+    from invarbench.store.documents import ResultsDoc
 
 MAX_RESULTS_FILE_BYTES = 64 * 2**20  # a full standard run on 10 000 examples is a few MB
 MAX_ARTIFACT_BYTES = 8 * 2**20  # one image strip is a few KB
@@ -412,7 +412,7 @@ def check_card(doc: ResultsDoc, source: str) -> Any:
 
 # --- everything -------------------------------------------------------------------------------------------
 def check_document(doc: ResultsDoc, source: str, *, allow_unproven: bool = False) -> str | None:
-    """Every check of the results door on a document that parsed (:func:`invarbench.store.export.parse_document`):
+    """Every check of the results door on a document that parsed (:func:`invarbench.store.documents.parse_document`):
     names, the card inside, metrics against their specs, the metrics following from the per-example values.
 
     Raises ValidationError, one line naming ``source`` and the field, at the first problem. A document whose

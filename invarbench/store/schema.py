@@ -14,6 +14,7 @@ Changing a table here therefore means adding a migration there.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +73,37 @@ class MetricFloat(TypeDecorator):
 
 class Base(DeclarativeBase):
     pass
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """The evaluated model as the store keeps it, one :class:`ModelRecord`: the card's id, name, data set and
+    training method, the card's sha256 and its text as read (``card_yaml``), the model file's sha256 as the
+    loader verified it, and its Hub repository and 40-hex revision (None for a local file). A snapshot is
+    identified by (``card_id``, ``card_sha256``, ``file_sha256``). The fields are in the order the results
+    document writes them (:mod:`invarbench.store.documents`)."""
+
+    card_id: str
+    name: str
+    dataset: str
+    training_method: str
+    card_sha256: str
+    file_sha256: str
+    hub_repo: str | None
+    hub_revision: str | None
+    card_yaml: str
+
+    @classmethod
+    def of(cls, record: ModelRecord) -> ModelSnapshot:
+        """The snapshot a stored model row holds."""
+        return cls(**{name: getattr(record, name) for name in MODEL_SNAPSHOT_FIELDS})
+
+    def record(self) -> ModelRecord:
+        """A new (unsaved) model row of this snapshot."""
+        return ModelRecord(**asdict(self))
+
+
+MODEL_SNAPSHOT_FIELDS = tuple(f.name for f in fields(ModelSnapshot))
 
 
 class ModelRecord(Base):
