@@ -2,13 +2,14 @@
 
 Each takes the model per call, holds its hyperparameters in a small frozen dataclass, and
 reports progress only through an optional callback. docs/measurements.md states every
-protocol and default: §1.1 PGD (``pgd``) and APGD (``apgd``), §1.2 the minimal L2 distance (``minnorm``), §2 NSPGD
+protocol and default: §1.1 PGD (``pgd``) and APGD (``apgd``) with
+their shared loop and result type (``loop``), §1.2 the minimal L2 distance (``minnorm``), §2 NSPGD
 (``nspgd``), §3 path widths (``pathwidth``), §4 reliability checks (``checks``); its References
 list the papers.
 """
 
 from invarbench.attacks._tensors import check_finite_logits
-from invarbench.attacks.apgd import APGDConfig, APGDResult, apgd_attack
+from invarbench.attacks.apgd import APGDConfig, apgd_attack
 from invarbench.attacks.checks import (
     FLAG_NAMES,
     ReliabilityConfig,
@@ -16,6 +17,7 @@ from invarbench.attacks.checks import (
     reliability_flags,
     reliability_report,
 )
+from invarbench.attacks.loop import AttackResult, Norm
 from invarbench.attacks.minnorm import (
     BoundarySearchResult,
     MinNormConfig,
@@ -25,19 +27,19 @@ from invarbench.attacks.minnorm import (
 )
 from invarbench.attacks.nspgd import NSPGDConfig, NSPGDResult, nspgd
 from invarbench.attacks.pathwidth import PathWidthConfig, PathWidthResult, path_widths, width_from_tube
-from invarbench.attacks.pgd import PGDConfig, PGDResult, pgd_attack
+from invarbench.attacks.pgd import PGDConfig, pgd_attack
 
 __all__ = [
     "APGDConfig",
-    "APGDResult",
+    "AttackResult",
     "FLAG_NAMES",
     "BoundarySearchResult",
     "MinNormConfig",
     "MinNormResult",
+    "Norm",
     "NSPGDConfig",
     "NSPGDResult",
     "PGDConfig",
-    "PGDResult",
     "PathWidthConfig",
     "PathWidthResult",
     "ReliabilityConfig",

@@ -6,8 +6,8 @@ import torch
 
 from invarbench.errors import ModelOutputError
 
-# The smallest norm or gap that pgd, minnorm and pathwidth divide by: a zero gradient, step or
-# direction (or two equal confidences) gives a zero step, not NaN. A smaller value is raised to it.
+# The smallest norm or gap that pgd, loop.project (L2), minnorm and pathwidth divide by: a zero gradient,
+# step or direction (or two equal confidences) gives a zero step, not NaN. A smaller value is raised to it.
 DIVISOR_FLOOR = 1e-12
 # What nspgd clamps its divisors to: each is zero only where a torch.where discards the quotient,
 # so it keeps 0/0 out of that branch and never changes a divisor that is used.

@@ -6,8 +6,10 @@ The protocol, with every default, is docs/measurements.md §1.1; the paper is li
 its References. Images are float tensors ``[n, C, H, W]`` in [0, 1] pixel space, and ``eps`` is
 measured in that space (L-inf or L2).
 
-Like :func:`invarbench.attacks.pgd.pgd_attack`, an example is *broken* as soon as any iterate (the
-random start included) is misclassified, and a broken example leaves the working batch at once.
+Like :func:`invarbench.attacks.pgd.pgd_attack`, with the same loop (:mod:`invarbench.attacks.loop`)
+and result type, an example is *broken* as soon as any iterate (the random start included) is
+misclassified, and a broken example leaves the working batch at once. The state of a run's working
+batch is an :class:`APGDState`.
 Every quantity APGD keeps (step size, best point, momentum, the counts behind the step-size
 checkpoints) is per example and the checkpoints are at fixed iterations, so early exit changes no
 result for the examples that stay.
@@ -16,18 +18,17 @@ result for the examples that stay.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invarbench.attacks._tensors import DIVISOR_FLOOR, per_example
-from invarbench.attacks.pgd import Norm
+from invarbench.attacks._tensors import per_example
+from invarbench.attacks.loop import AttackResult, Norm, Tally, check_norm, project
 
 Loss = Literal["ce", "dlr_targeted"]
-_TINY = DIVISOR_FLOOR
 _DLR_FLOOR = 1e-12  # added to the DLR denominator, as in the paper's definition
 
 
@@ -59,31 +60,13 @@ class APGDConfig:
     early_exit: bool = field(default=True, metadata={"internal": True})
 
     def __post_init__(self) -> None:
-        if self.norm not in ("linf", "l2"):
-            raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
+        check_norm(self.norm)
         if self.loss not in ("ce", "dlr_targeted"):
             raise ValueError(f"loss must be 'ce' or 'dlr_targeted', got {self.loss!r}")
         if self.eps < 0 or self.steps < 1 or self.restarts < 1 or self.targets < 1:
             raise ValueError("APGD needs eps >= 0, steps >= 1, restarts >= 1 and targets >= 1")
         if not 0 < self.rho <= 1:
             raise ValueError(f"APGD needs 0 < rho <= 1, got {self.rho}")
-
-
-@dataclass
-class APGDResult:
-    """Per example: ``robust`` (bool ``[n]``: never broken), ``broken_at`` (int64 ``[n]``: ``run *
-    (steps + 1) + iterate`` of the first misclassified iterate, iterate 0 being the random start and
-    ``run = t * restarts + restart``, ``t`` the target's index (0: the most likely other class; always
-    0 for APGD-CE)); -1 when misclassified
-    clean; ``runs * (steps + 1)`` when robust), ``x_adv`` (``[n, C, H, W]``, dtype and device of
-    ``x``, in [0, 1]: the first misclassified iterate, the clean image for clean-misclassified
-    examples, the highest-loss iterate of the last run for robust examples) and
-    ``forward_backward_passes`` (int: example-level gradient computations)."""
-
-    robust: torch.Tensor
-    broken_at: torch.Tensor
-    x_adv: torch.Tensor
-    forward_backward_passes: int
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -119,21 +102,110 @@ def _normalize(v: torch.Tensor, norm: Norm) -> torch.Tensor:
     return v / per_example(size + _DLR_FLOOR, v)
 
 
-def _project(z: torch.Tensor, x0: torch.Tensor, cfg: APGDConfig) -> torch.Tensor:
-    """``z`` projected onto the ``eps`` ball around ``x0`` and then onto the box [0, 1]."""
-    delta = z - x0
-    if cfg.norm == "linf":
-        delta = delta.clamp(-cfg.eps, cfg.eps)
-    else:
-        size = delta.flatten(1).norm(dim=1)
-        delta = delta * per_example(torch.clamp(cfg.eps / size.clamp_min(_TINY), max=1.0), x0)
-    return (x0 + delta).clamp_(0.0, 1.0)
-
-
 def _direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
     if norm == "linf":
         return grad.sign()
     return grad / per_example(grad.flatten(1).norm(dim=1) + _DLR_FLOOR, grad)
+
+
+@dataclass
+class APGDState:
+    """The working batch of one APGD run: per example, everything APGD keeps between iterations.
+
+    ``m`` is the number of examples still in the batch; every field is filtered together
+    (:meth:`select`) when examples leave it. Images are ``[m, C, H, W]`` with the dtype and device
+    of the attacked ``x``, in [0, 1] pixel space; losses are ``[m]`` in the logits' dtype (APGD-CE:
+    the cross-entropy in nats; APGD-T: the targeted DLR loss, unitless).
+
+    ``idx``: int64 ``[m]``, the rows of ``x``. ``x0``: the clean images. ``y0``: int64 ``[m]``, the
+    labels. ``xa``: the current iterate ``x_k``; ``x_prev``: the previous one ``x_{k-1}`` (the
+    momentum term). ``grad``: the loss gradient at the last iterate a gradient was taken at,
+    ``[m, C, H, W]`` (NaN/Inf entries as 0). ``eta``: ``[m]`` in ``x``'s dtype, the step size in
+    pixel units of the norm (``2 eps`` at the start, halved at checkpoints). ``x_best``,
+    ``grad_best``: the highest-loss iterate and its gradient; ``loss_best``: its loss;
+    ``loss_prev``: the loss of the previous iterate; ``loss_best_at_check``: ``loss_best`` at the
+    last checkpoint. ``reduced_at_check``: bool ``[m]``, the step size was halved at the last
+    checkpoint (True at the start). ``rises``: int64 ``[m]``, iterations since the last checkpoint
+    whose loss rose. ``t0``: int64 ``[m]``, APGD-T's target classes, ``None`` for APGD-CE.
+    """
+
+    idx: torch.Tensor
+    x0: torch.Tensor
+    y0: torch.Tensor
+    xa: torch.Tensor
+    x_prev: torch.Tensor
+    grad: torch.Tensor
+    eta: torch.Tensor
+    x_best: torch.Tensor
+    grad_best: torch.Tensor
+    loss_best: torch.Tensor
+    loss_prev: torch.Tensor
+    loss_best_at_check: torch.Tensor
+    reduced_at_check: torch.Tensor
+    rises: torch.Tensor
+    t0: torch.Tensor | None
+
+    @classmethod
+    def start(
+        cls,
+        idx: torch.Tensor,
+        x0: torch.Tensor,
+        y0: torch.Tensor,
+        t0: torch.Tensor | None,
+        xa: torch.Tensor,
+        loss: torch.Tensor,
+        grad: torch.Tensor,
+        eps: float,
+    ) -> APGDState:
+        """The state at the random start ``xa`` with its ``loss [m]`` and ``grad [m, C, H, W]``."""
+        m = idx.shape[0]
+        return cls(
+            idx=idx,
+            x0=x0,
+            y0=y0,
+            xa=xa,
+            x_prev=xa.clone(),
+            grad=grad,
+            eta=torch.full((m,), 2.0 * eps, dtype=xa.dtype, device=xa.device),
+            x_best=xa.clone(),
+            grad_best=grad.clone(),
+            loss_best=loss.clone(),
+            loss_prev=loss.clone(),
+            loss_best_at_check=loss.clone(),
+            reduced_at_check=torch.ones(m, dtype=torch.bool, device=xa.device),
+            rises=torch.zeros(m, dtype=torch.long, device=xa.device),
+            t0=t0,
+        )
+
+    def select(self, keep: torch.Tensor) -> APGDState:
+        """The state of the examples where ``keep`` (bool ``[m]``) is True."""
+        kept = {f.name: getattr(self, f.name) for f in fields(self)}
+        return APGDState(**{name: None if v is None else v[keep] for name, v in kept.items()})
+
+
+def _loss(logits: torch.Tensor, y0: torch.Tensor, t0: torch.Tensor | None) -> torch.Tensor:
+    """The per-example loss ``[m]``: cross-entropy (``t0`` None) or the targeted DLR loss."""
+    if t0 is None:
+        return F.cross_entropy(logits, y0, reduction="none")
+    return dlr_targeted_loss(logits, y0, t0)
+
+
+def _evaluate(
+    model: nn.Module, xa: torch.Tensor, y0: torch.Tensor, t0: torch.Tensor | None, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Logits ``[m, classes]``, loss ``[m]`` and (with ``need_grad``) the loss gradient at ``xa``,
+    NaN/Inf entries as 0, all detached; the gradient is None without ``need_grad``."""
+    if not need_grad:
+        with torch.no_grad():
+            logits = model(xa)
+            return logits, _loss(logits, y0, t0), None
+    xa = xa.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(xa)
+        per = _loss(logits, y0, t0)
+        (grad,) = torch.autograd.grad(per.sum(), xa)
+    grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+    return logits.detach(), per.detach(), grad
 
 
 def apgd_attack(
@@ -144,13 +216,13 @@ def apgd_attack(
     *,
     generator: torch.Generator | None = None,
     on_step: Callable[[int, int], None] | None = None,
-) -> APGDResult:
+) -> AttackResult:
     """Run APGD-CE or APGD-T (Croce and Hein, 2020; docs/measurements.md §1.1) on ``(x, y)``.
 
     ``x``: float images ``[n, C, H, W]`` in [0, 1] pixel space; ``y``: int64 labels ``[n]`` on
-    ``x``'s device; ``model`` maps ``[n, C, H, W]`` to logits ``[n, classes]``; ``cfg.eps`` is in pixel
-    units of ``cfg.norm``. Returns an :class:`APGDResult`; every iterate stays in the ``eps`` ball
-    around ``x`` and in [0, 1].
+    ``x``'s device; ``model`` maps ``[n, C, H, W]`` to logits ``[n, classes]``; ``cfg.eps`` is in
+    pixel units of ``cfg.norm``. Returns an :class:`~invarbench.attacks.loop.AttackResult`; every
+    iterate stays in the ``eps`` ball around ``x`` and in [0, 1].
 
     Each run (APGD-CE: one per restart; APGD-T: one per target class and restart, the target
     classes in order of the clean logits, the most likely other class first) attacks the examples
@@ -172,7 +244,6 @@ def apgd_attack(
     classes (the DLR loss needs the 4 largest logits). The model's exceptions propagate; NaN/Inf
     gradient entries count as 0; NaN/Inf logits are the runner's to report (docs/measurements.md §7).
     """
-    n = x.shape[0]
     x = x.detach()
     with torch.no_grad():
         clean_logits = model(x)
@@ -181,40 +252,15 @@ def apgd_attack(
     if targeted and classes < 4:
         raise ValueError(f"APGD-T's targeted DLR loss needs at least 4 classes, the model has {classes}")
     ranks = range(1, min(cfg.targets, classes - 1) + 1) if targeted else [0]
-    runs = len(ranks) * cfg.restarts
-    robust = clean_logits.argmax(dim=1) == y
-    broken_at = torch.full((n,), runs * (cfg.steps + 1), dtype=torch.long, device=x.device)
-    broken_at[~robust] = -1
-    x_adv_out = x.clone()
+    tally = Tally(x, y, clean_logits, iterates=len(ranks) * cfg.restarts * (cfg.steps + 1))
     order = clean_logits.argsort(dim=1, descending=True, stable=True) if targeted else None
-    passes = 0
     sched = set(checkpoints(cfg.steps))
     shrink = max(int(0.03 * cfg.steps), 1)
     least = max(int(0.06 * cfg.steps), 1)
 
-    def loss_of(logits: torch.Tensor, y0: torch.Tensor, t0: torch.Tensor | None) -> torch.Tensor:
-        if t0 is None:
-            return F.cross_entropy(logits, y0, reduction="none")
-        return dlr_targeted_loss(logits, y0, t0)
-
-    def evaluate(xa: torch.Tensor, y0: torch.Tensor, t0: torch.Tensor | None, need_grad: bool):
-        if not need_grad:
-            with torch.no_grad():
-                logits = model(xa)
-                return logits, loss_of(logits, y0, t0), None
-        xa = xa.detach().requires_grad_(True)
-        with torch.enable_grad():
-            logits = model(xa)
-            per = loss_of(logits, y0, t0)
-            (grad,) = torch.autograd.grad(per.sum(), xa)
-        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-        return logits.detach(), per.detach(), grad
-
     step_count = 0
-    for run, rank in enumerate(r for r in ranks for _ in range(cfg.restarts)):
-        idx = torch.nonzero(robust).squeeze(1)
-        if idx.numel() == 0:
-            break
+    for run, idx in tally.runs(len(ranks) * cfg.restarts):
+        rank = ranks[run // cfg.restarts]
         base = run * (cfg.steps + 1)
         x0, y0 = x[idx], y[idx]
         t0 = order[idx, rank] if order is not None else None
@@ -225,62 +271,36 @@ def apgd_attack(
         xa = (x0 + cfg.eps * _normalize(start, cfg.norm)).clamp_(0.0, 1.0)
         alive = torch.ones(idx.shape[0], dtype=torch.bool, device=x.device)
 
-        # State per example of the working batch (all filtered together when examples leave).
-        logits, loss, grad = evaluate(xa, y0, t0, cfg.steps > 0)
-        passes += int(xa.shape[0])
-        st = {
-            "idx": idx,
-            "x0": x0,
-            "y0": y0,
-            "xa": xa,
-            "x_prev": xa.clone(),
-            "grad": grad,
-            "eta": torch.full((idx.shape[0],), 2.0 * cfg.eps, dtype=x.dtype, device=x.device),
-            "x_best": xa.clone(),
-            "grad_best": grad.clone(),
-            "loss_best": loss.clone(),
-            "loss_prev": loss.clone(),
-            "loss_best_at_check": loss.clone(),
-            "reduced_at_check": torch.ones(idx.shape[0], dtype=torch.bool, device=x.device),
-            "rises": torch.zeros(idx.shape[0], dtype=torch.long, device=x.device),
-        }
-        if t0 is not None:
-            st["t0"] = t0
+        logits, loss, grad = _evaluate(model, xa, y0, t0, cfg.steps > 0)
+        tally.passes += int(xa.shape[0])
+        st = APGDState.start(idx, x0, y0, t0, xa, loss, grad, cfg.eps)
         k = max(int(0.22 * cfg.steps), 1)  # the length of the current interval between checkpoints
         for it in range(cfg.steps + 1):
             if it > 0:
                 need_grad = it < cfg.steps
-                logits, loss, grad = evaluate(st["xa"], st["y0"], st.get("t0"), need_grad)
+                logits, loss, grad = _evaluate(model, st.xa, st.y0, st.t0, need_grad)
                 if need_grad:
-                    passes += int(st["xa"].shape[0])
-                    st["grad"] = grad
-            wrong = logits.argmax(dim=1) != st["y0"]
-            first = wrong & alive
-            n_first = int(first.sum())
-            if n_first:
-                hit = st["idx"][first]
-                robust[hit] = False
-                broken_at[hit] = base + it
-                x_adv_out[hit] = st["xa"][first]
-                alive &= ~first
+                    tally.passes += int(st.xa.shape[0])
+                    st.grad = grad
+            n_first = tally.check(logits, st.y0, alive, st.idx, st.xa, at=base + it)
             if it > 0:
                 # Bookkeeping of the iterate just evaluated: loss rises, the best point, checkpoints.
-                st["rises"] += (loss > st["loss_prev"]).long()
-                st["loss_prev"] = loss
-                better = loss > st["loss_best"]
-                st["x_best"][better] = st["xa"][better]
-                st["grad_best"][better] = st["grad"][better]
-                st["loss_best"] = torch.where(better, loss, st["loss_best"])
+                st.rises += (loss > st.loss_prev).long()
+                st.loss_prev = loss
+                better = loss > st.loss_best
+                st.x_best[better] = st.xa[better]
+                st.grad_best[better] = st.grad[better]
+                st.loss_best = torch.where(better, loss, st.loss_best)
                 if it in sched and it < cfg.steps:
-                    oscillating = st["rises"] <= k * cfg.rho
-                    stalled = ~st["reduced_at_check"] & (st["loss_best_at_check"] >= st["loss_best"])
+                    oscillating = st.rises <= k * cfg.rho
+                    stalled = ~st.reduced_at_check & (st.loss_best_at_check >= st.loss_best)
                     reduce = oscillating | stalled
-                    st["reduced_at_check"] = reduce
-                    st["loss_best_at_check"] = st["loss_best"].clone()
-                    st["eta"] = torch.where(reduce, st["eta"] / 2, st["eta"])
-                    st["xa"] = torch.where(per_example(reduce, st["xa"]), st["x_best"], st["xa"])
-                    st["grad"] = torch.where(per_example(reduce, st["grad"]), st["grad_best"], st["grad"])
-                    st["rises"] = torch.zeros_like(st["rises"])
+                    st.reduced_at_check = reduce
+                    st.loss_best_at_check = st.loss_best.clone()
+                    st.eta = torch.where(reduce, st.eta / 2, st.eta)
+                    st.xa = torch.where(per_example(reduce, st.xa), st.x_best, st.xa)
+                    st.grad = torch.where(per_example(reduce, st.grad), st.grad_best, st.grad)
+                    st.rises = torch.zeros_like(st.rises)
                     k = max(k - shrink, least)
             if it == cfg.steps:
                 break
@@ -288,17 +308,18 @@ def apgd_attack(
                 keep = alive
                 if n_first == keep.shape[0]:
                     break
-                st = {key: v[keep] for key, v in st.items()}
+                st = st.select(keep)
                 alive = alive[keep]
             # The step: a projected gradient step, then momentum over the last move.
-            xa, x_prev = st["xa"], st["x_prev"]
+            xa, x_prev = st.xa, st.x_prev
             a = 0.75 if it > 0 else 1.0
-            z = _project(xa + per_example(st["eta"], xa) * _direction(st["grad"], cfg.norm), st["x0"], cfg)
-            st["x_prev"] = xa
-            st["xa"] = _project(xa + a * (z - xa) + (1 - a) * (xa - x_prev), st["x0"], cfg)
+            z = xa + per_example(st.eta, xa) * _direction(st.grad, cfg.norm)
+            z = project(z - st.x0, st.x0, cfg.norm, cfg.eps)
+            st.x_prev = xa
+            moved = xa + a * (z - xa) + (1 - a) * (xa - x_prev)
+            st.xa = project(moved - st.x0, st.x0, cfg.norm, cfg.eps)
             step_count += 1
             if on_step is not None:
-                on_step(step_count, int(st["xa"].shape[0]))
-        still = st["idx"][alive]
-        x_adv_out[still] = st["x_best"][alive]
-    return APGDResult(robust=robust, broken_at=broken_at, x_adv=x_adv_out, forward_backward_passes=passes)
+                on_step(step_count, int(st.xa.shape[0]))
+        tally.finish(st.idx, alive, st.x_best)
+    return tally.result()

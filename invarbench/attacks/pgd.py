@@ -4,7 +4,8 @@ The protocol, with every default, is docs/measurements.md §1.1; the paper is li
 under its References. Images are float tensors ``[n, C, H, W]`` in [0, 1] pixel space, and
 ``eps`` and the step size are measured in that space (L-inf or L2).
 
-An example is *broken* as soon as any iterate (the random start included) is misclassified.
+An example is *broken* as soon as any iterate (the random start included) is misclassified
+(the bookkeeping, shared with APGD, is :class:`invarbench.attacks.loop.Tally`).
 A broken example stays broken, so it leaves the working batch at once: the forward pass that
 checks an iterate is the same pass whose gradient makes the next step, and every further
 step only touches examples that are still robust. Early exit changes no result.
@@ -23,16 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from invarbench.attacks._tensors import DIVISOR_FLOOR, per_example
+from invarbench.attacks.loop import AttackResult, Norm, Tally, check_norm, project
 
-Norm = Literal["linf", "l2"]
-_TINY = DIVISOR_FLOOR
 CYCLE_WINDOW = 8  # cycle detection compares each new iterate with this many previous ones (periods <= 8)
 
 
@@ -64,8 +63,7 @@ class PGDConfig:
     early_exit: bool = field(default=True, metadata={"internal": True})  # changes no result: not a suite setting
 
     def __post_init__(self) -> None:
-        if self.norm not in ("linf", "l2"):
-            raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
+        check_norm(self.norm)
         if self.eps < 0 or self.steps < 0 or self.restarts < 1:
             raise ValueError("PGD needs eps >= 0, steps >= 0 and restarts >= 1")
         if self.step_size is not None and self.step_size <= 0:
@@ -80,22 +78,6 @@ class PGDConfig:
         return 2.5 * self.eps / self.steps if self.steps else 0.0
 
 
-@dataclass
-class PGDResult:
-    """Per example: ``robust`` (bool ``[n]``: never broken), ``broken_at`` (int64 ``[n]``:
-    restart * (steps + 1) + iterate index of the first misclassified iterate, iterate 0 being
-    the random start; -1 when misclassified clean; ``restarts * (steps + 1)`` when robust), and
-    ``x_adv`` (``[n, C, H, W]``, dtype and device of ``x``, in [0, 1]: the first misclassified
-    iterate, the clean image for clean-misclassified examples, the last iterate of the last
-    restart for robust examples, or with cycle detection the repeated iterate that ended it).
-    ``forward_backward_passes`` (int) counts the example-level gradient computations."""
-
-    robust: torch.Tensor
-    broken_at: torch.Tensor
-    x_adv: torch.Tensor
-    forward_backward_passes: int  # example-level count of gradient computations (cost accounting)
-
-
 def _random_start(x: torch.Tensor, cfg: PGDConfig, gen: torch.Generator | None) -> torch.Tensor:
     if not cfg.random_start or cfg.eps == 0:
         return torch.zeros_like(x)
@@ -105,7 +87,7 @@ def _random_start(x: torch.Tensor, cfg: PGDConfig, gen: torch.Generator | None) 
     # L2: uniform in the ball: a Gaussian direction and radius eps * U^(1/d).
     g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
     d = x[0].numel()
-    norms = g.flatten(1).norm(dim=1).clamp_min(_TINY)
+    norms = g.flatten(1).norm(dim=1).clamp_min(DIVISOR_FLOOR)
     r = torch.rand(x.shape[0], generator=gen, device=x.device, dtype=x.dtype).pow(1.0 / d) * cfg.eps
     return g * per_example(r / norms, x)
 
@@ -115,13 +97,11 @@ def _step(x_adv: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, cfg: PGDCon
     # treat it as no information (the reliability checks flag such models).
     grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
     if cfg.norm == "linf":
-        delta = (x_adv + cfg.alpha * grad.sign() - x0).clamp_(-cfg.eps, cfg.eps)
+        delta = x_adv + cfg.alpha * grad.sign() - x0
     else:
-        gnorm = grad.flatten(1).norm(dim=1).clamp_min(_TINY)
+        gnorm = grad.flatten(1).norm(dim=1).clamp_min(DIVISOR_FLOOR)
         delta = x_adv - x0 + grad * per_example(cfg.alpha / gnorm, x0)
-        dnorm = delta.flatten(1).norm(dim=1)
-        delta = delta * per_example(torch.clamp(cfg.eps / dnorm.clamp_min(_TINY), max=1.0), x0)
-    return (x0 + delta).clamp_(0.0, 1.0)
+    return project(delta, x0, cfg.norm, cfg.eps)
 
 
 def _fingerprint(x: torch.Tensor) -> torch.Tensor:
@@ -141,13 +121,13 @@ def pgd_attack(
     *,
     generator: torch.Generator | None = None,
     on_step: Callable[[int, int], None] | None = None,
-) -> PGDResult:
+) -> AttackResult:
     """Run PGD (Madry et al., 2018; docs/measurements.md §1.1) on the batch ``(x, y)``.
 
     ``x``: float images ``[n, C, H, W]`` in [0, 1] pixel space (float32 in the runs); ``y``:
     int64 labels ``[n]`` on ``x``'s device; ``model`` maps ``[n, C, H, W]`` to logits
     ``[n, classes]``; ``cfg.eps`` and the step size are in pixel units of ``cfg.norm``. Returns a
-    :class:`PGDResult`; every iterate stays in the ``eps`` ball around ``x`` and in [0, 1].
+    :class:`~invarbench.attacks.loop.AttackResult`; every iterate stays in the ``eps`` ball around ``x`` and in [0, 1].
 
     The loss is the summed cross-entropy, so every example's gradient is its own. Randomness
     (the random start) comes only from ``generator``, which must live on ``x``'s device.
@@ -165,23 +145,12 @@ def pgd_attack(
     count as 0; NaN/Inf *logits* are not checked here (the runner's model wrapper counts them and
     the measurement raises ``ModelOutputError``, docs/measurements.md §7).
     """
-    n = x.shape[0]
     x = x.detach()
-    steps_total = cfg.restarts * (cfg.steps + 1)
-    robust = torch.ones(n, dtype=torch.bool, device=x.device)
-    broken_at = torch.full((n,), steps_total, dtype=torch.long, device=x.device)
-    x_adv_out = x.clone()
-    passes = 0
-
     with torch.no_grad():
-        clean_wrong = model(x).argmax(dim=1) != y
-    robust &= ~clean_wrong
-    broken_at[clean_wrong] = -1
+        clean_logits = model(x)
+    tally = Tally(x, y, clean_logits, iterates=cfg.restarts * (cfg.steps + 1))
 
-    for restart in range(cfg.restarts):
-        idx = torch.nonzero(robust).squeeze(1)  # examples still to attack
-        if idx.numel() == 0:
-            break
+    for restart, idx in tally.runs(cfg.restarts):  # idx: the examples still to attack
         x0, y0 = x[idx], y[idx]
         x_adv = (x0 + _random_start(x0, cfg, generator)).clamp_(0.0, 1.0)
         # Without early exit the batch keeps broken examples; ``alive`` marks the unbroken ones.
@@ -200,19 +169,12 @@ def pgd_attack(
                     loss = F.cross_entropy(logits, y0, reduction="sum")
                     (grad,) = torch.autograd.grad(loss, x_adv)
                 x_adv = x_adv.detach()
-                passes += int(x_adv.shape[0])
+                tally.passes += int(x_adv.shape[0])
             else:  # the last iterate is only checked
                 with torch.no_grad():
                     logits = model(x_adv)
-            wrong = logits.detach().argmax(dim=1) != y0
-            first = wrong & alive
-            n_first = int(first.sum())  # the one host synchronisation per step
-            if n_first:
-                hit = idx[first]
-                robust[hit] = False
-                broken_at[hit] = restart * (cfg.steps + 1) + it
-                x_adv_out[hit] = x_adv[first]
-                alive &= ~first
+            # the one host synchronisation per step
+            n_first = tally.check(logits, y0, alive, idx, x_adv, at=restart * (cfg.steps + 1) + it)
             if not need_grad:
                 break
             if cfg.early_exit and n_first:
@@ -231,7 +193,7 @@ def pgd_attack(
                     done = repeat.any(dim=0)
                     n_done = int(done.sum())
                     if n_done:  # an exact repeat: robust for this restart, no further step can change that
-                        x_adv_out[idx[done]] = x_adv[done]
+                        tally.finish(idx, done, x_adv)
                         keep = ~done
                         if n_done == keep.shape[0]:
                             idx = idx[keep]
@@ -243,6 +205,5 @@ def pgd_attack(
                 filled = min(filled + 1, ring.shape[0])
             if on_step is not None:
                 on_step(restart * cfg.steps + it + 1, int(x_adv.shape[0]))
-        if idx.numel():
-            x_adv_out[idx[alive]] = x_adv[alive]
-    return PGDResult(robust=robust, broken_at=broken_at, x_adv=x_adv_out, forward_backward_passes=passes)
+        tally.finish(idx, alive, x_adv)
+    return tally.result()
