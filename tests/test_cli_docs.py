@@ -22,8 +22,9 @@ possible ones:
 A second, stricter check covers README.md's own summary: the first code block under its
 "## The command line" heading has one entry per command (a line ``invarbench PATH …``, continued
 on indented lines), and each entry must list every option of its command and no option that the
-command does not have. So the README's one-screen summary is complete and cannot keep a renamed
-or removed option.
+command does not have. That block is generated from the application
+(``python -m invarbench.cli.usage --write README.md``), and a third check fails while README.md's
+copy differs from what the application gives now; the second one checks the generator.
 
 A failure lists exactly what is missing. The test also asserts that every command and group has
 a non-empty help text.
@@ -33,22 +34,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from invarbench.cli import usage
 from invarbench.cli.app import app
+from invarbench.site.reference_table import replace_block
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-
-
-def _commands(command, path: tuple[str, ...] = ()):
-    """(path, command) for the root, every group and every command. Typer vendors its own click,
-    so a group is recognised by its ``commands`` mapping, not by ``isinstance``."""
-    yield path, command
-    for name, sub in (getattr(command, "commands", None) or {}).items():
-        if not getattr(sub, "hidden", False):
-            yield from _commands(sub, (*path, name))
 
 
 def _long_options(command) -> list[str]:
@@ -65,7 +60,7 @@ def _long_options(command) -> list[str]:
 def _collect() -> dict[str, tuple[object, list[str]]]:
     """{'invarbench results export': (command, ['--format', ...]), ...}"""
     root = typer.main.get_command(app)
-    return {" ".join(("invarbench", *path)): (cmd, _long_options(cmd)) for path, cmd in _commands(root)}
+    return {" ".join(("invarbench", *path)): (cmd, _long_options(cmd)) for path, cmd in usage.commands(root)}
 
 
 def _spelling(command_name: str) -> re.Pattern[str]:
@@ -227,3 +222,38 @@ def test_the_readme_check_catches_missing_and_stale_options():
         "'invarbench results export --fromat': listed in README.md but not an option of the command",
         "'invarbench db upgrade': no entry in README.md's command-line code block",
     ]
+
+
+def test_the_readme_command_block_is_the_one_the_application_gives():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert usage.command_block() in readme, (
+        "README.md's command-line block is stale: regenerate it with python -m invarbench.cli.usage --write README.md"
+    )
+
+
+def test_the_command_block_follows_the_application():
+    """A new command, option, argument or metavar shows in the block; the markers let --write replace it."""
+    toy = typer.Typer(add_completion=False)
+
+    @toy.command("run")
+    def run(
+        target: Annotated[str, typer.Argument()],
+        count: Annotated[int, typer.Option(help="How many.")] = 1,
+        out: Annotated[Path | None, typer.Option(metavar="FILE.txt", help="Where.")] = None,
+        fast: Annotated[bool, typer.Option(help="Hurry.")] = False,
+    ) -> None:
+        """Run."""
+
+    @toy.command("list")
+    def list_(data_dir: Annotated[Path | None, typer.Option(help="Folder.")] = None) -> None:
+        """List."""
+
+    block = usage.command_block(toy)
+    lines = block.splitlines()
+    assert lines[0] == usage.START and lines[-1] == usage.END
+    assert lines[2:-2] == [
+        "invarbench run TARGET [--count N] [--out FILE.txt] [--fast/--no-fast]",
+        "invarbench list [--data-dir DIR]",
+    ]
+    readme = f"# x\n\n{usage.START}\n```\nold\n```\n{usage.END}\n\nafter\n"
+    assert replace_block(readme, block) == f"# x\n\n{block}\n\nafter\n"

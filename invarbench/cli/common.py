@@ -90,6 +90,7 @@ DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
+        metavar="URL",
         help="Results database URL, e.g. sqlite:///results.db or postgresql://user@host/db. "
         "Default: $INVARBENCH_DB, else sqlite:///~/.local/share/invarbench/invarbench.db.",
         show_default=False,

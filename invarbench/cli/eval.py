@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from invarbench.cards import resolve_card
 from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
-from invarbench.cli.summary import append_summary, code, md, summarise_failure
+from invarbench.cli.outcome import outcome_markdown, render_outcome
+from invarbench.cli.pending import eval_pending
+from invarbench.cli.summary import append_summary, code, summarise_failure
 from invarbench.errors import OptionError
-from invarbench.evaluation import EvalOptions, EvalOutcome, distributed, evaluate
+from invarbench.evaluation import EvalOptions, distributed, evaluate
 from invarbench.evaluation.runner import describe_failure, resume_hint
-from invarbench.metrics.stats import format_interval, format_number
 from invarbench.store import Store
 
 # The flag of each evaluation option (EvalOptions' field, the Python API's keyword) that an OptionError names.
@@ -43,31 +43,6 @@ def option_errors() -> Iterator[None]:
         yield
     except OptionError as exc:
         raise fail(exc.naming(OPTION_FLAGS[exc.option])) from None
-
-
-def render_outcome(outcome: EvalOutcome) -> Table:
-    title = (
-        f"{outcome.card_id} · suite {outcome.suite.name} v{outcome.suite.version} · "
-        f"{outcome.examples} examples · {outcome.device}"
-        f"{f' · {outcome.model_dtype}' if outcome.model_dtype else ''} · run {outcome.run_id}"
-    )
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_column("std. error", justify="right")
-    table.add_column("95% CI", justify="right")
-    table.add_column("n", justify="right")
-    for m in outcome.metrics:
-        interval = format_interval(m.ci_low, m.ci_high)
-        table.add_row(m.name, format_number(m.value), format_number(m.stderr), interval, str(m.n))
-    caption = f"flags: {', '.join(outcome.flags)}" if outcome.flags else "no reliability flags"
-    if not outcome.ranked:
-        caption += (
-            "; a smoke run (--limit) or a run on custom data (--data): stored and shown, never ranked on the "
-            "leaderboard"
-        )
-    table.caption = caption
-    return table
 
 
 def eval_command(
@@ -195,8 +170,6 @@ def eval_command(
     if pending and ranks is not None:
         raise fail("--pending runs one process: launch it without torchrun, or evaluate one MODEL per torchrun")
     if pending or model is None:
-        from invarbench.cli.pending import eval_pending
-
         if pending and model is not None:
             raise fail(f"give MODEL or --pending, not both (got '{model}' and --pending)")
         if not pending:
@@ -248,21 +221,3 @@ def eval_command(
             f"{effect['predictions_changed']} prediction(s) changed."
         )
     append_summary(outcome_markdown(outcome))
-
-
-def outcome_markdown(outcome: EvalOutcome) -> str:
-    """The job summary of one evaluation: its metrics with their intervals, and its flags."""
-    lines = [
-        f"### ✅ {code(outcome.card_id)}: suite {md(outcome.suite.name)} v{outcome.suite.version}, "
-        f"{outcome.examples} examples, {md(outcome.device)}, run {outcome.run_id}",
-        "",
-        "| metric | value | 95 % CI | n |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for m in outcome.metrics:
-        lines.append(f"| {md(m.name)} | {format_number(m.value)} | {format_interval(m.ci_low, m.ci_high)} | {m.n} |")
-    lines.append("")
-    lines.append(f"Flags: {', '.join(md(f) for f in outcome.flags)}" if outcome.flags else "No reliability flags.")
-    if not outcome.ranked:
-        lines.append("A smoke run (--limit) or a run on custom data: never ranked on the leaderboard.")
-    return "\n".join(lines)

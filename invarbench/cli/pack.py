@@ -14,19 +14,25 @@ def pack_command(
     spec: Annotated[
         str,
         typer.Argument(
+            metavar="MODULE:FACTORY",
             help="MODULE:FACTORY that returns your nn.Module, e.g. 'mynet:build' or 'path/to/mynet.py:build' "
             "(an nn.Module instance works too).",
             show_default=False,
         ),
     ],
-    out: Annotated[Path, typer.Option(help="The .pt2 file to write.", show_default=False)],
+    out: Annotated[Path, typer.Option(metavar="FILE.pt2", help="The .pt2 file to write.", show_default=False)],
     input_size: Annotated[
         tuple[int, int, int],
-        typer.Option(help="CHANNELS HEIGHT WIDTH of one input image, e.g. --input-size 3 32 32.", show_default=False),
+        typer.Option(
+            metavar="C H W",
+            help="CHANNELS HEIGHT WIDTH of one input image, e.g. --input-size 3 32 32.",
+            show_default=False,
+        ),
     ],
     weights: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help="State dict to load first: .safetensors, or a torch checkpoint (read with weights_only=True).",
             show_default=False,
         ),
@@ -34,7 +40,10 @@ def pack_command(
     kwargs: Annotated[
         str | None,
         typer.Option(
-            "--kwargs", help="Keyword arguments for FACTORY as YAML/JSON, e.g. '{depth: 28}'.", show_default=False
+            "--kwargs",
+            metavar="YAML",
+            help="Keyword arguments for FACTORY as YAML/JSON, e.g. '{depth: 28}'.",
+            show_default=False,
         ),
     ] = None,
     num_classes: Annotated[

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from invarbench.cli.common import console, progress_bars, user_errors
+from invarbench.cli.outcome import outcome_markdown, render_outcome
 from invarbench.cli.summary import append_summary, code, md
 from invarbench.evaluation import EvalOptions
 from invarbench.evaluation.pending import PendingResult, evaluate_pending, plan_pending
@@ -15,8 +16,6 @@ from invarbench.store import Store
 
 def eval_pending(options: EvalOptions, db: str | None, cards_dir: Path | None) -> None:
     """Plan, evaluate, report; exit code 1 when any card failed."""
-    from invarbench.cli.eval import outcome_markdown, render_outcome
-
     with user_errors():
         store = Store(db)
         plan = plan_pending(store, options.suite, cards_dir)

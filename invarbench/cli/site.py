@@ -21,15 +21,16 @@ app = typer.Typer(
 
 @app.command("build")
 def build_command(
-    out: Annotated[Path, typer.Option(help="Output folder for the static site (index.html and assets).")] = Path(
-        "leaderboard/_site"
-    ),
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Output folder for the static site (index.html and assets).")
+    ] = Path("leaderboard/_site"),
     db: DbOption = None,
     cards_dir: CardsDirOption = None,
     results: Annotated[
         Path | None,
         typer.Option(
             "--results",
+            metavar="DIR",
             help="Build from published results files (e.g. leaderboard/results) instead of a database: they are "
             "imported into a throwaway one. Not with --db.",
             show_default=False,
@@ -71,9 +72,9 @@ def build_command(
 
 @app.command("serve")
 def serve_command(
-    out: Annotated[Path, typer.Option("--out", help="The built site's folder (see 'site build').")] = Path(
-        "leaderboard/_site"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="The built site's folder (see 'site build').")
+    ] = Path("leaderboard/_site"),
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 8000,
 ) -> None:
     """Preview the built site at http://127.0.0.1:PORT/ until Ctrl-C (a local preview, not a web server)."""

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from invarbench.data.digests import examples_digest
+from invarbench.data.folders import default_data_dir
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.registry import Registry
 
@@ -108,8 +109,6 @@ def _folder(data_dir: Path | None) -> str:
     """Where the data set's files were read from, for messages."""
     if data_dir is not None:
         return str(data_dir)
-    from invarbench.data.vision import default_data_dir
-
     return f"{default_data_dir()} (the default data folder)"
 
 

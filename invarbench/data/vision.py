@@ -20,26 +20,17 @@ The published order of each test split is the order of its file.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from invarbench.data.folders import default_data_dir
 from invarbench.data.native import read_cifar_batch, read_idx
 from invarbench.data.registry import DatasetSpec, register_dataset
 from invarbench.env import env_flag
 from invarbench.errors import NotFoundError, ValidationError
-
-
-def default_data_dir() -> Path:
-    """``$INVARBENCH_DATA``, else ``$XDG_DATA_HOME/invarbench/data`` (``~/.local/share/...``)."""
-    explicit = os.environ.get("INVARBENCH_DATA")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "invarbench" / "data"
 
 
 def offline() -> bool:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invarbench.models.architectures import ARCHITECTURES
+from invarbench.models.architectures.base import ARCHITECTURES
 
 
 def _conv3x3(in_planes: int, planes: int, stride: int = 1) -> nn.Conv2d:

@@ -7,7 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from invarbench.models.architectures import ARCHITECTURES
+from invarbench.models.architectures.base import ARCHITECTURES
 
 
 class LeNet(nn.Module):

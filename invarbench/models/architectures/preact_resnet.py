@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invarbench.models.architectures import ARCHITECTURES
+from invarbench.models.architectures.base import ARCHITECTURES
 
 
 class PreActBlock(nn.Module):

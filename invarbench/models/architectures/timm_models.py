@@ -11,7 +11,7 @@ import functools
 import re
 
 from invarbench.errors import NotFoundError
-from invarbench.models.architectures import namespaced_factory, unknown_in_namespace
+from invarbench.models.architectures.base import namespaced_factory, unknown_in_namespace
 
 DESCRIPTION = "timm model (no pretrained weights; kwargs go to timm.create_model)"
 _REFUSED_KWARGS = ("pretrained", "checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")

@@ -12,7 +12,7 @@ import functools
 
 from torch import nn
 
-from invarbench.models.architectures import namespaced_factory, unknown_in_namespace
+from invarbench.models.architectures.base import namespaced_factory, unknown_in_namespace
 
 DESCRIPTION = "torchvision classification model (no pretrained weights; kwargs go to its constructor)"
 _REFUSED_KWARGS = ("weights", "weights_backbone")

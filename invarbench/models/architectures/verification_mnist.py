@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from invarbench.models.architectures import ARCHITECTURES
+from invarbench.models.architectures.base import ARCHITECTURES
 
 
 def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
