@@ -447,5 +447,25 @@ def test_screenshots_of_the_public_mnist_board(driver, published_site, artifacts
     }
     _shoot(driver, published_site.as_uri() + "/", shots, artifacts, "site-published", width)
     _open(driver, (published_site / shots["model"][0]).as_uri())
+    # The compare page at 1,280 px: the two models' columns are as wide as each other, whatever their text.
+    if width == 1280:
+        _open(driver, (published_site / PUBLIC_COMPARE[0]).as_uri() + PUBLIC_COMPARE[1])
+        widths = driver.execute_script(
+            "return Array.from(document.querySelectorAll('table.compare thead th[data-model]'))"
+            ".filter(th => !th.hidden).map(th => th.getBoundingClientRect().width)"
+        )
+        assert len(widths) == 2 and abs(widths[0] - widths[1]) <= 2, widths
+    # The index's line per board: a flagged best model's number says so.
+    _open(driver, (published_site / "index.html").as_uri())
+    for line in driver.find_elements(By.CSS_SELECTOR, "nav.boards li"):
+        slug = line.find_element(By.TAG_NAME, "a").get_attribute("href").split("#board-")[1]
+        top = driver.find_element(By.CSS_SELECTOR, f"#table-{slug} tbody tr").get_attribute("data-flags")
+        assert ("⚠ flagged" in line.text) == bool(top), (line.text, top)
+    _open(driver, (published_site / shots["model"][0]).as_uri())
+    # The metrics table fits its box at both widths: nothing of it behind a sideways scroll.
+    wide, box = driver.execute_script(
+        "var t = document.querySelector('table.metrics'); return [t.scrollWidth, t.parentElement.clientWidth]"
+    )
+    assert wide <= box, (wide, box)
     origin = driver.find_element(By.ID, "origin-file")
     assert origin.find_element(By.TAG_NAME, "a").get_attribute("href").startswith("https://github.com/")
