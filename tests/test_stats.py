@@ -20,7 +20,6 @@ import torch
 
 from invarbench.metrics.calibration import (
     batched_ece,
-    confidence_and_correct,
     ece_from_confidence,
 )
 from invarbench.metrics.stats import (
@@ -250,17 +249,6 @@ def test_batched_ece_rows_are_independent_and_the_edges_are_checked():
     assert math.isnan(ece_from_confidence(torch.tensor([]), torch.tensor([], dtype=torch.bool)))
     with pytest.raises(ValueError, match="n_bins"):
         batched_ece(conf, right, n_bins=0)
-
-
-def test_ece_from_logits_uses_the_top_softmax_probability():
-    # Two classes with logits (log 3, 0): p = (0.75, 0.25); the prediction is class 0.
-    logits = torch.tensor([[math.log(3.0), 0.0]] * 4)
-    labels = torch.tensor([0, 0, 0, 1])
-    conf, correct = confidence_and_correct(logits, labels)
-    assert torch.allclose(conf, torch.full((4,), 0.75)) and correct.tolist() == [True, True, True, False]
-    assert ece_from_confidence(conf, correct, n_bins=15) == pytest.approx(0.0, abs=1e-6)
-    labels_wrong = torch.tensor([1, 1, 0, 1])  # accuracy 1/4 at confidence 3/4: ECE 1/2
-    assert ece_from_confidence(*confidence_and_correct(logits, labels_wrong), n_bins=15) == pytest.approx(0.5, abs=1e-6)
 
 
 def test_ece_metric_agrees_with_an_independent_bootstrap_on_the_same_indices():

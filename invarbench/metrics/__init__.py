@@ -6,7 +6,6 @@ the definitions; its References list the papers.
 
 from invarbench.metrics.calibration import (
     batched_ece,
-    confidence_and_correct,
     ece_from_confidence,
 )
 from invarbench.metrics.stats import (
@@ -23,7 +22,6 @@ __all__ = [
     "MetricValue",
     "batched_ece",
     "bootstrap",
-    "confidence_and_correct",
     "ece_from_confidence",
     "ece_metric",
     "mean_metric",

@@ -19,17 +19,6 @@ from __future__ import annotations
 import torch
 
 
-def confidence_and_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per example: the top softmax probability of ``logits`` and whether its class is ``labels``.
-
-    ``logits``: float ``[n, classes]``; ``labels``: int64 ``[n]`` on the same device. Returns
-    ``(confidence, correct)``: float32 ``[n]`` in [0, 1] (the softmax is computed in float32) and
-    bool ``[n]``. Raises nothing of its own (torch raises on mismatched shapes or devices)."""
-    probs = torch.softmax(logits.detach().float(), dim=1)
-    conf, pred = probs.max(dim=1)
-    return conf, pred == labels
-
-
 def batched_ece(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 15) -> torch.Tensor:
     """ECE of every row of ``confidence [B, n]`` / ``correct [B, n]`` (float64 ``[B]``).
 
