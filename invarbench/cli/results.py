@@ -31,7 +31,9 @@ app = typer.Typer(
 )
 
 DatasetOption = Annotated[str | None, typer.Option(help="Only runs on this data set.", show_default=False)]
-ModelOption = Annotated[str | None, typer.Option(help="Only runs of this model card id.", show_default=False)]
+ModelOption = Annotated[
+    str | None, typer.Option(metavar="ID", help="Only runs of this model card id.", show_default=False)
+]
 RunArgument = Annotated[int, typer.Argument(help="A run id, as 'invarbench results list' shows it.")]
 
 
@@ -398,7 +400,9 @@ def verify_command(
             "A K at least the run's number of batches re-runs them all.",
         ),
     ] = DEFAULT_BATCHES,
-    device: Annotated[str, typer.Option(help="auto (a CUDA GPU when available, else the CPU), cpu or cuda.")] = "auto",
+    device: Annotated[
+        str, typer.Option(metavar="auto|cpu|cuda", help="auto (a CUDA GPU when available, else the CPU), cpu or cuda.")
+    ] = "auto",
     cards_dir: CardsDirOption = None,
     data_dir: Annotated[
         Path | None,
