@@ -7,7 +7,7 @@ of impact serious or critical. Screenshots of the index, a board, a model page a
 both widths are kept as test artefacts, under ``$INVARBENCH_ARTIFACTS`` or the test's tmp folder (the
 paths are printed: see them with ``-rA`` or ``-s``). The compare page shows the models its URL names,
 keeps the choice in the URL, and highlights their points on the board's scatters; a new visitor's task
-(the PGD-trained model with the widest tube, compared with a standard ResNet) is done with the board's
+(the adversarially trained model with the widest tube, compared with a standard ResNet) is done with the board's
 own filter, sort and "Compare selected" at both widths.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``bash .ci/install-browser.sh``) and selenium (the
