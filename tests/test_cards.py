@@ -126,7 +126,7 @@ SCHEMA_ERRORS = {
         {"source": {"path": "model.pt2", "sha256": ZERO}},
         "source.path: format 'safetensors' needs a '.safetensors' file, got 'model.pt2'",
     ),
-    "unknown format": ({"format": "onnx"}, "format: Input should be 'safetensors' or 'torch-export'"),
+    "unknown format": ({"format": "onnx"}, "format: unknown model format 'onnx'. Known: safetensors, torch-export"),
     "safetensors without architecture": (
         {"architecture": None},
         "architecture: format 'safetensors' needs an 'architecture' (name and kwargs)",

@@ -1,5 +1,6 @@
-"""A new measurement is one module and one suite entry: it then appears in the run, the exports and
-the site with no other edit (everything reads measurements and metrics from the registry)."""
+"""A new measurement is one module and one suite entry: it then appears in the run, the exports, the
+distributed schedule's costs, the site (its column, its figure on the model page) and ``--help`` with no
+other edit (everything reads measurements, metrics, costs and figures from the registry)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from invarbench.cards import resolve_card
 from invarbench.cli.app import app
 from invarbench.evaluation import EvalOptions, evaluate
+from invarbench.evaluation.distributed import batch_cost
 from invarbench.measurements import MEASUREMENTS
 from invarbench.store import Store
 from invarbench.suites import schema as suite_schema
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from invarbench.measurements import MEASUREMENTS, BatchOutput, Measurement, MetricSpec
+from invarbench.measurements import MEASUREMENTS, BatchOutput, FigureData, Measurement, MetricSpec
 from invarbench.metrics.stats import mean_metric
 
 SPEC = MetricSpec(name="mean_top_confidence", label="Mean top confidence", unit="probability", better=None,
@@ -46,9 +48,15 @@ def aggregate(per_example, cfg, suite):
     return [mean_metric(SPEC.name, torch.tensor(per_example["toy"]["top"], dtype=torch.float64))]
 
 
+def figures(values, settings, metrics):
+    caption = f"the top-class confidences to the power {settings['power']}"
+    return [FigureData("Toy top confidences", "distance_histogram", {"distances": values["toy"]["top"]}, caption)]
+
+
 MEASUREMENTS.add("toy", Measurement(name="toy", description="a toy", settings=Settings, measure=measure,
                                     fields={"top": "the top-class confidence to the power"}, metrics=(SPEC,),
-                                    aggregate=aggregate))
+                                    aggregate=aggregate, figures=figures,
+                                    cost=lambda cfg, suite, start, stop: (stop - start) * cfg.power))
 """
 
 TOY_SUITE = """
@@ -106,6 +114,13 @@ def test_a_toy_measurement_appears_in_the_run_the_exports_and_the_site(toy, tmp_
     assert built.exit_code == 0, built.output
     html = (site / "index.html").read_text()
     assert "Mean top confidence" in html and 'data-metric="mean_top_confidence"' in html
+    (page,) = (site / "models").rglob("lenet-standard.html")
+    assert "Toy top confidences" in page.read_text() and "the top-class confidences to the power 2" in page.read_text()
+
+    suite = suite_schema.load_suite("toy", "mnist5k")
+    assert batch_cost(suite, 0, 12) == 12 + 12 * 2  # the clean pass and the toy's declared cost
+    shown = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "300"})
+    assert shown.exit_code == 0 and "toy" in shown.stdout.split("measurements are among")[1]
 
 
 def test_a_toy_suite_entry_is_validated_against_the_toy_settings(toy):
@@ -154,14 +169,12 @@ def test_a_measurement_that_returns_the_wrong_number_of_values_is_refused(toy):
 
 def test_the_command_line_loads_a_measurement_of_ones_own_from_the_environment(tmp_path, monkeypatch):
     """$INVARBENCH_MEASUREMENTS names the module; a suite file of one's own uses it; 'invarbench eval' runs it."""
-    import invarbench.measurements as registry
-
     (tmp_path / "my_toy.py").write_text(TOY_MODULE)
     own = tmp_path / "mine.yaml"
     own.write_text(TOY_SUITE.replace("name: toy", "name: mine"))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("INVARBENCH_MEASUREMENTS", "my_toy")
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(MEASUREMENTS, "_loaded", False)
     try:
         url = f"sqlite:///{tmp_path / 'r.db'}"
         result = CliRunner().invoke(
@@ -174,6 +187,6 @@ def test_the_command_line_loads_a_measurement_of_ones_own_from_the_environment(t
             MEASUREMENTS.remove("toy")
         sys.modules.pop("my_toy", None)
     monkeypatch.setenv("INVARBENCH_MEASUREMENTS", "no_such_module")
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(MEASUREMENTS, "_loaded", False)
     bad = CliRunner().invoke(app, ["eval", "mnist5k/lenet-standard", "--suite", str(own), "--device", "cpu"])
     assert bad.exit_code == 1 and "cannot load the measurement module no_such_module" in bad.stderr

@@ -9,6 +9,7 @@ import yaml
 
 from invarbench.cards.catalog import card_from_data
 from invarbench.cards.checksum import model_sha256
+from invarbench.cards.formats import FORMATS, format_for_file
 from invarbench.cards.schema import CARD_SCHEMA_VERSION, ModelCard
 from invarbench.errors import ValidationError
 
@@ -42,12 +43,13 @@ class CardFields:
 
 
 def _format_for(name: str) -> str:
-    if name.endswith(".pt2"):
-        return "torch-export"
-    if name.endswith(".safetensors"):
-        return "safetensors"
+    """The registered format whose suffix ``name`` has; :class:`ValidationError` when none has it."""
+    fmt = format_for_file(name)
+    if fmt is not None:
+        return fmt.name
+    suffixes = " or ".join(f.suffix for f in FORMATS.in_order())
     raise ValidationError(
-        f"cannot tell the format of '{name}': give --format, and use a .safetensors or .pt2 file "
+        f"cannot tell the format of '{name}': give --format, and use a {suffixes} file "
         "(pickled checkpoints are never loaded; 'invarbench pack' makes a .pt2)"
     )
 

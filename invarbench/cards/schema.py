@@ -15,8 +15,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from invarbench.cards.formats import FORMATS, format_choices
+from invarbench.registry import did_you_mean
+
 CARD_SCHEMA_VERSION = 1
-FORMATS = ("safetensors", "torch-export")
 TRAINING_METHODS = ("standard", "pgd-at", "trades", "ccat", "certified", "other")
 # Methods trained against a threat model: the card states its norm and eps (or, on a card with an
 # ``origin`` whose upstream does not state them, writes them as null).
@@ -31,8 +33,7 @@ _REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
 _FILE_PART_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _URL_RE = re.compile(r"^https?://[^\s]+$")
 
-# The file suffix each format must have, and suffixes that betray a pickle.
-FORMAT_SUFFIX = {"safetensors": ".safetensors", "torch-export": ".pt2"}
+# Suffixes that betray a pickle (each format's own suffix is its registry entry's).
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".tar", ".pth.tar", ".npy", ".npz")
 
 
@@ -354,7 +355,7 @@ class ModelCard(_Strict):
     dataset: str
     num_classes: int = Field(gt=1)
     source: Source
-    format: Literal["safetensors", "torch-export"]
+    format: str = Field(description="a registered model format (invarbench.cards.formats.FORMATS)")
     architecture: Architecture | None = None
     preprocessing: Preprocessing
     training: Training
@@ -374,6 +375,13 @@ class ModelCard(_Strict):
             )
         return v
 
+    @field_validator("format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        if v not in FORMATS:
+            raise ValueError(f"unknown model format '{v}'.{did_you_mean(v, FORMATS.names())} Known: {format_choices()}")
+        return v
+
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
@@ -388,10 +396,11 @@ class ModelCard(_Strict):
     def _consistent(self) -> ModelCard:
         if self.id.split("/")[0] != self.dataset:
             raise FieldError("id", f"id '{self.id}' must start with its dataset '{self.dataset}/'")
-        if self.format == "safetensors" and self.architecture is None:
-            raise FieldError("architecture", "format 'safetensors' needs an 'architecture' (name and kwargs)")
-        if self.format == "torch-export" and self.architecture is not None:
-            raise FieldError("architecture", "format 'torch-export' carries its own graph: remove 'architecture'")
+        fmt = FORMATS.get(self.format)
+        if fmt.needs_architecture and self.architecture is None:
+            raise FieldError("architecture", f"format '{fmt.name}' needs an 'architecture' (name and kwargs)")
+        if not fmt.needs_architecture and self.architecture is not None:
+            raise FieldError("architecture", f"format '{fmt.name}' carries its own graph: remove 'architecture'")
         if self.training.method in ADVERSARIAL_METHODS and self.origin is None:
             for field in ("norm", "eps"):
                 if getattr(self.training, field) is None:
@@ -410,7 +419,7 @@ class ModelCard(_Strict):
                 f"'{self.source.file_name}' looks like a pickled checkpoint, which invarbench never loads: "
                 "save the weights with safetensors (format safetensors) or run 'invarbench pack' (format torch-export)",
             )
-        suffix = FORMAT_SUFFIX[self.format]
+        suffix = fmt.suffix
         if not file_name.endswith(suffix):
             raise FieldError(
                 file_field, f"format '{self.format}' needs a '{suffix}' file, got '{self.source.file_name}'"

@@ -12,6 +12,7 @@ import yaml
 from rich.table import Table
 
 from invarbench.cli.common import CardsDirOption, DbOption, console, user_errors, yaml_mapping
+from invarbench.cli.registry_help import RegistryHelp
 from invarbench.cli.summary import append_summary, code, md
 from invarbench.errors import InvarbenchError, NotFoundError, ValidationError
 
@@ -383,6 +384,27 @@ def _ints(text: str, what: str) -> list[int]:
         raise ValidationError(f"{what} must be integers separated by commas, got '{text}'") from None
 
 
+def _file_help() -> str:
+    from invarbench.cards.formats import FORMATS
+
+    suffixes = ", ".join(f.suffix for f in FORMATS.in_order())
+    return f"The model file ({suffixes}); its sha256 is computed."
+
+
+def _format_help() -> str:
+    from invarbench.cards.formats import FORMATS
+
+    listed = "; ".join(f"{f.name} ({f.suffix}): {f.description}" for f in FORMATS.in_order())
+    return f"The model format (default: from the file's suffix): {listed}."
+
+
+def _architecture_help() -> str:
+    from invarbench.cards.formats import FORMATS
+
+    formats = " or ".join(f.name for f in FORMATS.in_order() if f.needs_architecture)
+    return f"Registered architecture (format {formats} only)."
+
+
 def _dataset_spec(name: str):  # a DatasetSpec or None
     from invarbench.data import DATASETS
 
@@ -401,14 +423,12 @@ def new_command(
     ] = None,
     file: Annotated[
         Path | None,
-        typer.Option(help="The model file (.safetensors or .pt2); its sha256 is computed.", show_default=False),
+        RegistryHelp(_file_help, "The model file; its sha256 is computed.", show_default=False),
     ] = None,
     sha256: Annotated[
         str | None, typer.Option(help="The file's sha256, when there is no local --file.", show_default=False)
     ] = None,
-    format: Annotated[
-        str | None, typer.Option(help="safetensors or torch-export (default: from the suffix).", show_default=False)
-    ] = None,
+    format: Annotated[str | None, RegistryHelp(_format_help, "A registered model format.", show_default=False)] = None,
     hub_repo: Annotated[
         str | None, typer.Option(help="Hub repository 'org/name' holding the file.", show_default=False)
     ] = None,
@@ -418,7 +438,7 @@ def new_command(
         typer.Option(help="The file's path in the Hub repository (default: --file's name).", show_default=False),
     ] = None,
     architecture: Annotated[
-        str | None, typer.Option(help="Registered architecture (safetensors only).", show_default=False)
+        str | None, RegistryHelp(_architecture_help, "Registered architecture.", show_default=False)
     ] = None,
     arch_kwargs: Annotated[
         str | None, typer.Option(help="Its kwargs as YAML/JSON, e.g. '{num_classes: 10}'.", show_default=False)

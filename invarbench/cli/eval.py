@@ -14,6 +14,7 @@ from invarbench.cards import resolve_card
 from invarbench.cli.common import CardsDirOption, DbOption, console, fail, progress_bars, user_errors
 from invarbench.cli.outcome import outcome_markdown, render_outcome
 from invarbench.cli.pending import eval_pending
+from invarbench.cli.registry_help import RegistryHelp
 from invarbench.cli.summary import append_summary, code, summarise_failure
 from invarbench.errors import OptionError
 from invarbench.evaluation import EvalOptions, distributed, evaluate
@@ -45,6 +46,15 @@ def option_errors() -> Iterator[None]:
         raise fail(exc.naming(OPTION_FLAGS[exc.option])) from None
 
 
+def _suite_help() -> str:
+    from invarbench.measurements import MEASUREMENTS
+
+    return (
+        "Suite to run: 'standard', or 'quick' for CPUs and smoke tests; or the path of a suite file of your own "
+        f"(my_suite.yaml, see docs/suites.md), whose measurements are among: {', '.join(MEASUREMENTS.names())}."
+    )
+
+
 def eval_command(
     model: Annotated[
         str | None,
@@ -54,11 +64,7 @@ def eval_command(
         ),
     ] = None,
     suite: Annotated[
-        str,
-        typer.Option(
-            help="Suite to run: 'standard', or 'quick' for CPUs and smoke tests; or the path of a suite file "
-            "of your own (my_suite.yaml, see docs/suites.md)."
-        ),
+        str, RegistryHelp(_suite_help, "Suite to run, or the path of a suite file of your own.")
     ] = "standard",
     limit: Annotated[
         int | None,

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from invarbench.cli.common import console, user_errors
+from invarbench.cli.registry_help import RegistryHelp
 from invarbench.suites import list_suites, load_suite
 from invarbench.suites.schema import suite_datasets, suite_names
 
@@ -29,14 +30,17 @@ def list_command() -> None:
     console.print(table)
 
 
+def _dataset_help() -> str:
+    from invarbench.data import DATASETS
+
+    return f"Show only this data set's version of the suite ({', '.join(DATASETS.names())}). Default: every data set."
+
+
 @app.command("show")
 def show_command(
     name: Annotated[str, typer.Argument(help="Suite name, e.g. 'standard' or 'quick'.")],
     dataset: Annotated[
-        str | None,
-        typer.Option(
-            help="Show only this data set's version of the suite. Default: every data set.", show_default=False
-        ),
+        str | None, RegistryHelp(_dataset_help, "Show only this data set's version of the suite.", show_default=False)
     ] = None,
 ) -> None:
     """Print the resolved settings of suite NAME (includes applied) as YAML, changelog included."""

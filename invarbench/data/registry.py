@@ -1,4 +1,11 @@
-"""The data set registry, the evaluation data container, and custom ``npz:PATH`` evaluation sets."""
+"""The data set registry, the evaluation data container, and custom ``npz:PATH`` evaluation sets.
+
+A data set is one module that calls :func:`register_dataset` with a :class:`DatasetSpec`; the built-in
+ones are imported by :mod:`invarbench.data`. Data sets of one's own take the measurements' plug-in
+route: the modules named (comma-separated) in ``$INVARBENCH_DATASETS`` and those that installed packages
+declare under the entry-point group ``invarbench.datasets`` are imported the first time the registry is
+read. Everything else (cards, suites, runs, exports, the site, ``cards new``) reads data sets from it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ import torch
 from invarbench.data.digests import examples_digest
 from invarbench.data.folders import default_data_dir
 from invarbench.errors import NotFoundError, ValidationError
-from invarbench.registry import Registry
+from invarbench.registry import PluginRoute, Registry
 
 # loader(split, data_dir) -> (images uint8 [N, C, H, W], labels int64 [N])
 Loader = Callable[[str, Path | None], tuple[np.ndarray, np.ndarray]]
@@ -22,6 +29,12 @@ Loader = Callable[[str, Path | None], tuple[np.ndarray, np.ndarray]]
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """One data set: its ``name`` (what cards and suites name; a suite file per suite lives at
+    ``suites/<suite>/<name>.yaml``), ``num_classes``, ``input_shape`` (C, H, W) of its images, a one-line
+    ``description`` (give the test split's size as "N test"; the site reads it) and ``loader(split,
+    data_dir) -> (images uint8 [N, C, H, W], labels int64 [N])`` in the split's published order, raising
+    :class:`NotFoundError` naming the files it needs when they are missing."""
+
     name: str
     num_classes: int
     input_shape: tuple[int, int, int]  # (C, H, W)
@@ -49,10 +62,12 @@ class EvalData:
         return int(self.y.shape[0])
 
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+DATASETS_ENV = "INVARBENCH_DATASETS"
+DATASETS: Registry[DatasetSpec] = Registry("dataset", PluginRoute(DATASETS_ENV, "invarbench.datasets"))
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add ``spec`` to :data:`DATASETS` (``ValueError`` when its name is taken)."""
     DATASETS.add(spec.name, spec)
     return spec
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from invarbench.errors import InvarbenchError, ModelOutputError, ValidationError
+from invarbench.measurements import MEASUREMENTS
 
 DEFAULT_TIMEOUT_MINUTES = 60.0
 
@@ -175,33 +176,15 @@ def broadcast(ranks: Ranks, obj: Any, what: str) -> Any:
 
 def batch_cost(suite: Any, start: int, stop: int) -> float:
     """An estimate of the work of examples ``start:stop`` of ``suite``, in forward+backward passes of
-    one image (a forward pass counts 1/3): per example, the PGD/APGD steps and FMN steps; per NSPGD
-    pair whose source lies in the batch, its ``max_iter`` steps; per path-width pair, its forward
-    passes (directions x radii per point). Only an estimate for the schedule: no number depends on it."""
-    n = stop - start
-    cost = float(n)  # the clean forward pass and its bookkeeping
-    m = suite.measurements
-    for name in ("pgd_linf", "pgd_l2"):
-        cfg = m.get(name)
-        if cfg is None:
-            continue
-        cost += n * cfg.steps * cfg.restarts
-        apgd = getattr(cfg, "apgd", None)
-        if apgd is not None:  # an upper bound: APGD runs on the examples PGD left robust
-            cost += n * apgd.steps * apgd.restarts * (1 + apgd.targets)
-    fmn = m.get("min_norm")
-    if fmn is not None:
-        cost += n * getattr(fmn, "steps", 100)
-    walk = m.get("nspgd")
-    if walk is not None:
-        pairs = max(0, min(stop, walk.pairs.num_pairs) - start)
-        cost += pairs * walk.max_iter
-        width = m.get("path_width")
-        if width is not None:
-            limit = walk.pairs.num_pairs if width.max_pairs is None else min(width.max_pairs, walk.pairs.num_pairs)
-            wide = max(0, min(stop, limit) - start)
-            radii = len(getattr(width, "radii", ())) or 1
-            cost += wide * len(width.points) * width.directions * radii / 3
+    one image (a forward pass counts 1/3): the clean pass, then what each of the suite's measurements
+    declares (``Measurement.cost``: PGD/APGD and FMN steps per example, NSPGD steps and path-width
+    forward passes per pair, ...), in the registry's order. Only an estimate for the schedule: no number
+    depends on it."""
+    cost = float(stop - start)  # the clean forward pass and its bookkeeping
+    for m in MEASUREMENTS.in_order():
+        settings = suite.measurements.get(m.name)
+        if m.cost is not None and settings is not None:
+            cost += m.cost(settings, suite, start, stop)
     return cost
 
 

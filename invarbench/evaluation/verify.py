@@ -31,14 +31,14 @@ How values compare (:func:`compare_batch`):
 The tolerance, per kind of field (:func:`field_kind`, :data:`CROSS_DEVICE`), per batch and field:
 
 - **data**: computed from the data set and the seed alone (the labels, the NSPGD pair plan:
-  :data:`DATA_FIELDS`): equal on every device;
+  each measurement's declared ``data_fields``): equal on every device;
 - **outcome** (booleans, strings, predictions: correct, robust, which attack broke an example, whether a
   walk kept its class): equal, except on at most 2 % of the rows (near a decision threshold a rounding
   difference may flip one);
 - **step** (other whole numbers: the step at which an attack succeeded): equal, except on at most 10 %;
 - **value** (floats of single-pass measurements: confidences): within ``rtol`` 1e-3 and ``atol`` 1e-5,
   except on at most 2 %;
-- **search** (floats of the iterative searches, :data:`SEARCH_MEASUREMENTS`: FMN's and the boundary
+- **search** (floats of the measurements that declare ``search``: FMN's and the boundary
   search's distances, NSPGD's walks, path widths): a row may end anywhere, since a rounding difference moves
   the search's path; over the batch, the median absolute relative difference must be at most 1e-2 and the
   median signed one at most 1e-3 in size (a systematic change of the values is not noise).
@@ -87,7 +87,7 @@ class Tolerance:
     not close (or not equal, for whole numbers, booleans and strings) may be at most ``outcome_fraction``
     (booleans, strings, predictions), ``step_fraction`` (other whole numbers: the step an attack
     succeeded at) or ``value_fraction`` (floats of single-pass measurements); the floats of the iterative
-    searches (:data:`SEARCH_MEASUREMENTS`) may differ row by row, but the median of their absolute relative
+    searches (measurements that declare ``search``) may differ row by row, but the median of their absolute relative
     differences over the batch may be at most ``search_median`` and the median of the signed ones at most
     ``search_bias`` in size. Shares are rounded down: a batch of fewer than ``1 / fraction`` rows has none to
     spare."""
@@ -119,14 +119,6 @@ CROSS_DEVICE = Tolerance(
     search_bias=1e-3,
 )
 EXACT = Tolerance(exact=True)
-# Fields computed from the data set and the run's seed alone (no model): equal on every device.
-DATA_FIELDS: Mapping[str, frozenset[str]] = {
-    "clean": frozenset({"label"}),
-    "nspgd": frozenset({"pair", "source", "target", "source_label", "target_label"}),
-}
-# Measurements whose floats are the end of an iterative search (FMN and the boundary search, the NSPGD walks,
-# path widths along them): a rounding difference moves the search's path, so single rows may end far apart.
-SEARCH_MEASUREMENTS = frozenset({"min_norm", "nspgd", "path_width"})
 # Whole-number fields that are outcomes, not step counts.
 OUTCOME_INTEGERS: Mapping[str, frozenset[str]] = {"clean": frozenset({"pred"})}
 
@@ -324,14 +316,17 @@ def _relative(a: Any, b: Any) -> Iterable[float]:
 
 
 def field_kind(measurement: str, field: str, values: list) -> str:
-    """The kind of a field, for the tolerance: ``data``, ``search`` (floats of :data:`SEARCH_MEASUREMENTS`),
-    ``value`` (other floats), ``step`` (whole numbers but predictions) or ``outcome`` (booleans, strings,
+    """The kind of a field, for the tolerance: ``data`` (a field the measurement declares among its
+    ``data_fields``, computed from the data and the seed alone), ``search`` (floats of a measurement that
+    declares ``search``: the end of an iterative search, which a rounding difference moves), ``value``
+    (other floats), ``step`` (whole numbers but predictions) or ``outcome`` (booleans, strings,
     predictions). ``values``: the field's values (the first leaf that is not None decides)."""
-    if field in DATA_FIELDS.get(measurement, ()):
+    declared = MEASUREMENTS.get(measurement) if measurement in MEASUREMENTS else None
+    if declared is not None and field in declared.data_fields:
         return "data"
     leaf = next((v for v in _leaves(values) if v is not None), None)
     if type(leaf) is float:
-        return "search" if measurement in SEARCH_MEASUREMENTS else "value"
+        return "search" if declared is not None and declared.search else "value"
     if type(leaf) is int and field not in OUTCOME_INTEGERS.get(measurement, ()):
         return "step"
     return "outcome"

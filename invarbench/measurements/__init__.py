@@ -10,14 +10,10 @@ module outside this package is loaded by :func:`load_plugins` (``$INVARBENCH_MEA
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import os
-
-from invarbench.errors import ValidationError
 from invarbench.measurements.base import (
     BatchContext,
     BatchOutput,
+    FigureData,
     Measurement,
     MetricSpec,
     PerExample,
@@ -32,9 +28,11 @@ from invarbench.measurements.nspgd import NSPGD
 from invarbench.measurements.path_width import PATH_WIDTH_MEASUREMENT
 from invarbench.measurements.pgd import PGD_L2, PGD_LINF
 from invarbench.metrics.stats import MetricValue
-from invarbench.registry import Registry
+from invarbench.registry import PluginRoute, Registry
 
-MEASUREMENTS: Registry[Measurement] = Registry("measurement")
+PLUGINS_ENV = "INVARBENCH_MEASUREMENTS"
+ENTRY_POINT_GROUP = "invarbench.measurements"
+MEASUREMENTS: Registry[Measurement] = Registry("measurement", PluginRoute(PLUGINS_ENV, ENTRY_POINT_GROUP))
 for _m in (CLEAN, PGD_LINF, PGD_L2, MIN_NORM, NSPGD, PATH_WIDTH_MEASUREMENT, ECE_MEASUREMENT, HUMAN_INVARIANCE):
     MEASUREMENTS.add(_m.name, _m)
 
@@ -68,34 +66,13 @@ def result_flags(per_example: PerExample, suite) -> list[str]:
     return flags
 
 
-PLUGINS_ENV = "INVARBENCH_MEASUREMENTS"
-ENTRY_POINT_GROUP = "invarbench.measurements"
-_plugins_loaded = False
-
-
 def load_plugins() -> None:
     """Import the measurements of one's own, once: the modules named (comma-separated) in
     ``$INVARBENCH_MEASUREMENTS`` and those that installed packages declare under the entry-point
     group ``invarbench.measurements``; each registers itself with ``MEASUREMENTS.add`` when imported.
-    Suites call this before they validate. Raises :class:`ValidationError` naming a module that
-    cannot be imported."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
-    entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    for source, load in [
-        *((n, lambda n=n: importlib.import_module(n)) for n in names),
-        *((f"entry point {ep.name}", ep.load) for ep in entry_points),
-    ]:
-        try:
-            load()
-        except Exception as exc:  # noqa: BLE001 - a plug-in's import can fail in any way
-            raise ValidationError(
-                f"cannot load the measurement module {source} ({type(exc).__name__}: {exc}): check ${PLUGINS_ENV} "
-                "or the package that declares it"
-            ) from None
+    Reading the registry does it too; suites call it before they validate. Raises
+    :class:`ValidationError` naming a module that cannot be imported."""
+    MEASUREMENTS.load_plugins()
 
 
 def flag_docs() -> dict[str, str]:
@@ -103,6 +80,11 @@ def flag_docs() -> dict[str, str]:
     from invarbench.attacks.checks import FLAG_DOCS
 
     return {**FLAG_DOCS, **{k: v for m in MEASUREMENTS.in_order() for k, v in m.flag_docs.items()}}
+
+
+def owner_of_artifact(name: str) -> Measurement | None:
+    """The registered measurement whose declared ``artifacts`` match the file name ``name``, or None."""
+    return next((m for m in MEASUREMENTS.in_order() if m.owns_artifact(name)), None)
 
 
 def metric_specs() -> list[MetricSpec]:
@@ -119,6 +101,7 @@ __all__ = [
     "MEASUREMENTS",
     "BatchContext",
     "BatchOutput",
+    "FigureData",
     "Measurement",
     "MetricSpec",
     "PerExample",
@@ -127,5 +110,6 @@ __all__ = [
     "measurement_generators",
     "metric_spec",
     "metric_specs",
+    "owner_of_artifact",
     "suite_fields",
 ]

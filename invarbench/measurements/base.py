@@ -3,14 +3,15 @@ metrics (and the flags it reads from its values). Pure computation: no I/O, no p
 
 A measurement is one module in this package that builds one :class:`Measurement` and registers
 it in :data:`invarbench.measurements.MEASUREMENTS`. Everything else — suite validation, the
-runner, aggregation, the store, the exports, the site, the README table — reads measurements and
-metrics from that registry.
+runner, aggregation, the distributed schedule's costs, the store, the exports, the site's figures,
+pictures and protocol links, the README table — reads measurements and metrics from that registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -129,6 +130,20 @@ class BatchContext:
 
 
 @dataclass(frozen=True)
+class FigureData:
+    """A figure a measurement declares for a run's model page, as data: the site draws it with the plot
+    of ``kind`` (``"tube"`` takes the keyword arguments of :func:`invarbench.site.plots.tube_plot`,
+    ``"distance_histogram"`` those of
+    :func:`invarbench.site.plots.distance_histogram`), passing ``data`` as keyword arguments; ``title``
+    heads it and ``caption`` says how to read it."""
+
+    title: str
+    kind: str
+    data: Mapping[str, Any]
+    caption: str = ""
+
+
+@dataclass(frozen=True)
 class Measurement:
     """A measurement as the registry holds it.
 
@@ -150,6 +165,20 @@ class Measurement:
     - ``requires``: measurements that must be in the suite (and run first) for this one.
     - ``check(settings, suite_settings)``: cross-measurement validation (optional), raises ValueError.
     - ``summary(settings)``: the settings in a few words ("ε = 0.3, 40 steps"), for tables (optional).
+    - ``cost(settings, suite, start, stop)``: the work it does on examples ``start:stop``, in
+      forward+backward passes of one image (a forward pass counts 1/3), for the distributed schedule
+      (:func:`invarbench.evaluation.distributed.batch_cost`); only an estimate, no number depends on it.
+      None: no work beyond the clean pass.
+    - ``figures(values, settings, metrics)``: the figures of a run's model page (:class:`FigureData`),
+      from the run's merged per-example ``values`` (measurement -> field -> list), the suite
+      ``settings`` it recorded for this measurement (a mapping) and its stored ``metrics`` (name ->
+      value); None: no figures.
+    - ``artifacts``: regular expressions that match every artifact name it stores (``BatchOutput.artifacts``),
+      so that a reader finds its files without knowing their names.
+    - ``docs``: ``(page, heading)`` of its method's documentation in ``docs/`` (the site links to it).
+    - ``data_fields``: the fields computed from the data and the seed alone (no model), equal on every
+      device; ``search``: its floats end an iterative search, so single rows may end far apart on another
+      device (``results verify`` compares such fields by their median).
     """
 
     name: str
@@ -165,6 +194,16 @@ class Measurement:
     per: Literal["example", "pair", "probe"] = "example"
     summary: Callable[[Any], str] | None = None
     flag_docs: Mapping[str, str] = field(default_factory=dict)  # what each of its flags means, for a reader
+    cost: Callable[[Any, Any, int, int], float] | None = None
+    figures: Callable[[PerExample, Mapping[str, Any], Mapping[str, float]], list[FigureData]] | None = None
+    artifacts: tuple[str, ...] = ()
+    docs: tuple[str, str] | None = None
+    data_fields: frozenset[str] = frozenset()
+    search: bool = False
+
+    def owns_artifact(self, name: str) -> bool:
+        """Whether ``name`` is one of its artifacts' names (matches one of ``artifacts`` in full)."""
+        return any(re.fullmatch(pattern, name) for pattern in self.artifacts)
 
 
 def suite_fields(settings: type) -> list[dataclasses.Field]:

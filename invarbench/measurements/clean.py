@@ -48,6 +48,7 @@ CLEAN = Measurement(
         "correct": "pred == label",
         "confidence": "max softmax probability (float64)",
     },
+    data_fields=frozenset({"label"}),
     metrics=(CLEAN_ACCURACY,),
     aggregate=aggregate,
 )

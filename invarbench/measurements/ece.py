@@ -65,4 +65,5 @@ ECE_MEASUREMENT = Measurement(
     metrics=(ECE,),
     aggregate=aggregate,
     summary=lambda cfg: f"{cfg.bins} bins",
+    docs=("measurements.md", "5. Clean accuracy and calibration"),
 )

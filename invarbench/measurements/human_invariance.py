@@ -18,6 +18,7 @@ import functools
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -385,4 +386,6 @@ HUMAN_INVARIANCE = Measurement(
     aggregate=aggregate,
     per="probe",
     summary=lambda cfg: "all 4 sets, 350 images" if cfg.sets == tuple(SETS) else ", ".join(cfg.sets),
+    artifacts=(re.escape(PICTURE) + r"\.(png|json)",),
+    docs=("measurements.md", "9. Invariance judged by humans"),
 )

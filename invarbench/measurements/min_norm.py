@@ -10,13 +10,23 @@ flagged ``gradient_attack_weaker_than_search`` (gradient masking: Athalye et al.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from invarbench.attacks.minnorm import MinNormConfig, boundary_search_l2, min_l2_distance
-from invarbench.measurements.base import BatchContext, BatchOutput, Measurement, MetricSpec, PerExample, floats
+from invarbench.measurements.base import (
+    BatchContext,
+    BatchOutput,
+    FigureData,
+    Measurement,
+    MetricSpec,
+    PerExample,
+    floats,
+)
 from invarbench.metrics.stats import MetricValue, median_metric
 
 WEAKER_FLAG = "gradient_attack_weaker_than_search"
@@ -146,6 +156,20 @@ def flags(per_example: PerExample, suite) -> list[str]:
     return []
 
 
+def figures(values: PerExample, settings: Mapping[str, Any], metrics: Mapping[str, float]) -> list[FigureData]:  # noqa: ARG001
+    """The histogram of the per-example distances, marking the median the metric reports."""
+    mn = values.get("min_norm")
+    if not mn or not mn.get("distance"):
+        return []
+    caption = (
+        "Per example, the smallest L2 perturbation found that changes the prediction. The grey bar at 0 counts "
+        "the examples misclassified without any perturbation, which the metric counts as distance 0; the "
+        "dashed line is the median over every example, the metric's median min. L2 distance."
+    )
+    data = {"distances": mn["distance"], "methods": mn.get("method")}
+    return [FigureData("Minimal adversarial L2 distances", "distance_histogram", data, caption)]
+
+
 MIN_NORM = Measurement(
     name="min_norm",
     description="minimal adversarial L2 distance: FMN and a gradient-free boundary search",
@@ -166,4 +190,8 @@ MIN_NORM = Measurement(
         "numbers (PGD robust accuracies) are likely too optimistic",
     },
     summary=lambda cfg: f"FMN {cfg.steps} steps or boundary search, {cfg.search_endpoints} endpoints",
+    cost=lambda cfg, _suite, start, stop: (stop - start) * cfg.steps,
+    figures=figures,
+    docs=("measurements.md", "1.2 Minimal L2 distance"),
+    search=True,
 )

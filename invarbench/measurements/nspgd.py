@@ -144,6 +144,9 @@ def strip_pairs(count: int, seed: int) -> np.ndarray:
     return np.sort(np.asarray(order[:take], dtype=np.int64))
 
 
+STRIP_NAME = r"nspgd-strip-\d{5}\.(png|json)"  # every strip's artifact names (strip_name)
+
+
 def strip_name(pair: int, ext: str) -> str:
     """The artifact name of pair ``pair``'s strip: ``nspgd-strip-00012.png`` (the picture) or ``.json``."""
     return f"nspgd-strip-{pair:05d}.{ext}"
@@ -276,6 +279,11 @@ def aggregate(per_example: PerExample, cfg: NSPGDSettings, suite: object) -> lis
     ]
 
 
+def cost(cfg: NSPGDSettings, suite: object, start: int, stop: int) -> float:  # noqa: ARG001
+    """Per pair whose source lies in ``start:stop``: its ``max_iter`` steps."""
+    return max(0, min(stop, cfg.pairs.num_pairs) - start) * cfg.max_iter
+
+
 NSPGD = Measurement(
     name="nspgd",
     description="NSPGD walks toward images of other classes that keep the source class's confidence",
@@ -299,4 +307,9 @@ NSPGD = Measurement(
     metrics=(CLOSURE, TARGET_DISTANCE),
     aggregate=aggregate,
     per="pair",
+    cost=cost,
+    artifacts=(STRIP_NAME,),
+    docs=("measurements.md", "2. NSPGD"),
+    data_fields=frozenset({"pair", "source", "target", "source_label", "target_label"}),
+    search=True,
 )

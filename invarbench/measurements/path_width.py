@@ -12,7 +12,15 @@ from typing import Any
 import torch
 
 from invarbench.attacks.pathwidth import PathWidthConfig, path_widths
-from invarbench.measurements.base import BatchContext, BatchOutput, Measurement, MetricSpec, PerExample, floats
+from invarbench.measurements.base import (
+    BatchContext,
+    BatchOutput,
+    FigureData,
+    Measurement,
+    MetricSpec,
+    PerExample,
+    floats,
+)
 from invarbench.metrics.stats import MetricValue, mean_metric
 
 PATH_WIDTH = MetricSpec(
@@ -95,6 +103,45 @@ def aggregate(per_example: PerExample, cfg: PathWidthSettings, suite: object) ->
     return [mean_metric(PATH_WIDTH.name, torch.tensor(widths, dtype=torch.float64))]
 
 
+def cost(cfg: PathWidthSettings, suite: Any, start: int, stop: int) -> float:
+    """Per pair whose source lies in ``start:stop`` (at most ``max_pairs`` of NSPGD's pairs): its forward
+    passes, directions x radii per point (a forward pass counts 1/3)."""
+    walk = suite.measurements.get("nspgd")
+    if walk is None:
+        return 0.0
+    limit = walk.pairs.num_pairs if cfg.max_pairs is None else min(cfg.max_pairs, walk.pairs.num_pairs)
+    wide = max(0, min(stop, limit) - start)
+    radii = len(getattr(cfg, "radii", ())) or 1
+    return wide * len(cfg.points) * cfg.directions * radii / 3
+
+
+def figures(values: PerExample, settings: Mapping[str, Any], metrics: Mapping[str, float]) -> list[FigureData]:
+    """The equi-confidence tube of the run's pairs, marking its ``path_width``."""
+    pw = values.get("path_width")
+    if not pw or not settings or not pw.get("pair"):
+        return []
+    fraction = float(settings.get("width_fraction", 0.5))
+    data = {
+        "radii": settings["radii"],
+        "points": settings["points"],
+        "q_lo": pw["q_lo"],
+        "q_hi": pw["q_hi"],
+        "p0": pw["p0"],
+        "widths": pw.get("width"),
+        "path_width": metrics.get("path_width"),
+        "width_fraction": fraction,
+    }
+    caption = (
+        "Read it left to right along the NSPGD walk toward an image of another class, and bottom to top away "
+        "from the walk in random directions normal to it: bright cells keep the source-class confidence. The "
+        "white line is the tube's edge, where the 5 % quantile of the confidence falls to "
+        f"{fraction:g} × its value on the path (mean over the pairs); the "
+        "dashed line is the model's path width, the mean of those widths over the points and pairs. A wider, "
+        "brighter tube: a smoother, more invariant model."
+    )
+    return [FigureData("Equi-confidence tube", "tube", data, caption)]
+
+
 PATH_WIDTH_MEASUREMENT = Measurement(
     name="path_width",
     description="equi-confidence tube widths at NSPGD path points",
@@ -115,4 +162,8 @@ PATH_WIDTH_MEASUREMENT = Measurement(
     requires=("nspgd",),
     check=check,
     per="pair",
+    cost=cost,
+    figures=figures,
+    docs=("measurements.md", "3. Path widths"),
+    search=True,
 )

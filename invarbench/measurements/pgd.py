@@ -156,7 +156,18 @@ def _build(name: str, metric: str, label: str, settings: type) -> Measurement:
         metrics=(spec,),
         aggregate=_aggregate(name, metric),
         summary=_summary,
+        cost=_cost,
+        docs=("measurements.md", "1.1 PGD"),
     )
+
+
+def _cost(cfg: PGDLinfSettings | PGDL2Settings, suite: object, start: int, stop: int) -> float:  # noqa: ARG001
+    """PGD's steps on every example; APGD's an upper bound (it runs on the examples PGD left robust)."""
+    n = stop - start
+    cost = n * cfg.steps * cfg.restarts
+    if cfg.apgd is not None:
+        cost += n * cfg.apgd.steps * cfg.apgd.restarts * (1 + cfg.apgd.targets)
+    return cost
 
 
 def _summary(cfg: PGDLinfSettings | PGDL2Settings) -> str:

@@ -1,9 +1,10 @@
 """Loading a model named by a card (an I/O edge).
 
 A submitted file is untrusted. Its size is capped and its sha256 verified before anything
-deserialises it, and only formats that cannot run code are accepted: ``safetensors`` weights
-for a registered architecture, or a ``torch.export`` program checked by
-:mod:`invarbench.models.safe_export`. Nothing is ever unpickled.
+deserialises it, and only formats that cannot run code are accepted: those registered in
+:data:`invarbench.cards.formats.FORMATS` (built in: ``safetensors`` weights for a registered
+architecture, or a ``torch.export`` program checked by :mod:`invarbench.models.safe_export`;
+:mod:`invarbench.models.formats`), each loaded by its entry's ``load``. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 
 from invarbench.cards.catalog import CardRef
 from invarbench.cards.checksum import sha256_file, verify_sha256
+from invarbench.cards.formats import FORMATS
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.models.architectures import build_architecture
 from invarbench.models.hub import max_file_bytes, too_large
@@ -25,6 +27,8 @@ __all__ = [
     "LoadedModel",
     "load_model",
     "load_module",
+    "load_safetensors",
+    "load_torch_export",
     "model_file",
     "resolve_local_file",
     "sha256_file",
@@ -135,7 +139,10 @@ def looks_pickled(path: Path) -> str | None:
     return None
 
 
-def _load_safetensors(path: Path, ref: CardRef) -> nn.Module:
+def load_safetensors(path: Path, ref: CardRef) -> nn.Module:
+    """The ``safetensors`` format's loader: the card's architecture built with its kwargs, and the file's
+    state dict loaded into it strictly. Raises :class:`ValidationError` for a pickle, a file that is not
+    safetensors, or weights that do not fit the architecture."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -161,19 +168,18 @@ def _load_safetensors(path: Path, ref: CardRef) -> nn.Module:
     return module
 
 
-def _load_torch_export(path: Path, ref: CardRef) -> nn.Module:
+def load_torch_export(path: Path, ref: CardRef) -> nn.Module:
+    """The ``torch-export`` format's loader: the program checked by :mod:`invarbench.models.safe_export`."""
     from invarbench.models.safe_export import load_exported_module
 
     return load_exported_module(path, _where(ref), max_file_bytes())
 
 
 def load_module(path: Path, ref: CardRef) -> nn.Module:
-    """Deserialise the (already verified) file at ``path`` in the card's format."""
-    if ref.card.format == "safetensors":
-        return _load_safetensors(path, ref)
-    if ref.card.format == "torch-export":
-        return _load_torch_export(path, ref)
-    raise ValidationError(f"{_where(ref)}: unknown format '{ref.card.format}'")  # pragma: no cover - schema
+    """Deserialise the (already verified) file at ``path`` with the ``load`` of the card's registered format.
+    Raises :class:`NotFoundError` for a format that is not registered (a hand-built CardRef: the schema
+    refuses it), else what the format's loader raises."""
+    return FORMATS.get(ref.card.format).load(path, ref)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from invarbench.cards.schema import ModelCard
 from invarbench.errors import InvarbenchError, ValidationError
 from invarbench.leaderboard_policy import CUSTOM_DATA, best_full_runs, newest_unranked
 from invarbench.measurements import metric_specs
+from invarbench.measurements.nspgd import STRIP_NAME as _STRIP_PATTERN
 from invarbench.site.compare import compare_page_path
 from invarbench.site.correlations import ModelPoint, board_correlations
 from invarbench.store.csv_view import csv_text
@@ -572,7 +573,7 @@ class ImageStrip:
     panels: list[StripPanel]
 
 
-STRIP_NAME = re.compile(r"^nspgd-strip-\d{5}\.(png|json)$")
+STRIP_NAME = re.compile(_STRIP_PATTERN)  # the strips' artifact names, as the NSPGD measurement declares them
 
 
 def _strips(run: RunRecord, folder: str) -> list[ImageStrip]:
@@ -582,7 +583,7 @@ def _strips(run: RunRecord, folder: str) -> list[ImageStrip]:
 
     from invarbench.measurements.images import GAP_PX
 
-    files = {a.name: a.data for a in run.artifacts if STRIP_NAME.match(a.name)}
+    files = {a.name: a.data for a in run.artifacts if STRIP_NAME.fullmatch(a.name)}
     strips = []
     for name in sorted(n for n in files if n.endswith(".json")):
         try:
@@ -732,45 +733,23 @@ def _per_example(store: Store, run_id: int) -> dict[str, dict[str, list]]:
 
 
 def _figures(run: RunRecord, values: dict[str, dict[str, list]]) -> list[Figure]:
-    """The tube (marking the run's ``path_width``) and the histogram (marking the median the run's
-    ``median_min_l2_distance`` reports), each with a caption on how to read it."""
+    """The figures the run's measurements declare (``Measurement.figures``: the path-width tube, the
+    histogram of minimal distances, ...), in the registry's order, each drawn by the plot of its kind
+    with a caption on how to read it."""
+    from invarbench.measurements import MEASUREMENTS
     from invarbench.site import plots
 
-    figures = []
+    # The plot that draws each kind of figure a measurement declares (FigureData.kind), given its data.
+    draw = {"tube": plots.tube_plot, "distance_histogram": plots.distance_histogram}
     stored = {m.name: m.value for m in run.metrics}
-    pw = values.get("path_width")
-    settings = (run.suite_settings or {}).get("measurements", {}).get("path_width")
-    if pw and settings and pw.get("pair"):
-        plot = plots.tube_plot(
-            settings["radii"],
-            settings["points"],
-            pw["q_lo"],
-            pw["q_hi"],
-            pw["p0"],
-            widths=pw.get("width"),
-            path_width=stored.get("path_width"),
-            width_fraction=float(settings.get("width_fraction", 0.5)),
-        )
-        caption = (
-            "Read it left to right along the NSPGD walk toward an image of another class, and bottom to top away "
-            "from the walk in random directions normal to it: bright cells keep the source-class confidence. The "
-            "white line is the tube's edge, where the 5 % quantile of the confidence falls to "
-            f"{float(settings.get('width_fraction', 0.5)):g} × its value on the path (mean over the pairs); the "
-            "dashed line is the model's path width, the mean of those widths over the points and pairs. A wider, "
-            "brighter tube: a smoother, more invariant model."
-        )
-        figures.append(Figure("Equi-confidence tube", plot.svg, plot.alt, caption=caption, marks=plot.marks))
-    mn = values.get("min_norm")
-    if mn and mn.get("distance"):
-        plot = plots.distance_histogram(mn["distance"], mn.get("method"))
-        caption = (
-            "Per example, the smallest L2 perturbation found that changes the prediction. The grey bar at 0 counts "
-            "the examples misclassified without any perturbation, which the metric counts as distance 0; the "
-            "dashed line is the median over every example, the metric's median min. L2 distance."
-        )
-        figures.append(
-            Figure("Minimal adversarial L2 distances", plot.svg, plot.alt, caption=caption, marks=plot.marks)
-        )
+    recorded = (run.suite_settings or {}).get("measurements", {})
+    figures = []
+    for m in MEASUREMENTS.in_order():
+        if m.figures is None or m.name not in values:
+            continue
+        for fig in m.figures(values, recorded.get(m.name) or {}, stored):
+            plot = draw[fig.kind](**fig.data)
+            figures.append(Figure(fig.title, plot.svg, plot.alt, caption=fig.caption, marks=plot.marks))
     return figures
 
 

@@ -118,18 +118,27 @@ def docs_link(page: str, heading: str | None = None) -> str:
     return f"{url}#{heading_anchor(heading)}" if heading else url
 
 
-# The documentation of each method: (page, heading) in docs/; tests check that each heading exists.
+# The documentation of each topic that is not a measurement: (page, heading) in docs/. A measurement's is
+# its own declaration (``Measurement.docs``); tests check that each heading exists (:func:`method_docs`).
 METHOD_DOCS: dict[str, tuple[str, str]] = {
     "data": ("datasets.md", "The data digest"),
-    "pgd": ("measurements.md", "1.1 PGD"),
-    "min_norm": ("measurements.md", "1.2 Minimal L2 distance"),
-    "nspgd": ("measurements.md", "2. NSPGD"),
-    "path_width": ("measurements.md", "3. Path widths"),
     "checks": ("measurements.md", "4. Reliability checks"),
-    "ece": ("measurements.md", "5. Clean accuracy and calibration"),
     "statistics": ("measurements.md", "6. Statistics"),
-    "human_invariance": ("measurements.md", "9. Invariance judged by humans"),
 }
+
+
+def method_docs() -> dict[str, tuple[str, str]]:
+    """Every documented method, (page, heading) in docs/ by name: :data:`METHOD_DOCS`' topics and each
+    registered measurement that declares its ``docs``."""
+    from invarbench.measurements import MEASUREMENTS
+
+    return {**METHOD_DOCS, **{m.name: m.docs for m in MEASUREMENTS.in_order() if m.docs is not None}}
+
+
+def method_link(name: str) -> str | None:
+    """The URL of ``name``'s documentation (a topic or a measurement), or None when it declares none."""
+    docs = method_docs().get(name)
+    return docs_link(*docs) if docs is not None else None
 
 
 @dataclass(frozen=True)
@@ -221,7 +230,7 @@ def _pgd_line(norm: str, cfg: Mapping[str, Any]) -> ProtocolLine:
         )
     else:
         text += " PGD alone (this suite version runs no APGD attacks)."
-    return ProtocolLine(f"{_norm_name(norm)} robust accuracy", text, docs_link(*METHOD_DOCS["pgd"]))
+    return ProtocolLine(f"{_norm_name(norm)} robust accuracy", text, method_link(f"pgd_{norm}"))
 
 
 def _min_norm_line(cfg: Mapping[str, Any]) -> ProtocolLine:
@@ -237,7 +246,7 @@ def _min_norm_line(cfg: Mapping[str, Any]) -> ProtocolLine:
             "of other classes, whichever is closer"
         )
     text += "; the board shows the median over all images (a misclassified image counts as 0)."
-    return ProtocolLine("Minimal L2 distance", text, docs_link(*METHOD_DOCS["min_norm"]))
+    return ProtocolLine("Minimal L2 distance", text, method_link("min_norm"))
 
 
 def _nspgd_line(cfg: Mapping[str, Any], n: int) -> ProtocolLine:
@@ -256,7 +265,7 @@ def _nspgd_line(cfg: Mapping[str, Any], n: int) -> ProtocolLine:
         f"after at most {_count(int(cfg['max_iter']), 'step')}. Closure: the share of the way to the target covered "
         "(higher: more invariant)."
     )
-    return ProtocolLine("NSPGD", text, docs_link(*METHOD_DOCS["nspgd"]))
+    return ProtocolLine("NSPGD", text, method_link("nspgd"))
 
 
 def _path_width_line(cfg: Mapping[str, Any]) -> ProtocolLine:
@@ -271,7 +280,7 @@ def _path_width_line(cfg: Mapping[str, Any]) -> ProtocolLine:
         f"{number(100 * float(cfg['width_fraction']))} % of its value on the path (at most {radii[-1]}); "
         "the board shows the mean over points and pairs (wider: more invariant)."
     )
-    return ProtocolLine("Path width", text, docs_link(*METHOD_DOCS["path_width"]))
+    return ProtocolLine("Path width", text, method_link("path_width"))
 
 
 def _ece_line(cfg: Mapping[str, Any]) -> ProtocolLine:
@@ -279,7 +288,7 @@ def _ece_line(cfg: Mapping[str, Any]) -> ProtocolLine:
         f"The expected calibration error of the clean predictions over {_count(int(cfg['bins']), 'bin')} "
         "of equal confidence width (lower: confidence closer to accuracy)."
     )
-    return ProtocolLine("Calibration", text, docs_link(*METHOD_DOCS["ece"]))
+    return ProtocolLine("Calibration", text, method_link("ece"))
 
 
 def _human_line(cfg: Mapping[str, Any]) -> ProtocolLine:
@@ -289,7 +298,7 @@ def _human_line(cfg: Mapping[str, Any]) -> ProtocolLine:
         f"al. (ICML 2020), sets {', '.join(sets)}: images changed until humans gave another label (does the model "
         "follow them?) or kept it."
     )
-    return ProtocolLine("Human-judged invariance", text, docs_link(*METHOD_DOCS["human_invariance"]))
+    return ProtocolLine("Human-judged invariance", text, method_link("human_invariance"))
 
 
 def _checks_line(cfg: Mapping[str, Any]) -> ProtocolLine:
@@ -314,7 +323,7 @@ def _other_line(name: str, cfg: Any) -> ProtocolLine:
     if not text:
         items = cfg.items() if isinstance(cfg, Mapping) else []
         text = ", ".join(f"{k} = {v}" for k, v in items) or "no settings"
-    return ProtocolLine(name, f"{text}.")
+    return ProtocolLine(name, f"{text}.", method_link(name))
 
 
 def protocol_lines(settings: Mapping[str, Any], *, digest: str | None = None) -> list[ProtocolLine]:
