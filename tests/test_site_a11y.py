@@ -331,9 +331,10 @@ def test_a_new_visitor_finds_the_most_invariant_adversarially_trained_model_and_
     board_store,
     width,
 ):
-    """The issue's task, on the board's own controls: filter the board to the adversarially trained models (the
-    one option for every adversarial method), sort by path width, pick the first; filter to standard training
-    and the ResNet family, pick one; "Compare selected" opens the compare page with both."""
+    """The issue's task, on the board's own controls (on a phone, under "Filter and sort"): filter the board to
+    the adversarially trained models (the one option for every adversarial method), sort by path width, pick the
+    first; filter to standard training and the ResNet family, pick one; "Compare selected" opens the compare page
+    with both."""
     from selenium.webdriver.support.ui import Select
 
     from invarbench.cards.schema import ADVERSARIAL_METHODS
@@ -353,6 +354,10 @@ def test_a_new_visitor_finds_the_most_invariant_adversarially_trained_model_and_
     def visible() -> list:
         return [tr for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr") if tr.is_displayed()]
 
+    fold = controls.find_element(By.CSS_SELECTOR, "details.filters > summary")
+    if fold.is_displayed():  # a phone folds the filters under "Filter and sort"
+        assert fold.text == "Filter and sort" and not controls.find_element(By.TAG_NAME, "select").is_displayed()
+        fold.click()
     control("select[data-filter=training]").select_by_value("adversarial")
     heading = table.find_element(By.CSS_SELECTOR, "th[data-key=path_width] button")
     if heading.is_displayed():  # the table's heading (a wide screen); a phone's cards have a "Sort by" menu

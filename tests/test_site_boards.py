@@ -199,12 +199,15 @@ def driver():
         browser.quit()
 
 
-def _open(driver, url: str, width: int = 1280) -> None:
-    driver.set_window_size(width, 900)
+def _open(driver, url: str, width: int = 1280, height: int = 900) -> None:
+    driver.set_window_size(width, height)
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    if inner != [width, height]:  # the window's frame differs between builds: make the viewport the size asked
+        driver.set_window_size(2 * width - inner[0], 2 * height - inner[1])
     driver.get_log("browser")
     driver.get("about:blank")  # a fresh document: a URL differing only in its fragment would not reload
     driver.get(url)
-    assert driver.execute_script("return window.innerWidth") == width
+    assert driver.execute_script("return [window.innerWidth, window.innerHeight]") == [width, height]
     severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == []
 
@@ -224,6 +227,18 @@ def _controls(driver):
     return driver.find_element(By.CSS_SELECTOR, f'.controls[data-board="{BOARD}"]')
 
 
+def _unfold_filters(driver):
+    """Open the board's "Filter and sort" (folded away on a phone) from the keyboard; the controls."""
+    controls = _controls(driver)
+    folder = controls.find_element(By.CSS_SELECTOR, "details.filters")
+    if folder.get_attribute("open") is None:
+        summary = folder.find_element(By.TAG_NAME, "summary")
+        assert summary.is_displayed() and summary.text == "Filter and sort"
+        summary.send_keys(Keys.ENTER)
+        assert folder.get_attribute("open") is not None
+    return controls
+
+
 def _screenshot(driver, path: Path) -> None:
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
@@ -231,6 +246,11 @@ def _screenshot(driver, path: Path) -> None:
         "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
     )
     path.write_bytes(base64.b64decode(shot["data"]))
+    print(f"screenshot: {path}")
+
+
+def _screenshot_viewport(driver, path: Path) -> None:
+    path.write_bytes(base64.b64decode(driver.get_screenshot_as_base64()))
     print(f"screenshot: {path}")
 
 
@@ -252,17 +272,21 @@ def test_at_1280_px_every_metric_column_is_in_view_without_scrolling(driver, boa
         assert wide <= box, (table.get_attribute("class"), wide, box)
     tables = driver.find_elements(By.CSS_SELECTOR, "table.leaderboard")
     assert len(tables) == 2
+    page = driver.execute_script("return document.documentElement.clientWidth")
     for table in tables:
         heads = table.find_elements(By.CSS_SELECTOR, "thead th[data-metric]")
         assert len(heads) >= 8
-        for th in heads:
+        # Each metric column, its heading and the first row's cell, lies inside the table's box and the page.
+        first = table.find_elements(By.CSS_SELECTOR, "tbody tr:first-child td[data-metric]")
+        assert [td.get_attribute("data-metric") for td in first] == [th.get_attribute("data-metric") for th in heads]
+        box = driver.execute_script(
+            "var r = arguments[0].closest('.scroll').getBoundingClientRect(); return [r.left, r.right]", table
+        )
+        for element in heads + first:
             left, right = driver.execute_script(
-                "var r = arguments[0].getBoundingClientRect(); return [r.left, r.right]", th
+                "var r = arguments[0].getBoundingClientRect(); return [r.left, r.right]", element
             )
-            assert left >= 0 and right <= driver.execute_script("return document.documentElement.clientWidth"), (
-                th.text,
-                right,
-            )
+            assert box[0] <= left and right <= box[1] <= page, (element.get_attribute("data-metric"), right, box)
     assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     # Names take at most two lines, and the groups head their columns.
     heights = driver.execute_script(
@@ -310,11 +334,55 @@ def test_at_390_px_a_card_per_model_no_page_scroll_and_a_number_on_the_first_scr
     for td in row.find_elements(By.TAG_NAME, "td"):
         right = driver.execute_script("return arguments[0].getBoundingClientRect().right", td)
         assert right <= inner, td.text
-    # Phones sort with a menu, the headings being out of sight.
-    menu = Select(_controls(driver).find_element(By.CSS_SELECTOR, "select[data-sort-choice]"))
+    # Phones sort with a menu, the headings being out of sight; it is under "Filter and sort".
+    menu = Select(_unfold_filters(driver).find_element(By.CSS_SELECTOR, "select[data-sort-choice]"))
     menu.select_by_value("robust_accuracy_linf")
     values = _metric_order(driver, "robust_accuracy_linf")
     assert values == sorted(values, reverse=True)
+
+
+def test_at_390_by_844_px_the_boards_first_screen_shows_the_first_models_numbers(driver, board_site, artifacts):
+    """A phone's first screen of the board, from its heading down one 390 x 844 viewport: the heading, the
+    protocol's one-line summary (the data and every method folded away), "Filter and sort" folded, and the
+    first model's card with a number in view. The folded filters open from the keyboard, work, and keep the
+    board's state in the URL."""
+    index = (board_site / "index.html").as_uri()
+    _open(driver, index, 390, 844)
+    heading = driver.find_element(By.ID, f"board-{BOARD}")
+    driver.execute_script("arguments[0].scrollIntoView()", heading)
+    assert abs(driver.execute_script("return arguments[0].getBoundingClientRect().top", heading)) < 1
+    _screenshot_viewport(driver, artifacts / "site-boards-board-390x844.png")
+    protocol = driver.find_element(By.ID, f"protocol-{BOARD}")
+    summary = protocol.find_element(By.CSS_SELECTOR, "p.in-short")
+    assert summary.text.startswith("What was measured. In short: ") and summary.is_displayed()
+    assert protocol.find_element(By.TAG_NAME, "details").get_attribute("open") is None
+    assert not protocol.find_element(By.TAG_NAME, "dl").is_displayed()  # the digest and the methods, folded
+    folder = _controls(driver).find_element(By.CSS_SELECTOR, "details.filters")
+    assert folder.get_attribute("open") is None
+    assert _controls(driver).find_element(By.CSS_SELECTOR, "a.compare").is_displayed()  # not folded away
+    cells = _table(driver).find_elements(By.CSS_SELECTOR, "tbody tr:first-child td.num[data-metric]")
+    in_view = driver.execute_script(
+        "var h = window.innerHeight; return arguments[0].filter(function (td) {"
+        "var r = td.getBoundingClientRect(); return r.height > 0 && r.top >= 0 && r.bottom <= h; })"
+        ".map(td => td.textContent)",
+        cells,
+    )
+    assert any(re.search(r"\d+\.\d", t) for t in in_view), in_view
+    # The folded filters: opened from the keyboard, they filter, and the state goes into the URL.
+    controls = _unfold_filters(driver)
+    Select(controls.find_element(By.CSS_SELECTOR, 'select[data-filter="training"]')).select_by_value("trades")
+    trades = sorted(f"mnist5k/{m.slug}" for m in MODELS if m.method == "trades")
+    assert sorted(_visible(driver)) == trades and "training=trades" in driver.current_url
+    # A shared link on a phone: the board filtered, the filters folded, the count saying so.
+    _open(driver, driver.current_url, 390, 844)
+    assert sorted(_visible(driver)) == trades
+    assert _controls(driver).find_element(By.CSS_SELECTOR, "details.filters").get_attribute("open") is None
+    assert f"{len(trades)} of 30 models shown" in _controls(driver).find_element(By.CLASS_NAME, "count").text
+    # Wider than a phone, the filters open (and their fold's summary is not shown).
+    driver.set_window_size(1280, 900)
+    folder = _controls(driver).find_element(By.CSS_SELECTOR, "details.filters")
+    assert folder.get_attribute("open") is not None and not folder.find_element(By.TAG_NAME, "summary").is_displayed()
+    assert _controls(driver).find_element(By.CSS_SELECTOR, 'select[data-filter="training"]').is_displayed()
 
 
 def test_the_filters_pick_training_family_and_flag_and_say_when_nothing_matches(driver, board_site):

@@ -18,6 +18,7 @@ from invarbench.site.protocol import (
     method_docs,
     number,
     protocol_lines,
+    protocol_summary,
 )
 from invarbench.suites import list_suites, load_suite
 
@@ -103,6 +104,20 @@ def test_every_suite_states_its_budget_steps_and_pairs(suite) -> None:
     if "human_invariance" in m:
         text = _line(lines, "Human-judged invariance")
         assert all(s in text for s in m["human_invariance"]["sets"])
+
+
+@pytest.mark.parametrize("suite", list_suites(), ids=lambda s: f"{s.name}-{s.dataset}")
+def test_the_one_line_summary_names_the_images_the_budgets_and_every_measurement(suite) -> None:
+    """A board of a suite version without a registered description opens with this line instead."""
+    raw = _raw(suite.name, suite.dataset)
+    summary = protocol_summary(suite.settings())
+    assert f"{raw['num_examples']:,} images of the " in summary and f"{suite.dataset} test split: " in summary
+    assert "digest" not in summary and "\n" not in summary and len(summary) < 300
+    for norm, name in (("pgd_linf", "L∞"), ("pgd_l2", "L2")):
+        if norm in raw["measurements"]:
+            assert f"{name} robust accuracy (ε = {_eps_text(raw['measurements'][norm]['eps'])})" in summary
+    topics = [line.topic for line in protocol_lines(suite.settings())[1:]]
+    assert summary.count(", ") == len(topics) - 1 and summary.endswith(f"{topics[-1].lower()}.")
 
 
 def test_a_changed_setting_changes_the_words() -> None:

@@ -114,7 +114,9 @@ class DatasetBoard:
     # What was measured, in plain words (invarbench.site.protocol): from the settings its runs recorded, else
     # the registered suite's when it has this version; empty when neither is known.
     protocol: list = field(default_factory=list)  # ProtocolLine
-    description: str = ""  # the suite's one-line description, when registered with this version
+    # The protocol in one line: the suite's description when registered with this version, else made from
+    # the settings (invarbench.site.protocol.protocol_summary); empty when the protocol is.
+    description: str = ""
 
     @property
     def slug(self) -> str:
@@ -252,10 +254,11 @@ def leaderboard(store: Store, cards: Sequence[CardRef] | None = None) -> list[Da
 def _board_protocol(
     dataset: str, suite: str, version: int, recorded: tuple[int, dict, str | None] | None
 ) -> tuple[list, str]:
-    """A board's protocol lines (:func:`invarbench.site.protocol.protocol_lines`) and its suite's description:
+    """A board's protocol lines (:func:`invarbench.site.protocol.protocol_lines`) and its one-line summary:
     from the settings and data digest a ranked run recorded, else from the registered suite when it has this
-    version (its description too); ([], "") when neither is known."""
-    from invarbench.site.protocol import protocol_lines
+    version; the summary is that suite's description, else made from the settings
+    (:func:`invarbench.site.protocol.protocol_summary`); ([], "") when neither is known."""
+    from invarbench.site.protocol import protocol_lines, protocol_summary
     from invarbench.suites import load_suite
 
     try:
@@ -263,10 +266,11 @@ def _board_protocol(
     except InvarbenchError:  # a suite this installation does not have (an imported run's)
         registered = None
     current = registered if registered is not None and registered.version == version else None
-    description = current.description if current is not None else ""
-    if recorded is not None:
-        return protocol_lines(recorded[1], digest=recorded[2]), description
-    return (protocol_lines(current.settings()) if current is not None else []), description
+    settings = recorded[1] if recorded is not None else current.settings() if current is not None else None
+    if settings is None:
+        return [], ""
+    description = current.description if current is not None else protocol_summary(settings)
+    return protocol_lines(settings, digest=recorded[2] if recorded is not None else None), description
 
 
 SCATTER_X, SCATTER_Y = "median_min_l2_distance", "path_width"

@@ -183,16 +183,24 @@ def _expected_digest(dataset: str, n: int) -> str | None:
     return EXPECTED_DIGESTS.get(dataset, {}).get(n)
 
 
-def _data_line(settings: Mapping[str, Any], digest: str | None) -> ProtocolLine:
+def _where(settings: Mapping[str, Any], *, brief: bool = False) -> str:
+    """Which images a suite evaluates: "the first 1,000 images of the 10,000-image mnist test split, in
+    published order (" :data:`WHY_FIRST_EXAMPLES` ")" when they are not the whole split; ``brief``: without
+    the order and the why."""
     dataset, n = str(settings.get("dataset", "?")), int(settings.get("num_examples", 0))
     total = _split_size(dataset)
-    if total is None:
-        where = f"the first {_count(n, 'image')} of the {dataset} test split, in published order"
-    elif n >= total:
-        where = f"all {_count(total, 'image')} of the {dataset} test split"
-    else:
-        where = f"the first {_count(n, 'image')} of the {total:,}-image {dataset} test split, in published order"
-        where += f" ({WHY_FIRST_EXAMPLES})"
+    if total is not None and n >= total:
+        return f"all {_count(total, 'image')} of the {dataset} test split"
+    where = f"the first {_count(n, 'image')} of the " + (f"{total:,}-image " if total is not None else "")
+    where += f"{dataset} test split"
+    if brief:
+        return where
+    return where + ", in published order" + (f" ({WHY_FIRST_EXAMPLES})" if total is not None else "")
+
+
+def _data_line(settings: Mapping[str, Any], digest: str | None) -> ProtocolLine:
+    dataset, n = str(settings.get("dataset", "?")), int(settings.get("num_examples", 0))
+    where = _where(settings)
     digest = digest or _expected_digest(dataset, n)
     text = f"Every model is evaluated on {where}."
     if digest:
@@ -361,6 +369,24 @@ def protocol_lines(settings: Mapping[str, Any], *, digest: str | None = None) ->
     if settings.get("checks"):
         lines.append(_checks_line(settings["checks"]))
     return lines
+
+
+def protocol_summary(settings: Mapping[str, Any]) -> str:
+    """A suite's settings (as :func:`protocol_lines` takes them) in one sentence, for a suite version whose
+    one-line description is not registered here: the images, then what is measured, e.g. "All 1,000 images
+    of the mnist5k test split: L∞ robust accuracy (ε = 0.3), L2 robust accuracy (ε = 2), minimal L2
+    distance, NSPGD, path width, calibration, reliability checks." Raises ``KeyError`` as
+    :func:`protocol_lines` does."""
+    measurements: Mapping[str, Any] = settings.get("measurements") or {}
+    topics = []
+    for line in protocol_lines(settings)[1:]:
+        topic = line.topic[0].lower() + line.topic[1:] if line.topic[1:2].islower() else line.topic
+        norm = {"L∞ robust accuracy": "pgd_linf", "L2 robust accuracy": "pgd_l2"}.get(line.topic)
+        if norm is not None:
+            topic += f" (ε = {number(float(measurements[norm]['eps']))})"
+        topics.append(topic)
+    where = _where(settings, brief=True)
+    return f"{where[0].upper()}{where[1:]}" + (f": {', '.join(topics)}." if topics else ".")
 
 
 def intervals_line() -> ProtocolLine:
