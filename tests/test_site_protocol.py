@@ -144,9 +144,11 @@ def test_the_recorded_digest_wins_and_an_unknown_size_has_none() -> None:
 def test_the_first_images_say_why() -> None:
     data = _line(protocol_lines(load_suite("standard", "cifar10").settings()), "Data")
     assert "first 1,000 images of the 10,000-image cifar10 test split" in data
-    assert "one GPU" in data and "ResNet-56 on a 2-core CPU" in data
+    # What an evaluation took where it was measured (a 2-core CPU); no GPU time, none being measured.
+    assert "on a 2-core CPU" in data and "ResNet-20 about 46 minutes" in data and "faster on a GPU" in data
+    assert "ResNet-56 about three times that" in data and "one GPU" not in data and "an hour" not in data
     whole = _line(protocol_lines(load_suite("standard", "mnist5k").settings()), "Data")
-    assert "all 1,000 images of the mnist5k test split" in whole and "one GPU" not in whole
+    assert "all 1,000 images of the mnist5k test split" in whole and "2-core CPU" not in whole
 
 
 @pytest.mark.parametrize(
