@@ -25,11 +25,12 @@ from invarbench.data import DATASETS
 from invarbench.errors import ValidationError
 from invarbench.evaluation.options import EvalOptions, plan_run
 from invarbench.evaluation.runner import evaluate_loaded
-from invarbench.evaluation.sinks import ModelRecord, sink_for
+from invarbench.evaluation.sinks import sink_for
 from invarbench.measurements import PerExample
 from invarbench.metrics.stats import MetricValue, format_interval, format_number
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.progress import ProgressFactory, no_progress
+from invarbench.store import ModelSnapshot
 from invarbench.store.db import Store
 from invarbench.suites.schema import Suite
 
@@ -163,7 +164,7 @@ def evaluate_model(
             },
         }
         card_yaml = yaml.safe_dump(card, sort_keys=False)
-        record = ModelRecord(
+        record = ModelSnapshot(
             card_id=f"{dataset}/{name}",
             name=name,
             dataset=dataset,

@@ -41,14 +41,14 @@ from invarbench.evaluation.pipeline import (
     run_suite,
     stored_fit,
 )
-from invarbench.evaluation.sinks import ModelRecord, RunSink, StartedRun, sink_for
+from invarbench.evaluation.sinks import RunSink, StartedRun, sink_for
 from invarbench.evaluation.speed import Autocast, compile_model
+from invarbench.leaderboard_policy import FULL, run_kind
 from invarbench.metrics.stats import MetricValue
 from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.progress import ProgressFactory, no_progress
-from invarbench.store import Provenance, Store, probes
-from invarbench.store.db import FULL, run_kind
+from invarbench.store import ModelSnapshot, Provenance, Store, probes
 from invarbench.store.probes import device_name
 from invarbench.suites.schema import Suite
 
@@ -56,7 +56,6 @@ from invarbench.suites.schema import Suite
 __all__ = [
     "EvalOptions",
     "EvalOutcome",
-    "ModelRecord",
     "describe_failure",
     "device_name",
     "evaluate",
@@ -81,7 +80,7 @@ class EvalOutcome:
     peak_memory_bytes: int | None = None
     per_example: dict | None = None  # every measurement's per-example values (merged batches)
     model_dtype: str | None = None  # the floating dtype the model computes in
-    ranked: bool = True  # a full run on the official test split (invarbench.store.db.run_kind)
+    ranked: bool = True  # a full run on the official test split (invarbench.leaderboard_policy.run_kind)
     provenance: dict | None = None  # the run's provenance fields, as stored
     execution: dict | None = None  # how it was computed (execution.json), for auto, bf16, compile, torchrun
 
@@ -137,7 +136,7 @@ def evaluate(
     check_card_context(ref)  # the same checks as 'invarbench cards validate'
     loaded = load_model(ref, plan.device)
     hub = card.source.hub
-    record = ModelRecord(
+    record = ModelSnapshot(
         card_id=card.id,
         name=card.name,
         dataset=card.dataset,
@@ -153,7 +152,7 @@ def evaluate(
 
 def evaluate_loaded(
     model: ModelWrapper,
-    record: ModelRecord,
+    record: ModelSnapshot,
     plan: RunPlan,
     sink: RunSink,
     progress: ProgressFactory = no_progress,

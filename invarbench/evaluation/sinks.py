@@ -22,23 +22,7 @@ from invarbench.evaluation.distributed import Ranks
 from invarbench.evaluation.pipeline import BatchResult, SuiteResult
 from invarbench.evaluation.speed import EXECUTION_ARTIFACT, execution_document
 from invarbench.measurements import PerExample
-from invarbench.store import Provenance, Store
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """What the store keeps of the evaluated model: its card (id, text as read, sha256) and its file's
-    sha256 as verified by the loader."""
-
-    card_id: str
-    name: str
-    dataset: str
-    card_yaml: str
-    card_sha256: str
-    file_sha256: str
-    hub_repo: str | None
-    hub_revision: str | None
-    training_method: str
+from invarbench.store import ModelSnapshot, Provenance, Store
 
 
 @dataclass(frozen=True)
@@ -57,7 +41,7 @@ class RunSink(Protocol):
     """What receives a run. ``duration_s`` is seconds spent so far (earlier attempts included),
     ``peak_memory_bytes`` the process's peak so far (None where unknown)."""
 
-    def start(self, record: ModelRecord, provenance: Provenance, *, resume: bool) -> StartedRun:
+    def start(self, record: ModelSnapshot, provenance: Provenance, *, resume: bool) -> StartedRun:
         """Record the model and start the run, or continue an unfinished one when ``resume``."""
         ...
 
@@ -87,7 +71,7 @@ class RunSink(Protocol):
 class NullSink:
     """Records nothing: a run without a store (``run_id`` None, nothing to resume)."""
 
-    def start(self, record: ModelRecord, provenance: Provenance, *, resume: bool) -> StartedRun:  # noqa: ARG002
+    def start(self, record: ModelSnapshot, provenance: Provenance, *, resume: bool) -> StartedRun:  # noqa: ARG002
         return StartedRun(run_id=None)
 
     def add_batch(self, run_id: int | None, batch: BatchResult, **progress: Any) -> None:  # noqa: ARG002
@@ -106,7 +90,7 @@ class StoreSink:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def start(self, record: ModelRecord, provenance: Provenance, *, resume: bool) -> StartedRun:
+    def start(self, record: ModelSnapshot, provenance: Provenance, *, resume: bool) -> StartedRun:
         model_id = self.store.upsert_model(**dataclasses.asdict(record))
         resumed = self.store.resume_run(model_id, provenance) if resume else None
         if resumed is None:
@@ -155,7 +139,7 @@ class RankZeroSink:
         self.inner = inner
         self.ranks = ranks
 
-    def start(self, record: ModelRecord, provenance: Provenance, *, resume: bool) -> StartedRun:
+    def start(self, record: ModelSnapshot, provenance: Provenance, *, resume: bool) -> StartedRun:
         started = self.inner.start(record, provenance, resume=resume) if self.ranks.main else None
         return distributed.broadcast(self.ranks, started, "starting the run")
 
