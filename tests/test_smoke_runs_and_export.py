@@ -139,6 +139,10 @@ def test_a_lone_smoke_run_is_not_ranked_but_listed_apart(db_url, tmp_path, recor
     # the page says that such runs are never ranked
     note = re.search(r'<p id="unranked-note">(.*?)</p>', html, flags=re.S).group(1)
     assert "never ranked" in note and "--limit" in note and "--data" in note
+    # ... and that the data digest decides: a copy of the test split's first images is ranked
+    assert "data digest</a> decides" in note and "copy of them (a prefix <code>test_batch</code>" in note
+    assert "<code>--data npz:</code>" in note
+    assert 'href="https://' in note and note.split('href="')[1].split('"')[0].endswith("/datasets.md#the-data-digest")
 
 
 def test_a_full_run_is_ranked_and_a_smoke_run_of_the_same_model_is_listed_apart(db_url, tmp_path):
