@@ -176,9 +176,7 @@ def test_a_click_on_a_column_heading_sorts_the_best_first_then_the_other_way(dri
     columns where lower is better); the second click reverses it."""
     _load(driver, site / "index.html")
     [th] = [
-        th
-        for th in driver.find_elements(By.CSS_SELECTOR, f"{BOARD} th.sortable")
-        if th.text.rstrip(" ↑↓") == heading
+        th for th in driver.find_elements(By.CSS_SELECTOR, f"{BOARD} th.sortable") if th.text.rstrip(" ↑↓") == heading
     ]
     column = th.get_property("cellIndex")
     before = _order(driver)
