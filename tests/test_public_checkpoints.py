@@ -215,6 +215,12 @@ def test_an_unstated_training_threat_model_is_null_on_a_card_with_an_origin(tmp_
     del data["origin"]
     with pytest.raises(InvarbenchError, match=r"training\.norm is null: only a card with an 'origin'"):
         card_from_data(data, tmp_path / "card.yaml")
+    # 'adversarial' (the attack not stated upstream) only on a public checkpoint's card: a submitter names it.
+    data["training"] = {"method": "adversarial", "norm": "linf", "eps": 0.1}
+    with pytest.raises(
+        InvarbenchError, match=r"training method 'adversarial' \(the attack not stated\) is for a public"
+    ):
+        card_from_data(data, tmp_path / "card.yaml")
 
 
 def test_cards_show_prints_the_origin_and_the_unstated_eps(tmp_path):

@@ -334,3 +334,32 @@ def test_a_published_file_reproduces(path):
     result = runner.invoke(app, ["results", "verify", str(path), "--batches", "1", "--device", "cpu", *data_args])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"OK {path}: 1 batch (examples 0..249) reproduce")
+
+
+def test_a_run_on_an_npz_copy_of_the_split_is_verified_and_other_custom_data_is_refused(made_here, tmp_path):
+    """An .npz copy of the test split's first images gives the split's data digest, so its full runs are
+    ranked and verify re-runs them on the data set's own files; other custom data is refused with one line."""
+    from types import SimpleNamespace
+
+    from invarbench.data.digests import expected_digest
+    from invarbench.evaluation.verify import ranked_kind
+    from invarbench.leaderboard_policy import CUSTOM_DATA, FULL
+
+    copy = SimpleNamespace(
+        dataset="cifar10",
+        data_source="npz:/data/test_first1000.npz sha256:" + "a" * 64,
+        data_digest=expected_digest("cifar10", 1000),
+        examples_effective=1000,
+        suite_num_examples=1000,
+    )
+    assert ranked_kind(copy) == FULL
+    assert ranked_kind(SimpleNamespace(**{**vars(copy), "data_digest": "v1:" + "0" * 64})) == CUSTOM_DATA
+    assert ranked_kind(SimpleNamespace(**{**vars(copy), "examples_effective": 999})) == CUSTOM_DATA
+
+    file = _copy(made_here, tmp_path / "custom")
+    doc = json.loads(file.read_text())
+    doc["run"]["data_source"] = "npz:/data/mine.npz sha256:" + "b" * 64  # a smoke run on custom data
+    _rewrite(file, doc)
+    result = runner.invoke(app, ["results", "verify", str(file), "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "the run evaluated custom data (npz:/data/mine.npz)" in result.stderr

@@ -19,10 +19,20 @@ from invarbench.cards.formats import FORMATS, format_choices
 from invarbench.registry import did_you_mean
 
 CARD_SCHEMA_VERSION = 1
-TRAINING_METHODS = ("standard", "pgd-at", "trades", "ccat", "certified", "other")
+# The training methods a card may name, each with the words the site and the docs show for it.
+TRAINING_METHODS: dict[str, str] = {
+    "standard": "standard (no adversarial training)",
+    "pgd-at": "PGD adversarial training (Madry et al., 2018)",
+    "trades": "TRADES (Zhang et al., 2019)",
+    "ccat": "confidence-calibrated adversarial training (Stutz et al., 2020)",
+    "certified": "certified (verified) training",
+    "adversarial": "adversarial training, the attack not stated upstream",
+    "other": "other (see the notes and the origin)",
+}
 # Methods trained against a threat model: the card states its norm and eps (or, on a card with an
-# ``origin`` whose upstream does not state them, writes them as null).
-ADVERSARIAL_METHODS = ("pgd-at", "trades", "ccat", "certified")
+# ``origin`` whose upstream does not state them, writes them as null). 'adversarial' is for a public
+# checkpoint whose upstream says it was adversarially trained but not how; a submitted card names its method.
+ADVERSARIAL_METHODS = ("pgd-at", "trades", "ccat", "certified", "adversarial")
 NORMS = ("linf", "l2")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -228,7 +238,7 @@ class Preprocessing(_Strict):
 class Training(_Strict):
     """How the model was trained: the method and, for adversarial training, the threat model."""
 
-    method: Literal["standard", "pgd-at", "trades", "ccat", "certified", "other"]
+    method: Literal[tuple(TRAINING_METHODS)]  # type: ignore[valid-type]
     norm: Literal["linf", "l2"] | None = None
     eps: FiniteFloat | None = Field(
         default=None,
@@ -401,6 +411,12 @@ class ModelCard(_Strict):
             raise FieldError("architecture", f"format '{fmt.name}' needs an 'architecture' (name and kwargs)")
         if not fmt.needs_architecture and self.architecture is not None:
             raise FieldError("architecture", f"format '{fmt.name}' carries its own graph: remove 'architecture'")
+        if self.training.method == "adversarial" and self.origin is None:
+            raise FieldError(
+                "training.method",
+                "training method 'adversarial' (the attack not stated) is for a public checkpoint with an "
+                "'origin'; name the method the model was trained with: pgd-at, trades, ccat or certified",
+            )
         if self.training.method in ADVERSARIAL_METHODS and self.origin is None:
             for field in ("norm", "eps"):
                 if getattr(self.training, field) is None:

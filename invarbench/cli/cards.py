@@ -11,6 +11,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from invarbench.cards.schema import TRAINING_METHODS
 from invarbench.cli.common import CardsDirOption, DbOption, console, user_errors, yaml_mapping
 from invarbench.cli.registry_help import RegistryHelp
 from invarbench.cli.summary import append_summary, code, md
@@ -448,7 +449,7 @@ def new_command(
     ] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std.", show_default=False)] = None,
     training: Annotated[
-        str | None, typer.Option(help="standard, pgd-at, trades, ccat, certified or other.", show_default=False)
+        str | None, typer.Option(help=f"{', '.join(TRAINING_METHODS)} (see docs/model-cards.md).", show_default=False)
     ] = None,
     norm: Annotated[
         str | None, typer.Option(help="Training threat model norm: linf or l2.", show_default=False)
@@ -523,7 +524,7 @@ def new_command(
             submitted_by=ask(submitted_by, "Submitted by", "--submitted-by"),
             training_method=ask(
                 training,
-                "Training method (standard, pgd-at, trades, ccat, certified, other)",
+                f"Training method ({', '.join(m for m in TRAINING_METHODS if m != 'adversarial')})",
                 "--training",
                 default="standard",
                 sure=True,

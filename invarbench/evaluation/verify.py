@@ -66,6 +66,8 @@ from invarbench.errors import NotFoundError, ValidationError
 from invarbench.evaluation.pipeline import batch_grid, measure_one
 from invarbench.evaluation.runner import device_name, resolve_device
 from invarbench.evaluation.speed import Autocast
+from invarbench.leaderboard_policy import FULL
+from invarbench.leaderboard_policy import run_kind as _run_kind
 from invarbench.measurements import MEASUREMENTS, PerExample
 from invarbench.models.loading import load_model
 from invarbench.progress import ProgressFactory, no_progress
@@ -538,6 +540,11 @@ def stored_batches(doc: ResultsDoc) -> dict[int, PerExample]:
     return out
 
 
+def ranked_kind(run: Any) -> str:
+    """How the results file's run stands (:func:`invarbench.leaderboard_policy.run_kind`), from its recorded fields."""
+    return _run_kind(run.dataset, run.data_source, run.data_digest, run.examples_effective, run.suite_num_examples)
+
+
 def verify_document(
     doc: ResultsDoc,
     source: str,
@@ -558,11 +565,13 @@ def verify_document(
     :class:`ValidationError`/:class:`NotFoundError` with one line naming ``source`` when the run cannot be
     re-run here (another card, suite or data, custom data), and :class:`ModelOutputError` as ``eval`` does."""
     run = doc.run
-    if run.data_source is not None:
+    if run.data_source is not None and ranked_kind(run) != FULL:
         raise ValidationError(
             f"{source}: the run evaluated custom data ({run.data_source.split(' ')[0]}), which a results file "
             "does not carry: verify re-runs runs on a registered data set only"
         )
+    # A ranked run read from an .npz copy of the test split's first images (its data digest is the split's):
+    # re-run on the data set's own files, whose digest is checked below.
     suite = registered_suite(doc, source)
     ref = registered_card(doc, source, cards_dir)
     here = resolve_device(device)

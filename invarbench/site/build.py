@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 import invarbench
 from invarbench import leaderboard_policy as policy
 from invarbench.cards.catalog import CardRef, default_cards_dir
-from invarbench.cards.schema import ModelCard
+from invarbench.cards.schema import TRAINING_METHODS, ModelCard
 from invarbench.errors import InvarbenchError, ValidationError
 from invarbench.leaderboard_policy import CUSTOM_DATA, best_full_runs, newest_unranked
 from invarbench.measurements import metric_specs
@@ -899,14 +899,6 @@ CARD_LABELS: dict[str, str] = {
     "training.norm": "Training threat model: norm",
     "training.eps": "Training threat model: ε ([0, 1] pixel scale)",
     "notes": "Notes",
-}
-TRAINING_METHODS = {
-    "standard": "standard (no adversarial training)",
-    "pgd-at": "PGD adversarial training (Madry et al., 2018)",
-    "trades": "TRADES (Zhang et al., 2019)",
-    "ccat": "confidence-calibrated adversarial training (Stutz et al., 2020)",
-    "certified": "certified (verified) training",
-    "other": "other (see the notes and the origin)",
 }
 NOT_AVAILABLE = "not available"
 # safetensors: an 8-byte little-endian header length, then a JSON header; the format caps it at 100 MB.

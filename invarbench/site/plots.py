@@ -73,9 +73,10 @@ GROUP_COLOURS = {
     "trades": "#ff7f0e",
     "ccat": "#2ca02c",
     "certified": "#9467bd",
+    "adversarial": "#17becf",
     "other": "#8c564b",
 }
-_SPARE_COLOURS = ("#e377c2", "#17becf", "#bcbd22", "#d62728")
+_SPARE_COLOURS = ("#e377c2", "#bcbd22", "#d62728")
 _OTHER_COLOURS = ("tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 MAX_BINS = 40
 _PAREN = re.compile(r"\s*\([^()]*\)\s*$")  # a name's closing parenthesis: "ResNet-18 (TRADES)" -> "ResNet-18"
