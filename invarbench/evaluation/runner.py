@@ -29,7 +29,7 @@ from invarbench.errors import InvarbenchError, ModelOutputError, ValidationError
 from invarbench.evaluation import distributed
 from invarbench.evaluation.distributed import Ranks
 from invarbench.evaluation.memory import MemoryPlan, is_out_of_memory
-from invarbench.evaluation.options import EvalOptions, RunPlan, plan_run, resolve_device
+from invarbench.evaluation.options import EvalOptions, RunPlan, plan_run
 from invarbench.evaluation.pipeline import (
     BatchNote,
     BatchResult,
@@ -49,18 +49,14 @@ from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.progress import ProgressFactory, no_progress
 from invarbench.store import ModelSnapshot, Provenance, Store, probes
-from invarbench.store.probes import device_name
 from invarbench.suites.schema import Suite
 
-# resolve_device and device_name are re-exported for invarbench.evaluation.verify.
 __all__ = [
     "EvalOptions",
     "EvalOutcome",
     "describe_failure",
-    "device_name",
     "evaluate",
     "evaluate_loaded",
-    "resolve_device",
     "resume_hint",
 ]
 

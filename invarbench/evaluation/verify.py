@@ -63,8 +63,8 @@ import torch
 from invarbench.cards.catalog import CARD_SUFFIXES, CardRef, default_cards_dir, load_card
 from invarbench.data import load_eval_data
 from invarbench.errors import NotFoundError, ValidationError
+from invarbench.evaluation.options import resolve_device
 from invarbench.evaluation.pipeline import batch_grid, measure_one
-from invarbench.evaluation.runner import device_name, resolve_device
 from invarbench.evaluation.speed import Autocast
 from invarbench.leaderboard_policy import FULL
 from invarbench.leaderboard_policy import run_kind as _run_kind
@@ -74,6 +74,7 @@ from invarbench.progress import ProgressFactory, no_progress
 from invarbench.store.codec import decode_floats
 from invarbench.store.document_checks import check_document, read_results_file, shown
 from invarbench.store.documents import ResultsDoc, parse_document
+from invarbench.store.probes import device_name
 from invarbench.suites.schema import Suite, load_suite
 
 DEFAULT_BATCHES = 2
