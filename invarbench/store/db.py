@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from invarbench import leaderboard_policy as policy
-from invarbench.leaderboard_policy import FULL, Standing, run_kind
+from invarbench.leaderboard_policy import Standing
 from invarbench.store.runs import RunRepository
 from invarbench.store.schema import RunRecord
 
-# Imported from here by the evaluation, which judges a run before it is stored.
-__all__ = ["FULL", "Store", "run_kind"]
+__all__ = ["Store"]
 
 
 class Store(RunRepository):
