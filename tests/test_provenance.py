@@ -33,7 +33,7 @@ from invarbench.site.build import build_site
 from invarbench.store import PROVENANCE_FIELDS, Provenance, Store
 from invarbench.store.codec import encode_floats
 from invarbench.store.csv_view import CSV_COLUMNS
-from invarbench.store.documents import FORMAT_VERSION, RUN_FIELDS_SINCE, V2_RUN_FIELDS
+from invarbench.store.documents import FORMAT_VERSION, RUN_FIELDS_SINCE
 from invarbench.store.schema import RunRecord
 
 runner = CliRunner()
@@ -115,7 +115,7 @@ def test_the_fields_metadata_is_consistent():
     assert [f.since for f in PROVENANCE_FIELDS] == sorted(f.since for f in PROVENANCE_FIELDS)
     assert {f.since for f in PROVENANCE_FIELDS} == set(range(1, FORMAT_VERSION + 1))
     assert all(f.nullable for f in PROVENANCE_FIELDS if f.since > 1)
-    assert V2_RUN_FIELDS == RUN_FIELDS_SINCE[2] == ("suite_num_examples", "data_source", "model_dtype")
+    assert RUN_FIELDS_SINCE[2] == ("suite_num_examples", "data_source", "model_dtype")
     assert RUN_FIELDS_SINCE[3] == ("suite_settings_hash", "suite_settings")
     assert RUN_FIELDS_SINCE[4] == ("data_digest",)
     # resume matching compares values in SQL: never a JSON column (PostgreSQL's json has no equality)

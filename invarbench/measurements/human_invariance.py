@@ -33,10 +33,6 @@ from invarbench.metrics.stats import MetricValue, proportion_metric
 
 DATA_DIR = Path(__file__).resolve().parent / "human_invariance_data"
 UPSTREAM = "https://github.com/ftramer/Excessive-Invariance, commit 780cab97, invariance_examples/"
-CITATION = (
-    "Tramèr, Behrmann, Carlini, Papernot, Jacobsen: Fundamental tradeoffs between invariance and sensitivity "
-    "to adversarial perturbations, ICML 2020"
-)
 
 # The upstream files (invariance_examples/ at 780cab97), by path in the data folder, and their sha256.
 UPSTREAM_SHA256 = {

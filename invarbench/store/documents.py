@@ -49,7 +49,6 @@ FORMAT_VERSION = 4
 RUN_FIELDS_SINCE: dict[int, tuple[str, ...]] = {
     v: tuple(f.json for f in PROVENANCE_FIELDS if f.since == v) for v in range(2, FORMAT_VERSION + 1)
 }
-V2_RUN_FIELDS = RUN_FIELDS_SINCE[2]
 # The run's own keys in the "run" object (not provenance), and where format version 1 put them: after the
 # provenance field of that JSON name (None: first). Kept so that every document re-exports byte for byte.
 _OWN_RUN_KEYS_AFTER: dict[str | None, tuple[str, ...]] = {

@@ -208,14 +208,6 @@ def _import_all(store: Store, items: list[_Prepared]) -> list[ImportResult]:
     ]
 
 
-def import_document(store: Store, doc: ResultsDoc, source: str, base_dir: Path | None = None) -> ImportResult:
-    """Add the run of ``doc`` to ``store`` unless its uid is there already (importing twice changes nothing).
-
-    A stored run with the same uid but other content (a number, provenance, an artifact) is refused.
-    """
-    return _import_all(store, [_prepare(doc, source, base_dir)])[0]
-
-
 def results_files(folder: Path) -> list[Path]:
     """The ``*.json`` files under ``folder``, sorted, leaving out the ``*.artifacts`` folders beside them."""
     return sorted(
