@@ -12,12 +12,16 @@ from data_helpers import class_mean_model
 
 from invarbench.data import load_eval_data
 from invarbench.evaluation.measure import measure_batch, reliability_flags
-from invarbench.measurements import aggregate
+from invarbench.measurements import ALWAYS, MEASUREMENTS, aggregate
 from invarbench.measurements.nspgd import PairRule, pair_plan
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.store.codec import decode_floats, encode_floats
 from invarbench.suites.schema import Suite
 
+# The tests here are about these measurements' own values (NSPGD's pairs, the path width, FMN's
+# distances), so their suite and metrics are listed by hand, in the order a results file lists them;
+# human_invariance measures a fixed probe set (tests/test_human_invariance.py). What every registered
+# measurement must do is tested over the registry in tests/test_registries.py and tests/test_memory.py.
 METRICS = [
     "clean_accuracy",
     "robust_accuracy_linf",
@@ -120,7 +124,9 @@ def test_pairs_edge_cases():
 def test_measure_batch_fields(model, data):
     suite = make_suite()
     out = measure_batch(model, data, 0, 40, suite, gen())[0]
-    assert set(out) == {"clean", "pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width"}
+    in_suite = {ALWAYS, *suite.measurements}
+    assert set(out) == {m.name for m in MEASUREMENTS.in_order() if m.name in in_suite and m.fields}
+    assert {"clean", "nspgd", "path_width"} <= set(out) and "ece" not in out  # ece stores no per-example field
     clean = out["clean"]
     with torch.no_grad():
         probs = torch.softmax(model(data.x).double(), dim=1)
@@ -269,6 +275,7 @@ def test_measure_batch_says_what_it_is_doing_and_that_changes_nothing(model, dat
     assert json.dumps(encode_floats(told)) == json.dumps(
         encode_floats(measure_batch(model, data, 0, 20, suite, gen(7))[0])
     )
+    # each iterative measurement's own words (the clean pass and ece have no steps to tell)
     for prefix in ("pgd_linf step ", "pgd_l2 step ", "min_norm step ", "nspgd iteration ", "path_width point "):
         assert any(n.startswith(prefix) for n in notes), prefix
     assert "min_norm step 10/10 (" in " ".join(notes)  # every FMN step, out of the suite's 10

@@ -23,13 +23,23 @@ from invarbench.evaluation import EvalOptions, evaluate
 from invarbench.evaluation.measure import measure_batch
 from invarbench.evaluation.memory import ChunkedModel, MemoryPlan, OutOfMemory, is_out_of_memory
 from invarbench.evaluation.speed import compile_model
+from invarbench.measurements import ALWAYS, MEASUREMENTS
 from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
 from invarbench.store import Store
 from invarbench.store.codec import encode_floats
 from invarbench.suites.schema import Suite
 
-NAMES = ["clean", "pgd_linf", "pgd_l2", "min_norm", "nspgd", "path_width"]  # and ece, which runs no model
+# Test-sized settings for the measurements whose defaults take long. The suite holds every registered
+# measurement (the others with their defaults), so that a new one is measured in fewer images here too.
+SMALL = {
+    "pgd_linf": {"eps": 0.1, "steps": 4, "apgd": {"steps": 3, "targets": 3}},
+    "pgd_l2": {"eps": 1.0, "steps": 4},
+    "min_norm": {"steps": 4},
+    "nspgd": {"eta": 0.1, "delta": 0.05, "max_iter": 6, "pairs": {"num_pairs": 8}},
+    "path_width": {"points": [0, 3], "directions": 6, "radii": [1, 2, 4], "max_pairs": 4},
+    "ece": {"bins": 10},
+}
 SUITE = Suite.model_validate(
     {
         "name": "test",
@@ -40,14 +50,7 @@ SUITE = Suite.model_validate(
         "num_examples": 12,
         "seed": 3,
         "checks": {"examples": 4},
-        "measurements": {
-            "pgd_linf": {"eps": 0.1, "steps": 4, "apgd": {"steps": 3, "targets": 3}},
-            "pgd_l2": {"eps": 1.0, "steps": 4},
-            "min_norm": {"steps": 4},
-            "nspgd": {"eta": 0.1, "delta": 0.05, "max_iter": 6, "pairs": {"num_pairs": 8}},
-            "path_width": {"points": [0, 3], "directions": 6, "radii": [1, 2, 4], "max_pairs": 4},
-            "ece": {"bins": 10},
-        },
+        "measurements": {m.name: SMALL.get(m.name, {}) for m in MEASUREMENTS.in_order() if m.name != ALWAYS},
     }
 )
 
@@ -110,23 +113,33 @@ def reference(lenet, data):
     return _measure(lenet, data)
 
 
-def test_fewer_images_at_once_change_no_number(lenet, data, reference):
+@pytest.fixture(scope="module")
+def model_runners(lenet, data) -> list[str]:
+    """The suite's measurements that give the model images (every one but those that only read the clean
+    logits, such as ece), as a run with no limit records them."""
     plan = MemoryPlan(auto=True)
-    plan.limits = dict.fromkeys(NAMES, 5)
+    _measure(lenet, data, plan)
+    assert ALWAYS in plan.used and set(plan.used) <= {ALWAYS, *SUITE.measurements}
+    return sorted(plan.used)
+
+
+def test_fewer_images_at_once_change_no_number(lenet, data, reference, model_runners):
+    plan = MemoryPlan(auto=True)
+    plan.limits = dict.fromkeys(model_runners, 5)
     chunked = _measure(lenet, data, plan)
     assert _same_batch(chunked, reference)
     assert not _same(chunked[0]["clean"]["confidence"], [c + 1e-4 for c in reference[0]["clean"]["confidence"]])
-    assert plan.used == dict.fromkeys(NAMES, 5) and plan.backoffs == 0
+    assert plan.used == dict.fromkeys(model_runners, 5) and plan.backoffs == 0
     unlimited = MemoryPlan(auto=True)
     assert _measure(lenet, data, unlimited) == reference  # nothing split: exactly equal
     assert unlimited.used["pgd_linf"] == 12 and unlimited.used["path_width"] > 12  # its images, not examples
 
 
-def test_out_of_memory_above_a_size_backs_off_to_a_size_that_fits(lenet, data, reference):
+def test_out_of_memory_above_a_size_backs_off_to_a_size_that_fits(lenet, data, reference, model_runners):
     plan = MemoryPlan(auto=True)
     assert _same_batch(_measure(_wrapped(lenet, most=4), data, plan), reference)
     assert max(plan.used.values()) <= 4 and plan.used["pgd_linf"] == 3  # 12 -> 6 -> 3
-    assert plan.limits["clean"] == 3 and set(plan.limits) == set(NAMES) and max(plan.limits.values()) <= 4
+    assert plan.limits["clean"] == 3 and set(plan.limits) == set(model_runners) and max(plan.limits.values()) <= 4
     again = plan.backoffs
     assert _same_batch(_measure(_wrapped(lenet, most=4), data, plan), reference)  # the next batch: at the limits
     assert plan.backoffs == again
