@@ -24,7 +24,7 @@ from data_helpers import (
 
 from invarbench.data import DATASETS, load_eval_data
 from invarbench.data.native import read_cifar_batch, read_idx
-from invarbench.errors import NotFoundError, ValidationError
+from invarbench.errors import NotFoundError, OptionError, ValidationError
 
 
 @pytest.fixture(autouse=True)
@@ -260,9 +260,16 @@ def test_npz_errors(tmp_path, arrays, message):
     assert message in str(exc.value)
 
 
+def test_a_limit_below_one_is_an_option_error():
+    with pytest.raises(OptionError, match="^limit must be at least 1, got 0$") as bad:
+        load_eval_data("mnist5k", limit=0)
+    assert bad.value.naming("--limit") == "--limit must be at least 1, got 0"
+
+
 def test_npz_path_errors(tmp_path):
-    with pytest.raises(ValidationError, match="--data must look like npz:PATH"):
+    with pytest.raises(OptionError, match="^data must look like npz:PATH") as bad:  # named as the Python API has it
         load_eval_data("mnist5k", custom=str(tmp_path / "x.npz"))
+    assert bad.value.option == "data" and bad.value.naming("--data").startswith("--data must look like npz:PATH")
     with pytest.raises(NotFoundError, match=f"custom evaluation set {tmp_path}/missing.npz does not exist"):
         load_eval_data("mnist5k", custom=f"npz:{tmp_path}/missing.npz")
     (tmp_path / "junk.npz").write_text("not a zip")

@@ -20,7 +20,7 @@ import torch
 
 from invarbench.data.digests import examples_digest
 from invarbench.data.folders import default_data_dir
-from invarbench.errors import NotFoundError, ValidationError
+from invarbench.errors import NotFoundError, OptionError, ValidationError
 from invarbench.registry import PluginRoute, Registry
 
 # loader(split, data_dir) -> (images uint8 [N, C, H, W], labels int64 [N])
@@ -87,7 +87,9 @@ def load_eval_data(
     The data set's own files may hold only a prefix of the split (e.g. the first 1,000 CIFAR-10
     test images in a ``test_batch`` of 1,000 rows): they must then hold at least ``limit`` images,
     else :class:`ValidationError` says how many they hold. A custom set may hold fewer (all are
-    evaluated). The returned :class:`EvalData` carries the examples' data digest.
+    evaluated). The returned :class:`EvalData` carries the examples' data digest. A ``limit`` below 1 or a
+    ``custom`` that is not ``npz:PATH`` raises :class:`OptionError` (``limit``, ``data``), which the command
+    line says with its flag.
     """
     spec = DATASETS.get(dataset)
     if custom is not None:
@@ -103,7 +105,7 @@ def load_eval_data(
     total = int(labels.shape[0])
     if limit is not None:
         if limit < 1:
-            raise ValidationError(f"--limit must be at least 1, got {limit}")
+            raise OptionError("limit", f"{{option}} must be at least 1, got {limit}")
         if custom is None and total < limit:
             raise ValidationError(
                 f"the {split} files of data set '{dataset}' in {_folder(data_dir)} hold {total} images, "
@@ -135,7 +137,9 @@ def read_custom_npz(custom: str, spec: DatasetSpec) -> tuple[np.ndarray, np.ndar
     """
     scheme, sep, raw_path = custom.partition(":")
     if scheme != "npz" or not sep or not raw_path:
-        raise ValidationError(f"--data must look like npz:PATH (a .npz file with arrays x and y), got '{custom}'")
+        raise OptionError(
+            "data", f"{{option}} must look like npz:PATH (a .npz file with arrays x and y), got '{custom}'"
+        )
     path = Path(raw_path).expanduser()
     if not path.is_file():
         raise NotFoundError(f"custom evaluation set {path} does not exist")
