@@ -80,3 +80,14 @@ def test_deterministic_for_a_seed():
     assert spearman(x, y, seed=1) == spearman(x, y, seed=1)
     rows = spearman_rows(torch.tensor([x, x]), torch.tensor([y, x]))
     assert rows[1].item() == 1.0
+
+
+def test_three_or_four_models_get_the_coefficient_but_no_interval():
+    """Bootstrapping 3 models: every resample of 3 distinct models is the same set, so the percentile
+    interval would collapse onto the coefficient ([+1.00, +1.00]); below 5 models there is none."""
+    three = spearman([0.1, 0.2, 0.3], [1.0, 2.0, 3.0])
+    assert three.rho == 1.0 and math.isnan(three.ci_low) and math.isnan(three.ci_high) and three.n == 3
+    four = spearman([0.1, 0.2, 0.3, 0.4], [1.0, 3.0, 2.0, 4.0])
+    assert four.rho == pytest.approx(0.8) and math.isnan(four.ci_low)
+    five = spearman([0.1, 0.2, 0.3, 0.4, 0.5], [1.0, 3.0, 2.0, 4.0, 5.0])
+    assert five.rho == pytest.approx(0.9) and five.ci_low <= five.rho <= five.ci_high

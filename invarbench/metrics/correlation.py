@@ -25,6 +25,10 @@ from invarbench.metrics.stats import bootstrap
 
 # Fewer models than this: no coefficient is reported (two points always correlate at +-1).
 MIN_MODELS = 3
+# Fewer models than this: the coefficient without an interval. Resampling 3 or 4 models draws so few
+# distinct sets (every draw of all 3 of 3 models is the same set) that the percentile interval collapses
+# onto the coefficient, e.g. [+1.00, +1.00] from 3 models: certainty the data do not carry.
+MIN_MODELS_FOR_INTERVAL = 5
 DEFAULT_CORRELATION_RESAMPLES = 2000
 
 
@@ -34,8 +38,8 @@ class RankCorrelation:
 
     ``rho`` is in [-1, 1] (NaN when fewer than :data:`MIN_MODELS` models or a constant column);
     ``ci_low``/``ci_high`` the percentile interval of the bootstrap replicates (NaN when no
-    replicate had a correlation); ``n`` the number of models; ``resamples_used`` of
-    ``resamples`` replicates had both columns non-constant."""
+    replicate had a correlation, or fewer than :data:`MIN_MODELS_FOR_INTERVAL` models); ``n`` the
+    number of models; ``resamples_used`` of ``resamples`` replicates had both columns non-constant."""
 
     rho: float
     ci_low: float
@@ -83,7 +87,8 @@ def spearman(
 
     ``x``, ``y``: one value per model (float, ``[n]``, aligned; pairs where either is NaN or
     infinite are dropped first). Returns a :class:`RankCorrelation`; ``rho`` and the interval are
-    NaN when fewer than :data:`MIN_MODELS` models remain. Raises ``ValidationError`` when the columns
+    NaN when fewer than :data:`MIN_MODELS` models remain, the interval alone when fewer than
+    :data:`MIN_MODELS_FOR_INTERVAL`. Raises ``ValidationError`` when the columns
     differ in length.
     """
     xt = torch.as_tensor(x, dtype=torch.float64).flatten()
@@ -96,6 +101,8 @@ def spearman(
     if n < MIN_MODELS:
         return RankCorrelation(math.nan, math.nan, math.nan, n, 0, 0)
     rho = float(spearman_rows(xt.unsqueeze(0), yt.unsqueeze(0))[0])
+    if n < MIN_MODELS_FOR_INTERVAL:
+        return RankCorrelation(rho, math.nan, math.nan, n, 0, 0)
     reps = bootstrap((xt, yt), spearman_rows, n_resamples=n_resamples, seed=seed)
     reps = reps[~torch.isnan(reps)]
     if reps.numel() == 0:

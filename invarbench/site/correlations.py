@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from invarbench.metrics.correlation import MIN_MODELS, RankCorrelation, spearman
+from invarbench.metrics.correlation import MIN_MODELS, MIN_MODELS_FOR_INTERVAL, RankCorrelation, spearman
 
 ROBUSTNESS = ("robust_accuracy_linf", "median_min_l2_distance")
 INVARIANCE = ("path_width", "nspgd_closure")
@@ -59,6 +59,8 @@ class BoardCorrelation:
         r = self.result
         if math.isnan(r.rho):
             return f"no coefficient ({r.n} models with both; needs {MIN_MODELS} with distinct values)"
+        if math.isnan(r.ci_low) and r.n < MIN_MODELS_FOR_INTERVAL:
+            return f"ρ = {r.rho:+.2f} (no interval: {r.n} models, needs {MIN_MODELS_FOR_INTERVAL}), {r.n} models"
         if math.isnan(r.ci_low):
             return f"ρ = {r.rho:+.2f} (no interval), {r.n} models"
         return f"ρ = {r.rho:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}], {r.n} models"
