@@ -271,7 +271,7 @@ def test_the_scatter_has_a_heading_axis_titles_with_the_better_direction_and_col
     assert axis_title("ECE (probability)", "y", "lower") == "ECE (probability)\nbetter ↓"
     points = [
         ScatterPoint(f"m{i}", float(i), None, None, float(i % 3), None, None, f"m{i}.html", group=g)
-        for i, g in enumerate(["standard", "pgd-at", "trades", "pgd-at"] * 4)
+        for i, g in enumerate(["standard", "pgd-at", "trades", "pgd-at"] * 6)
     ]
     plot = scatter(points, x, y, title="Sensitivity against invariance")
     root = _root(plot)
@@ -280,11 +280,11 @@ def test_the_scatter_has_a_heading_axis_titles_with_the_better_direction_and_col
     texts = _texts(plot)
     assert any(t.startswith("Robust accuracy (L∞) (%)") and t.endswith("better →") for t in texts)
     assert {"standard", "pgd-at", "trades", "training"} <= set(texts)
-    assert "m0" not in texts  # 16 points: no labels that would overlap; the page lists them in a table
+    assert "m0" not in texts  # 24 points, over scatter's label_limit: no labels; the page lists them in a table
     colours = {g: plots_group_colour(g) for g in ("standard", "pgd-at", "trades")}
     assert len(set(colours.values())) == 3
     # Every point is a link, labelled or not.
-    assert len([a for a in root.iter(f"{SVG}a")]) == 16
+    assert len([a for a in root.iter(f"{SVG}a")]) == 24
 
 
 def plots_group_colour(group: str) -> str:

@@ -582,8 +582,10 @@ def _label_points(fig: Figure, ax: Axes, points: list[tuple[ScatterPoint, float,
                 label.set_in_layout(False)
                 extent = label.get_window_extent()
                 inside = extent.x0 >= box.x0 and extent.x1 <= box.x1 and extent.y0 >= box.y0 and extent.y1 <= box.y1
-                if inside and not any(extent.overlaps(other) for other in placed):
-                    spot = (label, extent)
+                # A margin of 2 pt: a browser draws the SVG's text with its own font metrics, a little larger.
+                kept = extent.padded(2 * fig.dpi / 72)
+                if inside and not any(kept.overlaps(other) for other in placed):
+                    spot = (label, kept)
                     break
                 label.remove()
             if spot is not None:
@@ -600,7 +602,7 @@ def scatter(
     *,
     title: str | None = None,
     legend_title: str = "training",
-    label_limit: int = 10,
+    label_limit: int = 20,
 ) -> Plot:
     """Models as points, ``y`` against ``x``, with interval bars; a point with an ``href`` links there.
 
