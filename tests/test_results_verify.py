@@ -15,8 +15,9 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-from data_helpers import REAL_MNIST
+from data_helpers import REAL_CIFAR10_NPZ, REAL_MNIST, write_cifar_batch
 from typer.testing import CliRunner
 
 from invarbench.cards import resolve_card
@@ -319,15 +320,24 @@ def test_only_a_recorded_gpu_of_the_same_model_torch_and_dtype_is_the_same_devic
 # --- the published files --------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("path", _cheapest_per_board(PUBLISHED), ids=lambda p: p.relative_to(RESULTS).as_posix())
-def test_a_published_file_reproduces(path):
+def test_a_published_file_reproduces(path, tmp_path):
     """One batch (the first: it holds every NSPGD pair and path width) of each board's cheapest published file,
-    on this CPU; the MNIST files need the MNIST test files (``../shared/external/mnist``) and skip without them."""
+    on this CPU. The MNIST files need the MNIST test files (``../shared/external/mnist``); the CIFAR-10 files
+    read a prefix copy of the official test batch written from the first 1,000 test images
+    (``../shared/external/cifar10/test_first1000.npz``), which has the split's data digest. Each skips
+    without its files."""
     doc = json.loads(path.read_text())
+    dataset = doc["run"]["dataset"]
     data_args = []
-    if doc["run"]["dataset"] != "mnist5k":  # mnist5k ships with the package; the others need their test files
-        if doc["run"]["dataset"] != "mnist" or not REAL_MNIST.is_dir():
-            pytest.skip(f"needs the {doc['run']['dataset']} test files")
+    if dataset == "mnist" and REAL_MNIST.is_dir():
         data_args = ["--data-dir", str(REAL_MNIST)]
+    elif dataset == "cifar10" and REAL_CIFAR10_NPZ.is_file():
+        with np.load(REAL_CIFAR10_NPZ) as npz:  # x: [1000, 32, 32, 3] uint8 (NHWC), y: [1000]
+            images, labels = npz["x"].transpose(0, 3, 1, 2), npz["y"]
+        write_cifar_batch(tmp_path / "cifar-10-batches-py" / "test_batch", images, labels)
+        data_args = ["--data-dir", str(tmp_path)]
+    elif dataset != "mnist5k":  # mnist5k ships with the package; the others need their test files
+        pytest.skip(f"needs the {dataset} test files")
     suite = load_suite(doc["run"]["suite_name"], doc["run"]["dataset"])
     if suite.version != doc["run"]["suite_version"]:
         pytest.skip(f"made with {suite.name} v{doc['run']['suite_version']}; the suite is now v{suite.version}")
