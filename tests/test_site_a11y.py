@@ -250,10 +250,69 @@ def test_the_compare_page_shows_the_models_its_url_names_with_their_numbers_tube
     assert sorted(_chosen_points(driver)) == sorted(expected * len(scatters))
     big, small = driver.execute_script(
         "var s = document.querySelector('section.scatter svg');"
-        "return [s.querySelector('a.chosen use').getBoundingClientRect().width,"
+        "return [s.querySelector('a.chosen .chosen-mark').getBoundingClientRect().width,"
         " s.querySelector('a:not(.chosen) use').getBoundingClientRect().width]"
     )
     assert big > 1.5 * small
+
+
+# Per chosen point of each scatter: where its data put it (the <use>'s x and y through its parent's screen
+# transform), the box of the <use> as drawn, the box of its highlight and the highlight's stroke.
+_CHOSEN_MARKS_JS = """
+return Array.from(document.querySelectorAll('section.scatter svg')).map(function (svg) {
+  function centre(r) { return [(r.left + r.right) / 2, (r.top + r.bottom) / 2, r.width]; }
+  var other = svg.querySelector('a:not(.chosen) use');
+  return {other: other ? other.getBoundingClientRect().width : null,
+    chosen: Array.from(svg.querySelectorAll('a.chosen')).filter(a => a.querySelector('use')).map(function (a) {
+    var use = a.querySelector('use'), m = use.parentNode.getScreenCTM();
+    var x = parseFloat(use.getAttribute('x')), y = parseFloat(use.getAttribute('y'));
+    var mark = a.querySelector('.chosen-mark'), style = mark ? getComputedStyle(mark) : null;
+    return {href: a.getAttribute('href') || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href'),
+      data: [m.a * x + m.c * y + m.e, m.b * x + m.d * y + m.f], point: centre(use.getBoundingClientRect()),
+      mark: mark ? centre(mark.getBoundingClientRect()) : null,
+      stroke: style ? [style.stroke, parseFloat(style.strokeWidth)] : null};
+  })};
+});
+"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize(
+    ("where", "board", "models"),
+    [
+        ("fixture", BOARD, ("resnet18-pgd-at", "mlp-standard")),
+        ("published", "cifar10-standard-v4", ("wong-scaled-small-8px-stage0", "marabou-large")),
+    ],
+)
+def test_the_compare_pages_highlight_sits_on_each_chosen_point_with_a_black_edge(
+    driver, request, where, board, models, width
+):
+    """On every scatter of the compare page, each chosen model's point stays where its data put it and its
+    highlight (drawn larger, with a black edge) is centred on it, within 1 px, at 1,280 and 390 px: on the
+    fixture board and on the published CIFAR-10 board (Wong et al.'s small network near x = 0, Marabou's large
+    network at the bottom of the plot)."""
+    if where == "fixture":
+        base = request.getfixturevalue("served_site")
+    else:
+        site = request.getfixturevalue("published_site")
+        if not (site / f"compare-{board}.html").is_file():
+            pytest.skip(f"no published {board} board")
+        base = site.as_uri() + "/"
+    _width(driver, width)
+    _open(driver, f"{base}compare-{board}.html?models={','.join(models)}")
+    figures = driver.execute_script(_CHOSEN_MARKS_JS)
+    assert figures
+    for figure in figures:
+        hrefs = sorted(p["href"] for p in figure["chosen"])
+        assert hrefs == sorted(f"models/{board}/{name}.html" for name in models), hrefs
+        for point in figure["chosen"]:
+            (x, y), (u, v, _) = point["data"], point["point"]
+            assert abs(u - x) <= 1 and abs(v - y) <= 1, (point["href"], point["data"], point["point"])
+            assert point["mark"] is not None, point["href"]
+            a, b, mark_size = point["mark"]
+            assert abs(a - x) <= 1 and abs(b - y) <= 1, (point["href"], point["data"], point["mark"])
+            assert mark_size > 1.5 * figure["other"], (mark_size, figure["other"])
+            assert point["stroke"][0] == "rgb(0, 0, 0)" and point["stroke"][1] > 0, point["stroke"]
 
 
 def test_choosing_models_on_the_compare_page_updates_the_page_and_its_url(driver, served_site):
