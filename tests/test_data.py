@@ -42,6 +42,26 @@ def test_registry_holds_the_four_data_sets():
         load_eval_data("cifar1")
 
 
+def test_the_registry_names_each_data_sets_classes_in_label_order():
+    from invarbench.data import DatasetSpec, class_name
+
+    # CIFAR-10's published order (batches.meta, label_names).
+    cifar10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert list(DATASETS.get("cifar10").class_names) == cifar10
+    assert [class_name("cifar10", k) for k in range(10)] == cifar10
+    assert (class_name("cifar10", 8), class_name("cifar10", 9)) == ("ship", "truck")
+    # CIFAR-100's fine labels: 100 names in alphabetical order, from apple to worm.
+    fine = DATASETS.get("cifar100").class_names
+    assert len(set(fine)) == 100 and list(fine) == sorted(fine)
+    assert (fine[0], fine[1], fine[58], fine[99]) == ("apple", "aquarium_fish", "pickup_truck", "worm")
+    for digits in ("mnist", "mnist5k"):
+        assert [class_name(digits, k) for k in range(10)] == [str(k) for k in range(10)]
+    # A data set without names, a label out of range: the label as text.
+    assert class_name("no-such-data-set", 3) == "3" and class_name("cifar10", 10) == "10"
+    with pytest.raises(ValueError, match="one non-empty name per class"):
+        DatasetSpec("two", 2, (1, 2, 2), "two classes", lambda split, folder: None, class_names=("a",))
+
+
 # --- IDX ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["a-idx3-ubyte", "a-idx3-ubyte.gz"])
 def test_idx_round_trip(tmp_path, name):

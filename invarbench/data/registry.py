@@ -33,13 +33,25 @@ class DatasetSpec:
     ``suites/<suite>/<name>.yaml``), ``num_classes``, ``input_shape`` (C, H, W) of its images, a one-line
     ``description`` (give the test split's size as "N test"; the site reads it) and ``loader(split,
     data_dir) -> (images uint8 [N, C, H, W], labels int64 [N])`` in the split's published order, raising
-    :class:`NotFoundError` naming the files it needs when they are missing."""
+    :class:`NotFoundError` naming the files it needs when they are missing. ``class_names``: the name of each
+    label 0..``num_classes - 1`` in label order, as the data set publishes them ("airplane", ..., "truck" for
+    CIFAR-10; "0".."9" for MNIST), or empty when it names none; :class:`ValueError` when given with another
+    length than ``num_classes`` or with an empty name."""
 
     name: str
     num_classes: int
     input_shape: tuple[int, int, int]  # (C, H, W)
     description: str
     loader: Loader
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = self.class_names
+        if names and (len(names) != self.num_classes or not all(isinstance(n, str) and n.strip() for n in names)):
+            raise ValueError(
+                f"data set '{self.name}': class_names must give one non-empty name per class "
+                f"({self.num_classes}), got {len(names)}; give them in label order, or none"
+            )
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,17 @@ class EvalData:
 
 DATASETS_ENV = "INVARBENCH_DATASETS"
 DATASETS: Registry[DatasetSpec] = Registry("dataset", PluginRoute(DATASETS_ENV, "invarbench.datasets"))
+
+
+def class_name(dataset: str, label: int) -> str:
+    """The name of class ``label`` (an int) of the registered data set ``dataset``: its ``class_names`` entry
+    ("ship" for CIFAR-10's label 8, "7" for MNIST's 7), else the label as text ("8") when the data set names
+    no classes, is not registered here (a stored run of a plug-in data set) or has no such label."""
+    try:
+        names = DATASETS.get(dataset).class_names
+    except NotFoundError:
+        names = ()
+    return names[label] if 0 <= label < len(names) else str(label)
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:

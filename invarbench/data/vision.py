@@ -150,6 +150,21 @@ def _cifar_loader(meta: _Cifar) -> Callable[[str, Path | None], tuple[np.ndarray
     return load
 
 
+DIGITS = tuple(str(k) for k in range(10))  # MNIST's classes: the digit each label stands for
+# The class names in label order, as the data sets' own files publish them: CIFAR-10's batches.meta
+# (label_names) and CIFAR-100's meta (fine_label_names, in alphabetical order).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_CIFAR100_NAMES = """
+apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel
+can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur
+dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion
+lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree
+pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea
+seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table
+tank telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman
+worm"""
+CIFAR100_CLASSES = tuple(_CIFAR100_NAMES.split())
+
 register_dataset(
     DatasetSpec(
         name="mnist",
@@ -157,13 +172,19 @@ register_dataset(
         input_shape=(1, 28, 28),
         description="MNIST handwritten digits (torchvision files); 60,000 train / 10,000 test",
         loader=load_mnist,
+        class_names=DIGITS,
     )
 )
-for _meta, _desc in (
-    (_Cifar("cifar10", "CIFAR10", "labels", 10), "CIFAR-10 (torchvision files); 50,000 train / 10,000 test"),
+for _meta, _desc, _names in (
+    (
+        _Cifar("cifar10", "CIFAR10", "labels", 10),
+        "CIFAR-10 (torchvision files); 50,000 train / 10,000 test",
+        CIFAR10_CLASSES,
+    ),
     (
         _Cifar("cifar100", "CIFAR100", "fine_labels", 100),
         "CIFAR-100, fine labels (torchvision files); 50,000 train / 10,000 test",
+        CIFAR100_CLASSES,
     ),
 ):
     register_dataset(
@@ -173,5 +194,6 @@ for _meta, _desc in (
             input_shape=(3, 32, 32),
             description=_desc,
             loader=_cifar_loader(_meta),
+            class_names=_names,
         )
     )

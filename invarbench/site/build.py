@@ -108,6 +108,8 @@ class DatasetBoard:
     # given to :func:`leaderboard`; invarbench.submissions): pending, or failed with the stored error.
     pending: list[SubmissionStatus] = field(default_factory=list)
     failed: list[SubmissionStatus] = field(default_factory=list)
+    # The pending ones with their cards' training and architecture family (what the board's filters match).
+    pending_models: list = field(default_factory=list)  # invarbench.site.boards.PendingModel
     statuses: dict[str, SubmissionStatus] = field(default_factory=dict)  # every given card's, by id
     # Do the board's axes agree? Rank correlations over its ranked models (invarbench.site.correlations).
     correlations: list = field(default_factory=list)  # BoardCorrelation
@@ -192,6 +194,8 @@ def leaderboard(store: Store, cards: Sequence[CardRef] | None = None) -> list[Da
     pending (no full run of the file the card pins, or one running) or failed (with the stored error).
     Returns the boards.
     """
+    from invarbench.site.boards import pending_models
+
     ranked: dict[tuple[str, str, int], list[LeaderboardRow]] = {}
     seconds: dict[int, str] = {}
     apart: dict[tuple[str, str, int], list[LeaderboardRow]] = {}
@@ -239,6 +243,7 @@ def leaderboard(store: Store, cards: Sequence[CardRef] | None = None) -> list[Da
                 rank_metric=metric,
                 seconds=[seconds[r.run_id] for r in rows],
                 pending=[st for st in statuses if st.state == PENDING],
+                pending_models=pending_models([st for st in statuses if st.state == PENDING], mine),
                 failed=[st for st in statuses if st.state == FAILED],
                 statuses={st.card_id: st for st in statuses},
                 correlations=board_correlations(
@@ -552,12 +557,24 @@ class Figure:
 @dataclass(frozen=True)
 class StripPanel:
     """One image of an NSPGD strip: what it is ("source", "step 6", "end (step 17)", "target"), the
-    model's confidence in the source class there (softmax probability) and its predicted class."""
+    model's confidence in the source class there (softmax probability) and its predicted class, with that class
+    as the page says it (:func:`class_text`: "truck", "class 7")."""
 
     label: str
     p_source: float
     predicted: int
     left: int  # where the panel starts in the strip's PNG, in pixels
+    predicted_name: str = ""
+
+
+def class_text(dataset: str, label: int) -> str:
+    """Class ``label`` of ``dataset`` as the site writes it: the data set registry's name of the class
+    (:func:`invarbench.data.class_name`: "ship" for CIFAR-10's 8), or "class 7" where that name is only the
+    label itself (MNIST's digits) or the data set names no classes."""
+    from invarbench.data import class_name
+
+    name = class_name(dataset, label)
+    return f"class {label}" if name == str(label) else name
 
 
 @dataclass(frozen=True)
@@ -600,7 +617,13 @@ def _strips(run: RunRecord, folder: str) -> list[ImageStrip]:
             if rest or panel_width < 1:
                 continue  # not a strip of this many panels
             panels = [
-                StripPanel(str(p["label"]), float(p["p_source"]), int(p["predicted"]), k * (panel_width + GAP_PX))
+                StripPanel(
+                    str(p["label"]),
+                    float(p["p_source"]),
+                    int(p["predicted"]),
+                    k * (panel_width + GAP_PX),
+                    class_text(run.dataset, int(p["predicted"])),
+                )
                 for k, p in enumerate(doc["panels"])
             ]
             src, tgt = int(doc["source_label"]), int(doc["target_label"])
@@ -612,14 +635,15 @@ def _strips(run: RunRecord, folder: str) -> list[ImageStrip]:
         if len(panels) < 3 or doc["image"] != name.removesuffix(".json") + ".png":
             continue
         end = panels[-2]
+        source, target = class_text(run.dataset, src), class_text(run.dataset, tgt)
         alt = (
-            f"NSPGD walk of pair {pair}: a class-{src} source (source-class confidence {panels[0].p_source:.3f}) "
+            f"NSPGD walk of pair {pair}: a {source} source (source-class confidence {panels[0].p_source:.3f}) "
             f"and {len(panels) - 3} images along the walk to its end point after {steps} steps (confidence "
-            f"{end.p_source:.3f}, predicted class {end.predicted}), then the class-{tgt} target; the distance to "
+            f"{end.p_source:.3f}, predicted {end.predicted_name}), then the {target} target; the distance to "
             f"the target fell from {start_d:.2f} to {end_d:.2f} (L2)."
         )
         caption = (
-            f"Pair {pair}: example {doc['source']} (class {src}) toward example {doc['target']} (class {tgt}); "
+            f"Pair {pair}: example {doc['source']} ({source}) toward example {doc['target']} ({target}); "
             f"{steps} steps accepted, L2 distance to the target {start_d:.2f} → {end_d:.2f}."
         )
         strips.append(ImageStrip(pair, f"{folder}/{doc['image']}", width, height, panel_width, alt, caption, panels))
