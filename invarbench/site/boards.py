@@ -40,8 +40,9 @@ class TrainingChoice:
 
 # The option that groups the card schema's adversarial methods. Certified training is among them: it trains
 # against a threat model too (a bound of the worst-case loss within the card's ε ball instead of an attack's
-# examples), and the card schema asks it for that threat model like the others.
-ADVERSARIAL_CHOICE = "adversarial"
+# examples), and the card schema asks it for that threat model like the others. Its value is no card method's
+# (the schema has one called 'adversarial'), so that a board's URL names exactly one option.
+ADVERSARIAL_CHOICE = "any-adversarial"
 
 
 def training_choices(methods: set[str] | list[str]) -> list[TrainingChoice]:
@@ -49,8 +50,10 @@ def training_choices(methods: set[str] | list[str]) -> list[TrainingChoice]:
     trained, one option grouping every method of :data:`invarbench.cards.schema.ADVERSARIAL_METHODS` (value
     :data:`ADVERSARIAL_CHOICE`, labelled "adversarially trained (any, incl. certified)", its ``help`` naming
     the methods), then each method of the board on its own, sorted."""
-    from invarbench.cards.schema import ADVERSARIAL_METHODS
+    from invarbench.cards.schema import ADVERSARIAL_METHODS, TRAINING_METHODS
 
+    if ADVERSARIAL_CHOICE in TRAINING_METHODS:  # a method added to the schema under the group's value
+        raise ValueError(f"the training filter's group value '{ADVERSARIAL_CHOICE}' is a card method: rename it")
     present = sorted(set(methods))
     choices = [TrainingChoice(m, m, (m,)) for m in present]
     if any(m in ADVERSARIAL_METHODS for m in present):
@@ -77,6 +80,40 @@ def architecture_family(name: str | None) -> str:
     if "/" in name:  # a library's model this table does not know: its own name, without the variant
         return re.sub(r"[_\-]?\d.*$", "", base) or base
     return "CNN"
+
+
+@dataclass(frozen=True)
+class PendingModel:
+    """A registered card a board has not evaluated yet (a pending submission), with what the board's filters
+    and search match it by: its ``training`` method, architecture ``family`` (:func:`architecture_family`)
+    and ``architecture`` name (None without one); ``running``: a full run of it is under way."""
+
+    card_id: str
+    name: str
+    training: str
+    family: str
+    architecture: str | None
+    running: bool = False
+
+    @property
+    def search(self) -> str:
+        """The words the board's search box matches it by (as a ranked row's ``data-search``)."""
+        return " ".join(x for x in (self.name, self.card_id, self.training, self.family, self.architecture) if x)
+
+
+def pending_models(pending: list, cards: list) -> list[PendingModel]:  # SubmissionStatus, CardRef
+    """The ``pending`` submissions (:class:`invarbench.submissions.SubmissionStatus`, in their order) with the
+    training and architecture of their card among ``cards`` (:class:`invarbench.cards.catalog.CardRef`); a
+    status whose card is not among them is left out."""
+    by_id = {ref.card.id: ref.card for ref in cards}
+    out = []
+    for st in pending:
+        card = by_id.get(st.card_id)
+        if card is None:
+            continue
+        arch = card.architecture.name if card.architecture is not None else None
+        out.append(PendingModel(st.card_id, st.name, card.training.method, architecture_family(arch), arch, st.running))
+    return out
 
 
 def architecture_group(name: str | None, kwargs: Mapping[str, object] | None) -> str | None:
@@ -214,8 +251,9 @@ def index_context(store, boards: list) -> dict[str, object]:  # a Store and Data
         "intro": intro_strip(store, boards),
         "choices_by_board": {
             b.slug: {
-                "training": training_choices({r.training for r in b.rows}),
-                "family": sorted({r.family for r in b.rows}),
+                # The board's pending models count too: a filter that finds only them names them.
+                "training": training_choices({r.training for r in [*b.rows, *b.pending_models]}),
+                "family": sorted({r.family for r in [*b.rows, *b.pending_models]}),
                 "flag": sorted({f for r in b.rows for f in r.flags}),
             }
             for b in boards
