@@ -408,3 +408,25 @@ def test_the_board_and_the_pages_show_each_cards_submission_status(tmp_path):
         'data-state="pending"' in pages["lenet-pgd-at"]
         and "the card now pins another model file" in pages["lenet-pgd-at"]
     )
+
+
+def test_the_compare_tables_short_names_tell_the_models_apart():
+    from invarbench.site.compare import short_titles
+
+    titles = [
+        "Wong et al. CIFAR small, cascade stage 0 (certified training, L∞ 8/255)",
+        "Wong et al. CIFAR small, cascade stage 0 (certified training, L2 36/255)",
+        "Marabou CIFAR-10 large CNN (VNN-COMP 2021; standard training)",
+        "LeNet",
+        "Twin (same)",
+        "Twin (same)",
+    ]
+    assert short_titles(titles) == [
+        "Wong et al. CIFAR small,… (L∞ 8/255)",  # the clauses that tell the two apart
+        "Wong et al. CIFAR small,… (L2 36/255)",
+        "Marabou CIFAR-10 large CNN",  # no parenthesis: the training is in the table
+        "LeNet",
+        "Twin (same)",  # nothing tells them apart: the full names
+        "Twin (same)",
+    ]
+    assert short_titles([]) == []

@@ -315,6 +315,56 @@ def test_the_compare_pages_highlight_sits_on_each_chosen_point_with_a_black_edge
             assert point["stroke"][0] == "rgb(0, 0, 0)" and point["stroke"][1] > 0, point["stroke"]
 
 
+# The text of an element as laid out: how many lines it takes, and the words (split at spaces, hyphens and
+# slashes, where a browser may break a line) that are broken across two lines.
+_LAYOUT_JS = """
+var el = arguments[0], tops = [], broken = [];
+var walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+for (var node = walk.nextNode(); node; node = walk.nextNode()) {
+  var re = /[^\\s\\-\u2013\\/]+/g, m;
+  while ((m = re.exec(node.data)) !== null) {
+    var range = document.createRange();
+    range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+    var rows = Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top / 6));
+    rows = rows.filter((v, i) => rows.indexOf(v) === i);
+    if (rows.length > 1) { broken.push(m[0]); }
+    rows.forEach(function (v) { if (tops.indexOf(v) < 0) { tops.push(v); } });
+  }
+}
+return {lines: tops.length, broken: broken};
+"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_compare_pages_headings_and_flags_read_on_a_phone(driver, published_site, width):
+    """The published CIFAR-10 board's compare page with a flagged model (long names, a long flag id): each
+    model's heading takes at most four lines and names it unambiguously (its full name on its link), and no word
+    of the headings or of the flags' text is broken across two lines, at 1,280 and 390 px."""
+    board, models = "cifar10-standard-v4", ("wong-scaled-small-8px-stage0", "marabou-large")
+    if not (published_site / f"compare-{board}.html").is_file():
+        pytest.skip(f"no published {board} board")
+    _width(driver, width)
+    _open(driver, (published_site / f"compare-{board}.html").as_uri() + f"?models={','.join(models)}")
+    status = driver.find_element(By.ID, "status").text
+    headings = [
+        th for th in driver.find_elements(By.CSS_SELECTOR, "table.compare thead th[data-model]") if th.is_displayed()
+    ]
+    assert [th.get_attribute("data-model") for th in headings] == list(models)
+    shown = []
+    for th in headings:
+        layout = driver.execute_script(_LAYOUT_JS, th)
+        assert layout["lines"] <= 4 and not layout["broken"], (th.text, layout)
+        link = th.find_element(By.TAG_NAME, "a")
+        full = link.get_attribute("title") or th.text
+        assert full in status, (full, status)  # the full name, as the chooser and the status line give it
+        shown.append(th.text)
+    assert len(set(shown)) == len(shown), shown
+    flags = driver.find_element(By.CSS_SELECTOR, f"tr[data-metric=flags] td[data-model='{models[0]}']")
+    assert "masking?" in flags.text and "gradient" in flags.text, flags.text  # the badge and what it means
+    layout = driver.execute_script(_LAYOUT_JS, flags)
+    assert not layout["broken"], layout["broken"]
+
+
 def test_choosing_models_on_the_compare_page_updates_the_page_and_its_url(driver, served_site):
     _width(driver, 390)
     _open(driver, served_site + COMPARE)

@@ -15,6 +15,7 @@ model as ``boards/<board>/tubes/<name>.svg`` and shown here as images.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +66,7 @@ class CompareModel:
     name: str  # the id in the URL: the card id after its data set
     card_id: str
     title: str  # the card's display name
+    short: str  # the heading of its column on a phone (:func:`short_titles`)
     href: str  # its page, relative to the site's root
     rank: int
     training: str
@@ -106,6 +108,31 @@ def _notes(concerns: dict, metric: str) -> tuple[str, ...]:
     )
 
 
+def short_titles(titles: list[str]) -> list[str]:
+    """Short names for the models ``titles`` of one board, for the compare table's headings on a phone: each
+    its scatter label (:func:`invarbench.site.plots.point_label`: no closing parenthesis, at most 26
+    characters); models whose labels coincide get the clauses of their parenthesis that tell them apart
+    ("Wong et al. CIFAR small,… (L∞ 8/255)" and "… (L2 36/255)"), and where even that leaves two alike, their
+    full names. Same length and order as ``titles``."""
+    from invarbench.site.plots import point_label
+
+    def clauses(title: str) -> list[str]:
+        match = re.search(r"\(([^()]*)\)\s*$", title)
+        return [c.strip() for c in re.split(r"[;,]", match.group(1))] if match else []
+
+    labels = [point_label(t) for t in titles]
+    out = list(labels)
+    for label in set(labels):
+        same = [i for i, x in enumerate(labels) if x == label]
+        if len(same) < 2:
+            continue
+        common = set.intersection(*(set(clauses(titles[i])) for i in same))
+        for i in same:
+            own = [c for c in clauses(titles[i]) if c and c not in common]
+            out[i] = f"{label} ({', '.join(own)})" if own else titles[i]
+    return [t if out.count(s) > 1 else s for s, t in zip(out, titles, strict=True)]
+
+
 def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[ComparePage]:
     """One compare page per board with at least two ranked models, from the boards and the model pages
     built for them (their tube figures and strips)."""
@@ -120,7 +147,8 @@ def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[Co
         if len(board.rows) < 2:
             continue
         models = []
-        for row, rank in zip(board.rows, board.ranks, strict=True):
+        shorts = short_titles([row.name for row in board.rows])
+        for row, rank, short in zip(board.rows, board.ranks, shorts, strict=True):
             href = model_page_path(board, row.card_id)
             page = by_path.get(href)
             tube = strip = None
@@ -140,6 +168,7 @@ def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[Co
                     name=row.card_id.split("/", 1)[-1],
                     card_id=row.card_id,
                     title=row.name,
+                    short=short,
                     href=href,
                     rank=rank,
                     training=row.training,
