@@ -23,7 +23,15 @@ from site_fixtures import BOARD, MODELS, WEAKER, board_results, board_site, boar
 
 from invarbench.measurements import flag_docs, metric_specs
 from invarbench.models.architectures import ARCHITECTURES, describe
-from invarbench.site.boards import NO_ARCHITECTURE, architecture_family, caveats, flag_info
+from invarbench.site.boards import (
+    ADVERSARIAL_CHOICE,
+    NO_ARCHITECTURE,
+    architecture_family,
+    caveats,
+    flag_info,
+    pending_models,
+    training_choices,
+)
 from invarbench.site.build import leaderboard
 from invarbench.site.correlations import ModelPoint, board_correlations
 from invarbench.site.protocol import REPOSITORY_URL
@@ -83,6 +91,66 @@ def test_architecture_families_agree_with_the_registered_descriptions():
     assert architecture_family("torchvision/vgg16_bn") == "VGG"
     assert architecture_family("timm/efficientnet_b0") == "Mobile/efficient CNN"
     assert architecture_family("timm/coatnet_0_rw_224") == "coatnet"
+
+
+def test_the_grouped_training_option_has_a_value_no_card_method_has():
+    """The group "adversarially trained (any)" and each single method write their value to the board's URL:
+    the group's is none of the card schema's methods (one of which is called 'adversarial'), so a URL
+    names one option; every method keeps its own name as its value."""
+    from invarbench.cards.schema import ADVERSARIAL_METHODS, TRAINING_METHODS
+
+    assert ADVERSARIAL_CHOICE not in TRAINING_METHODS and "adversarial" in TRAINING_METHODS
+    choices = training_choices(set(TRAINING_METHODS))
+    values = [c.value for c in choices]
+    assert len(values) == len(set(values)) == len(TRAINING_METHODS) + 1
+    assert choices[0].value == ADVERSARIAL_CHOICE and choices[0].methods == tuple(ADVERSARIAL_METHODS)
+    assert {c.value: c.methods for c in choices[1:]} == {m: (m,) for m in TRAINING_METHODS}
+    assert [c.value for c in training_choices({"standard"})] == ["standard"]  # no adversarial row: no group
+
+
+def test_pending_models_carry_their_cards_training_and_family():
+    """A board's pending submissions with what its filters match them by, from their cards; a status
+    without its card among those given is left out."""
+    from types import SimpleNamespace
+
+    from invarbench.submissions import PENDING, SubmissionStatus
+
+    def ref(card_id, method, arch):
+        architecture = SimpleNamespace(name=arch) if arch else None
+        return SimpleNamespace(
+            card=SimpleNamespace(id=card_id, training=SimpleNamespace(method=method), architecture=architecture)
+        )
+
+    def status(card_id, name, running=False):
+        return SubmissionStatus(card_id, name, "cifar10", "standard", 4, PENDING, running=running)
+
+    cards = [ref("cifar10/r20", "standard", "resnet20"), ref("cifar10/x", "pgd-at", None)]
+    got = pending_models(
+        [status("cifar10/r20", "ResNet-20", True), status("cifar10/x", "X"), status("cifar10/gone", "G")], cards
+    )
+    assert [(p.card_id, p.name, p.training, p.family, p.architecture, p.running) for p in got] == [
+        ("cifar10/r20", "ResNet-20", "standard", "ResNet", "resnet20", True),
+        ("cifar10/x", "X", "pgd-at", NO_ARCHITECTURE, None, False),
+    ]
+    assert got[0].search == "ResNet-20 cifar10/r20 standard ResNet resnet20"
+
+
+def test_the_board_says_which_invariance_number_means_what_before_its_table(board_site):
+    """Above the table: one sentence on what a higher NSPGD closure and a wider path width say about
+    excessive invariance (docs/measurements.md §2 and §3), and "How to read the columns"."""
+    board = _board_html(board_site)
+    table = board.index('<table class="leaderboard"')
+    reading = re.search(r'<p class="reading"[^>]*>(.*?)</p>', board, flags=re.S)
+    assert reading and reading.start() < table
+    text = re.sub(r"<[^>]+>", "", reading.group(1))
+    assert "A higher NSPGD closure: the walks get closer to an image of another class" in text
+    assert "keeps its confidence in the source class, a more excessively invariant model" in text
+    assert "A wider path width: that confidence stays flat over a wider tube around the walk" in text
+    sections = _docs_sections()
+    assert "higher: more excessively invariant" in sections["2. NSPGD"]
+    assert "larger: a wider tube of near-constant confidence, a\nmore invariant model" in sections["3. Path widths"]
+    columns = board.index(f'<details class="columns" id="columns-{BOARD}"><summary>How to read the columns</summary>')
+    assert columns < table
 
 
 def test_flags_get_short_badges_and_caveats_on_the_numbers_they_concern():
@@ -288,12 +356,12 @@ def test_at_1280_px_every_metric_column_is_in_view_without_scrolling(driver, boa
             )
             assert box[0] <= left and right <= box[1] <= page, (element.get_attribute("data-metric"), right, box)
     assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
-    # Names take at most two lines, and the groups head their columns.
-    heights = driver.execute_script(
+    # Names are shown whole (wrapped, none cut off), and the groups head their columns.
+    cut = driver.execute_script(
         "return Array.from(document.querySelectorAll('#table-" + BOARD + " td.model a.name'), a => "
-        "a.getBoundingClientRect().height / parseFloat(getComputedStyle(a).lineHeight))"
+        "a.scrollHeight > a.clientHeight + 1 || a.scrollWidth > a.clientWidth + 1)"
     )
-    assert len(heights) == 30 and max(heights) <= 2.05, max(heights)
+    assert len(cut) == 30 and not any(cut)
     groups = [th.text for th in _table(driver).find_elements(By.CSS_SELECTOR, "tr.groups th")]
     assert groups == ["Clean accuracy and calibration", "Sensitivity", "Invariance"]
     # An MNIST board of the current suites also has the two human-judged agreements: ten metric columns,
@@ -404,7 +472,7 @@ def test_the_filters_pick_training_family_and_flag_and_say_when_nothing_matches(
     assert not message.is_displayed()
     box = controls.find_element(By.CSS_SELECTOR, "input.filter")
     box.send_keys("no model is called this")
-    assert _visible(driver) == [] and message.is_displayed() and "No model" in message.text
+    assert _visible(driver) == [] and message.is_displayed() and "No evaluated model" in message.text
     message.find_element(By.TAG_NAME, "button").click()
     assert len(_visible(driver)) == 30 and not message.is_displayed() and box.get_property("value") == ""
 
@@ -514,9 +582,9 @@ def test_one_training_option_picks_every_adversarially_trained_model_and_stays_i
     assert {m.method for m in adversarial} == {"pgd-at", "trades", "certified"}  # and not "other" or "standard"
     _open(driver, (board_site / "index.html").as_uri())
     menu = Select(_controls(driver).find_element(By.CSS_SELECTOR, 'select[data-filter="training"]'))
-    option = next(o for o in menu.options if o.get_attribute("value") == "adversarial")
+    option = next(o for o in menu.options if o.get_attribute("value") == ADVERSARIAL_CHOICE)
     assert option.text == "adversarially trained (any, incl. certified)"
-    menu.select_by_value("adversarial")  # the first click (the menu), the second: the heading
+    menu.select_by_value(ADVERSARIAL_CHOICE)  # the first click (the menu), the second: the heading
     _table(driver).find_element(By.CSS_SELECTOR, 'th[data-key="path_width"] button').click()
     shown = _visible(driver)
     assert sorted(shown) == sorted(f"mnist5k/{m.slug}" for m in adversarial)
@@ -532,11 +600,102 @@ def test_one_training_option_picks_every_adversarially_trained_model_and_stays_i
     assert shown[0] == max(shown, key=widths.get)
     assert [widths[m] for m in shown] == sorted((widths[m] for m in shown), reverse=True)
     url = driver.current_url
-    assert "training=adversarial" in url and "sort=path_width" in url
+    assert f"training={ADVERSARIAL_CHOICE}&" in url and "sort=path_width" in url
     _open(driver, url)
     assert _visible(driver) == shown
     menu = Select(_controls(driver).find_element(By.CSS_SELECTOR, 'select[data-filter="training"]'))
-    assert menu.first_selected_option.get_attribute("value") == "adversarial"
+    assert menu.first_selected_option.get_attribute("value") == ADVERSARIAL_CHOICE
     # A single method still picks only its own.
     menu.select_by_value("certified")
     assert sorted(_visible(driver)) == sorted(f"mnist5k/{m.slug}" for m in MODELS if m.method == "certified")
+
+
+def test_a_sort_in_the_url_without_an_order_puts_the_best_first_as_the_headings_first_click_does(driver, board_site):
+    """One rule for the first order of every column: the best first (ascending for ranks, names and "lower is
+    better" columns, descending otherwise), whether the heading is clicked or a URL names the sort alone."""
+    index = (board_site / "index.html").as_uri()
+    _open(driver, index)
+    keys = [th.get_attribute("data-key") for th in _table(driver).find_elements(By.CSS_SELECTOR, "thead th.sortable")]
+    assert {"rank", "model", "ece", "nspgd_closure", "path_width"} <= set(keys)
+    for k in keys:
+        _open(driver, index)
+        th = _table(driver).find_element(By.CSS_SELECTOR, f'th[data-key="{k}"]')
+        if k != "rank":  # rank is the board's own order: its first click reverses it
+            th.find_element(By.TAG_NAME, "button").click()
+        clicked, order = th.get_attribute("aria-sort"), _visible(driver)
+        if k == "rank":
+            clicked = "ascending"
+        _open(driver, f"{index}#board-{BOARD}?sort={k}")
+        th = _table(driver).find_element(By.CSS_SELECTOR, f'th[data-key="{k}"]')
+        first = th.get_attribute("data-first")
+        assert th.get_attribute("aria-sort") == clicked == {"asc": "ascending", "desc": "descending"}[first], k
+        if k != "rank":
+            assert _visible(driver) == order, k
+    # NSPGD closure is "lower is better": its best first is the least invariant model.
+    _open(driver, f"{index}#board-{BOARD}?sort=nspgd_closure")
+    assert _metric_order(driver, "nspgd_closure") == sorted(_metric_order(driver, "nspgd_closure"))
+
+
+def test_at_390_px_the_order_menu_puts_the_most_excessively_invariant_model_first(driver, board_site):
+    """Phones sort with a menu and set the direction with another: NSPGD closure, highest first, puts the
+    most excessively invariant model first, and a shared link keeps both."""
+    _open(driver, (board_site / "index.html").as_uri(), 390, 844)
+    controls = _unfold_filters(driver)
+    order = Select(controls.find_element(By.CSS_SELECTOR, "select[data-order-choice]"))
+    assert order.first_selected_option.get_attribute("value") == "asc"  # rank 1 first
+    assert controls.find_element(By.CSS_SELECTOR, "select[data-order-choice]").is_displayed()
+    Select(controls.find_element(By.CSS_SELECTOR, "select[data-sort-choice]")).select_by_value("nspgd_closure")
+    assert order.first_selected_option.get_attribute("value") == "asc"  # lower is better: the best first
+    assert _metric_order(driver, "nspgd_closure") == sorted(_metric_order(driver, "nspgd_closure"))
+    order.select_by_value("desc")
+    assert order.first_selected_option.text == "highest first"
+    closures = _metric_order(driver, "nspgd_closure")
+    assert closures == sorted(closures, reverse=True)
+    url = driver.current_url
+    assert "sort=nspgd_closure" in url and "order=desc" in url
+    _open(driver, url, 390, 844)
+    assert _metric_order(driver, "nspgd_closure") == closures
+    assert (
+        Select(
+            _controls(driver).find_element(By.CSS_SELECTOR, "select[data-order-choice]")
+        ).first_selected_option.get_attribute("value")
+        == "desc"
+    )
+    # At 1,280 px the headings sort: the menus are not shown.
+    _open(driver, (board_site / "index.html").as_uri())
+    assert not _controls(driver).find_element(By.CSS_SELECTOR, "select[data-order-choice]").is_displayed()
+
+
+def test_on_a_phone_compare_selected_stays_in_reach_while_a_model_is_ticked(driver, board_site):
+    """Ticking a card far below the controls keeps "Compare selected (N)" at the window's bottom, with room
+    below the page's end so that it covers nothing for good, and no serious axe-core violation; unticking
+    every card puts it back among the controls."""
+    from test_site_a11y import _axe
+
+    _open(driver, (board_site / "index.html").as_uri(), 390, 844)
+    link = _controls(driver).find_element(By.CSS_SELECTOR, "a.compare")
+
+    def in_view() -> bool:
+        top, bottom = driver.execute_script(
+            "var r = arguments[0].getBoundingClientRect(); return [r.top, r.bottom]", link
+        )
+        return link.is_displayed() and top >= 0 and bottom <= driver.execute_script("return window.innerHeight")
+
+    boxes = _table(driver).find_elements(By.CSS_SELECTOR, "input.pick")
+    for k, i in enumerate((12, 20)):
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", boxes[i])
+        boxes[i].click()
+        assert boxes[i].is_selected() and in_view(), i
+        assert link.text == f"Compare selected ({k + 1})"
+    assert "compare-" in link.get_attribute("href") and link.get_attribute("aria-disabled") is None
+    # The page's end: the last line is above the bar.
+    driver.execute_script("window.scrollTo(0, document.documentElement.scrollHeight)")
+    bar_top = driver.execute_script("return arguments[0].getBoundingClientRect().top", link)
+    footer_bottom = driver.execute_script("return document.querySelector('footer').getBoundingClientRect().bottom")
+    assert footer_bottom <= bar_top + 1, (footer_bottom, bar_top)
+    assert _axe(driver) == []
+    for i in (12, 20):
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", boxes[i])
+        boxes[i].click()
+    assert driver.execute_script("return getComputedStyle(arguments[0]).position", link) != "fixed"
+    assert driver.execute_script("return getComputedStyle(document.body).paddingBottom") == "0px"

@@ -297,3 +297,117 @@ def test_screenshots_of_the_index_and_no_page_wider_than_a_phone(driver, site, t
         assert table <= box and row == "grid"  # on a phone the leaderboard is a card per model, not a clipped table
     finally:
         driver.set_window_size(1280, 900)
+
+
+# The published CIFAR-10 board: its training methods include both a group and a method called 'adversarial'.
+CIFAR = "cifar10-standard-v4"
+
+
+def _shown(driver, board: str) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.getElementById(arguments[0]).tBodies[0].rows).filter(r => !r.hidden)"
+        ".map(r => r.dataset.model)",
+        f"table-{board}",
+    )
+
+
+def _reload(driver, url: str) -> None:
+    driver.get("about:blank")  # a fresh document: a URL differing only in its fragment would not reload
+    driver.get(url)
+
+
+def test_every_training_option_is_restored_exactly_by_the_url_it_writes(driver, site):
+    """Each option of the training filter, chosen, writes the board's URL; that URL, opened afresh, chooses
+    the same option and shows the same rows (the group "adversarially trained (any)" and the card method
+    'adversarial' are two options)."""
+    from selenium.webdriver.support.ui import Select
+
+    _load(driver, site / "index.html")
+    menu = f'.controls[data-board="{CIFAR}"] select[data-filter="training"]'
+    values = [o.get_attribute("value") for o in Select(driver.find_element(By.CSS_SELECTOR, menu)).options]
+    assert "adversarial" in values and len(values) == len(set(values)) >= 4
+    for value in values[1:]:
+        _reload(driver, (site / "index.html").as_uri())
+        Select(driver.find_element(By.CSS_SELECTOR, menu)).select_by_value(value)
+        shown, url = _shown(driver, CIFAR), driver.current_url
+        assert shown and f"training={value}" in url, value
+        _reload(driver, url)
+        assert Select(driver.find_element(By.CSS_SELECTOR, menu)).first_selected_option.get_attribute("value") == value
+        assert _shown(driver, CIFAR) == shown, value
+
+
+def test_at_1280_px_every_models_name_is_shown_whole(driver, site):
+    """Names that start alike (two of Wong et al.'s networks differ only in their threat model, at the end)
+    are told apart without hovering: no name on a board is cut off, and no two read the same."""
+    driver.set_window_size(1280, 900)
+    _load(driver, site / "index.html")
+    boards = driver.execute_script(
+        "return Array.from(document.querySelectorAll('table.leaderboard'), t => Array.from("
+        "t.querySelectorAll('td.model a.name'), a => [a.innerText, a.scrollHeight > a.clientHeight + 1"
+        " || a.scrollWidth > a.clientWidth + 1]))"
+    )
+    assert len(boards) >= 2
+    for names in boards:
+        assert not [text for text, cut in names if cut]
+        assert len({text for text, _ in names}) == len(names)
+
+
+def test_a_filter_that_finds_no_evaluated_model_names_the_pending_ones_it_would_find(driver, tmp_path):
+    """A registered card not yet evaluated is named right under the board's heading, and in the empty result
+    of a filter or search that matches it (architecture family, training, words of its name)."""
+    cards = tmp_path / "cards"
+    shutil.copytree(RESULTS.parents[1] / "model_cards", cards)
+    card = (cards / "cifar10" / "akamaster-resnet20.yaml").read_text(encoding="utf-8")
+    name = "ResNet-20 (He et al.'s CIFAR ResNet; standard training, Idelbayev)"
+    assert f'id: cifar10/akamaster-resnet20\nname: "{name}"' in card
+    (cards / "cifar10" / "pending-resnet.yaml").write_text(
+        card.replace("id: cifar10/akamaster-resnet20", "id: cifar10/pending-resnet").replace(name, "Zeta ResNet"),
+        encoding="utf-8",
+    )
+    out = tmp_path / "site"
+    build_site_from_results(RESULTS, out, cards_dir=cards)
+    index = (out / "index.html").as_uri()
+    _load(driver, out / "index.html")
+    short = driver.find_element(By.CSS_SELECTOR, f'p.pending-short[data-board="{CIFAR}"]')
+    table = driver.find_element(By.ID, f"table-{CIFAR}")
+    assert short.location["y"] < table.location["y"] and "Zeta ResNet" in short.text
+    assert re.match(r"\d+ registered models? pending", short.text)
+    pending = driver.execute_script(
+        "return Array.from(document.querySelectorAll("
+        "'.controls[data-board=\"' + arguments[0] + '\"] + .no-match + ul.pending-models li'),"
+        " li => [li.textContent, li.dataset.training, li.dataset.family])",
+        CIFAR,
+    )
+    wanted = [n for n, training, family in pending if training == "standard" and family == "ResNet"]
+    assert "Zeta ResNet" in wanted
+    rows = driver.execute_script(
+        "return Array.from(document.getElementById(arguments[0]).tBodies[0].rows,"
+        " r => r.dataset.training + '/' + r.dataset.family)",
+        f"table-{CIFAR}",
+    )
+    if "standard/ResNet" not in rows:  # the visitor's filter, while no standard ResNet is evaluated
+        _reload(driver, f"{index}#board-{CIFAR}?training=standard&family=ResNet")
+        message = driver.find_element(By.CSS_SELECTOR, f'.controls[data-board="{CIFAR}"] + .no-match')
+        assert _shown(driver, CIFAR) == [] and message.is_displayed()
+        assert f"Registered but not yet evaluated: {', '.join(wanted)}." in message.text
+    # The filters with a search: only the pending models both match.
+    _reload(driver, f"{index}#board-{CIFAR}?q=zeta&training=standard&family=ResNet")
+    message = driver.find_element(By.CSS_SELECTOR, f'.controls[data-board="{CIFAR}"] + .no-match')
+    assert _shown(driver, CIFAR) == [] and message.is_displayed()
+    assert message.text.startswith("No evaluated model of this board matches these filters.")
+    assert "Registered but not yet evaluated: Zeta ResNet." in message.text
+    for other in ("training=pgd-at", "family=CNN"):  # another training or architecture: not named
+        _reload(driver, f"{index}#board-{CIFAR}?q=zeta&{other}")
+        message = driver.find_element(By.CSS_SELECTOR, f'.controls[data-board="{CIFAR}"] + .no-match')
+        assert message.is_displayed() and "Zeta" not in message.text, other
+    # A search: only the pending models whose words it finds.
+    _reload(driver, f"{index}#board-{CIFAR}?q=zeta")
+    message = driver.find_element(By.CSS_SELECTOR, f'.controls[data-board="{CIFAR}"] + .no-match')
+    assert _shown(driver, CIFAR) == [] and "Registered but not yet evaluated: Zeta ResNet." in message.text
+    # A search that finds neither an evaluated nor a pending model names none.
+    _reload(driver, f"{index}#board-{CIFAR}?q=no+model+is+called+this")
+    message = driver.find_element(By.CSS_SELECTOR, f'.controls[data-board="{CIFAR}"] + .no-match')
+    assert message.is_displayed() and "Registered but not yet evaluated" not in message.text
+    assert not driver.find_element(
+        By.CSS_SELECTOR, f'.controls[data-board="{CIFAR}"] + .no-match .pending-match'
+    ).is_displayed()
