@@ -447,6 +447,7 @@ def test_a_new_visitor_finds_the_most_invariant_adversarially_trained_model_and_
     from selenium.webdriver.support.ui import Select
 
     from invarbench.cards.schema import ADVERSARIAL_METHODS
+    from invarbench.site.boards import ADVERSARIAL_CHOICE
     from invarbench.site.build import leaderboard
 
     board = next(b for b in leaderboard(board_store) if b.slug == BOARD)
@@ -467,7 +468,7 @@ def test_a_new_visitor_finds_the_most_invariant_adversarially_trained_model_and_
     if fold.is_displayed():  # a phone folds the filters under "Filter and sort"
         assert fold.text == "Filter and sort" and not controls.find_element(By.TAG_NAME, "select").is_displayed()
         fold.click()
-    control("select[data-filter=training]").select_by_value("adversarial")
+    control("select[data-filter=training]").select_by_value(ADVERSARIAL_CHOICE)
     heading = table.find_element(By.CSS_SELECTOR, "th[data-key=path_width] button")
     if heading.is_displayed():  # the table's heading (a wide screen); a phone's cards have a "Sort by" menu
         heading.click()
