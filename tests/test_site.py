@@ -430,3 +430,62 @@ def test_the_compare_tables_short_names_tell_the_models_apart():
         "Twin (same)",
     ]
     assert short_titles([]) == []
+
+
+# --- the compare page of two published CIFAR-10 models: a low-confidence certified one and a ResNet ----------
+
+CIFAR_PAIR = ("wong-scaled-small-8px-stage0", "akamaster-resnet20")
+
+
+@pytest.fixture(scope="module")
+def cifar_pair_site(tmp_path_factory) -> Path:
+    """The site of two published CIFAR-10 results (Wong et al.'s small certified network, unsure everywhere,
+    and the standard ResNet-20), built from copies of their results files and artifacts."""
+    results = tmp_path_factory.mktemp("cifar-pair") / "results"
+    (results / "cifar10").mkdir(parents=True)
+    for name in CIFAR_PAIR:
+        src = RESULTS / "cifar10" / f"{name}__standard-v4.json"
+        if not src.is_file():
+            pytest.skip(f"no published result {src.name}")
+        shutil.copy(src, results / "cifar10" / src.name)
+        if src.with_suffix(".artifacts").is_dir():
+            shutil.copytree(src.with_suffix(".artifacts"), results / "cifar10" / src.with_suffix(".artifacts").name)
+    from invarbench.site.build import build_site_from_results
+
+    out = tmp_path_factory.mktemp("cifar-pair-site") / "site"
+    build_site_from_results(results, out)
+    return out
+
+
+def _published(name: str) -> dict:
+    return json.loads((RESULTS / "cifar10" / f"{name}__standard-v4.json").read_text())
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))
+
+
+def test_a_tubes_caption_says_what_colour_and_width_show_and_how_many_pairs_it_averages(cifar_pair_site):
+    """The tube's caption, on the model page and on the compare page: colour is the confidence (not the
+    invariance), the width is where the edge lies, marked by the path width; and the number of pairs it
+    averages over, the rows of the results' per-example ``p0`` (40 for the certified network, 94 for the
+    ResNet: only pairs whose source the model classifies correctly walk)."""
+    compare = (cifar_pair_site / "compare-cifar10-standard-v4.html").read_text()
+    assert "wider, brighter" not in compare and "brightness is confidence, not invariance" in _text(compare)
+    counts = {}
+    for name in CIFAR_PAIR:
+        doc = _published(name)
+        pairs = sum(len(e["values"]["p0"]) for e in doc["examples"] if e["measurement"] == "path_width")
+        width = next(m["value"] for m in doc["metrics"] if m["name"] == "path_width")
+        counts[name] = pairs
+        said = f"mean over {pairs} pairs: those of the first 100 NSPGD pairs whose source image the model classifies"
+        page = _text((cifar_pair_site / "models" / "cifar10-standard-v4" / f"{name}.html").read_text())
+        caption = re.search(r"Read it left to right along the NSPGD walk.*?more invariant model\.", page).group(0)
+        assert said in caption and "brightness shows the confidence, not the invariance" in caption, caption
+        assert f"the dashed red line is the path width ({width:.3g})" in caption, caption
+        figure = re.search(rf'<figure data-model="{name}" hidden><img src="boards/[^"]*/tubes/.*?</figure>', compare)
+        assert figure is not None, name
+        text = _text(figure.group(0))
+        assert f"Mean over {pairs} pairs: those of the first 100 NSPGD pairs" in text, text
+        assert f"path width {width:.3g} (the dashed red line)" in text, text
+    assert counts == {"wong-scaled-small-8px-stage0": 40, "akamaster-resnet20": 94}

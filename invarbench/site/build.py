@@ -542,7 +542,8 @@ class MetricLine:
 class Figure:
     """A picture of a page: inline SVG text (made by :mod:`invarbench.site.plots`) and its alt text; a
     ``caption`` that says what it shows; for a scatter, its ``points`` as a table (``columns``: the x and
-    y headings), and ``slug``, its id on the page; ``marks``, the numbers it marks (``Plot.marks``)."""
+    y headings), and ``slug``, its id on the page; ``marks``, the numbers it marks (``Plot.marks``; a tube's
+    also ``max_pairs``, its suite's setting, when recorded)."""
 
     title: str
     svg: str
@@ -777,7 +778,18 @@ def _figures(run: RunRecord, values: dict[str, dict[str, list]]) -> list[Figure]
             continue
         for fig in m.figures(values, recorded.get(m.name) or {}, stored):
             plot = draw[fig.kind](**fig.data)
-            figures.append(Figure(fig.title, plot.svg, plot.alt, caption=fig.caption, marks=plot.marks))
+            caption, marks = fig.caption, dict(plot.marks)
+            if fig.kind == "tube":  # its numbers in words: the pairs it averages over, the path width it marks
+                max_pairs = (recorded.get(m.name) or {}).get("max_pairs")
+                if max_pairs is not None:
+                    marks["max_pairs"] = float(max_pairs)
+                caption = plots.tube_caption(
+                    int(marks.get("pairs", 0)),
+                    int(max_pairs) if max_pairs is not None else None,
+                    marks.get("path_width"),
+                    float(fig.data.get("width_fraction", 0.5)),
+                )
+            figures.append(Figure(fig.title, plot.svg, plot.alt, caption=caption, marks=marks))
     return figures
 
 

@@ -133,6 +133,21 @@ def short_titles(titles: list[str]) -> list[str]:
     return [t if out.count(s) > 1 else s for s, t in zip(out, titles, strict=True)]
 
 
+def _tube_caption(figure: Figure) -> str:
+    """A tube's caption on the compare page: the pairs it averages over (why another model's count differs)
+    and the path width it marks, from the numbers the model page's figure drew (``Figure.marks``)."""
+    from invarbench.site.plots import _fmt, tube_pairs_text
+
+    if "pairs" not in figure.marks:
+        return ""
+    max_pairs = figure.marks.get("max_pairs")
+    text = tube_pairs_text(int(figure.marks["pairs"]), int(max_pairs) if max_pairs is not None else None)
+    text = text[0].upper() + text[1:]
+    if "path_width" in figure.marks:
+        text += f"; path width {_fmt(figure.marks['path_width'])} (the dashed red line)"
+    return text + "."
+
+
 def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[ComparePage]:
     """One compare page per board with at least two ranked models, from the boards and the model pages
     built for them (their tube figures and strips)."""
@@ -155,7 +170,7 @@ def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[Co
             if page is not None:
                 figure = next((f for f in page.figures if f.title == TUBE_TITLE), None)
                 if figure is not None:
-                    tube = ComparePicture(tube_path(page), figure.alt, getattr(figure, "caption", ""))
+                    tube = ComparePicture(tube_path(page), figure.alt, _tube_caption(figure))
                 if page.strips:
                     s = page.strips[0]
                     strip = ComparePicture(f"{str(Path(href).parent)}/{s.src}", s.alt, s.caption, s.width, s.height)

@@ -372,7 +372,38 @@ def tube_plot(
         if missing:
             alt += f" Not reached by any pair: iteration{'s' if len(missing) > 1 else ''} "
             alt += ", ".join(str(m) for m in missing) + "."
-        return Plot(_svg(fig, title, alt), alt, {"path_width": marked} if marked is not None else {})
+        marks = {"pairs": float(n_pairs)} | ({"path_width": marked} if marked is not None else {})
+        return Plot(_svg(fig, title, alt), alt, marks)
+
+
+def tube_pairs_text(pairs: int, max_pairs: int | None) -> str:
+    """Which pairs a tube averages over, and why their number differs between models: "40 pairs: those of
+    the first 100 NSPGD pairs whose source the model classifies correctly (only those walk, §3)" in words.
+    ``pairs``: the pairs with a stored tube (the rows of ``p0``); ``max_pairs``: the suite's ``max_pairs``
+    (None: all pairs)."""
+    which = f"the first {max_pairs} NSPGD pairs" if max_pairs is not None else "the NSPGD pairs"
+    return (
+        f"mean over {_plural(pairs, 'pair')}: those of {which} whose source image the model classifies "
+        "correctly (only those walk), so a less accurate model's tube averages over fewer pairs"
+    )
+
+
+def tube_caption(pairs: int, max_pairs: int | None, path_width: float | None, width_fraction: float = 0.5) -> str:
+    """How to read :func:`tube_plot`'s figure, with its numbers: ``pairs`` (the rows of ``p0`` it averages
+    over), the suite's ``max_pairs`` (None: all), the marked ``path_width`` (None: not marked) and the
+    ``width_fraction`` of the tube's edge. Colour is confidence, not invariance: a model that is unsure
+    everywhere is dark everywhere, however wide its tube; the width is where its own confidence halves."""
+    width = f" ({_fmt(path_width)})" if path_width is not None else ""
+    return (
+        "Read it left to right along the NSPGD walk toward an image of another class, and bottom to top away "
+        f"from the walk in random directions normal to it. Colour: the {Q_LO_LABEL} quantile of the model's "
+        f"confidence in the source class over those directions ({tube_pairs_text(pairs, max_pairs)}); bright "
+        "is confident, dark is not, so brightness shows the confidence, not the invariance: a model that is "
+        "unsure everywhere is dark everywhere. The width is where the tube's edge lies, relative to the model's "
+        f"own confidence: the white line marks where that quantile falls to {_fmt(width_fraction)} × the "
+        f"confidence on the path, and the dashed red line is the path width{width}, the mean of those edges "
+        "over the points and pairs. A higher edge is a wider tube: a smoother, more invariant model."
+    )
 
 
 # --- minimal adversarial distances --------------------------------------------------------------
@@ -708,5 +739,7 @@ __all__ = [
     "group_colour",
     "path_width_of",
     "scatter",
+    "tube_caption",
+    "tube_pairs_text",
     "tube_plot",
 ]
