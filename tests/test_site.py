@@ -489,3 +489,29 @@ def test_a_tubes_caption_says_what_colour_and_width_show_and_how_many_pairs_it_a
         assert f"Mean over {pairs} pairs: those of the first 100 NSPGD pairs" in text, text
         assert f"path width {width:.3g} (the dashed red line)" in text, text
     assert counts == {"wong-scaled-small-8px-stage0": 40, "akamaster-resnet20": 94}
+
+
+def test_the_compare_pages_nspgd_walks_say_the_end_points_prediction_and_confidence(cifar_pair_site):
+    """Under each model's NSPGD walk on the compare page: the end point's predicted class (its CIFAR-10 name)
+    and the source-class confidence there and at the source, as the strip's artifact (JSON) stores them and
+    the model page shows them."""
+    from invarbench.data import class_name
+
+    compare = (cifar_pair_site / "compare-cifar10-standard-v4.html").read_text()
+    for name in CIFAR_PAIR:
+        figure = re.search(rf'<figure data-model="{name}" hidden><img src="models/[^"]*nspgd-strip-(\d+)\.png".*?</figure>', compare)
+        assert figure is not None, name
+        folder = RESULTS / "cifar10" / f"{name}__standard-v4.artifacts"
+        doc = json.loads((folder / f"nspgd-strip-{figure.group(1)}.json").read_text())
+        start, end = doc["panels"][0], doc["panels"][-2]
+        assert end["label"].startswith("end (step ")
+        said = (
+            f"{end['label'].capitalize()}: predicted {class_name('cifar10', end['predicted'])}, confidence in the "
+            f"source class ({class_name('cifar10', doc['source_label'])}) {end['p_source']:.3f} "
+            f"(at the source: {start['p_source']:.3f})."
+        )
+        assert said in _text(figure.group(0)), _text(figure.group(0))
+        # The model page says the same numbers under the same panel.
+        page = (cifar_pair_site / "models" / "cifar10-standard-v4" / f"{name}.html").read_text()
+        panel = re.search(rf'<li><span class="label">{re.escape(end["label"])}</span>.*?</li>', page).group(0)
+        assert f"{end['p_source']:.3f}" in panel and class_name("cifar10", end["predicted"]) in panel

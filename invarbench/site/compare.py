@@ -60,6 +60,29 @@ class ComparePicture:
 
 
 @dataclass(frozen=True)
+class StripEnd:
+    """Where a model's NSPGD walk on the compare page ends, as its model page says it (the strip's panels,
+    read from the run's artifact, not recomputed): the end panel's ``label`` ("end (step 25)"), the class
+    the model predicts there (``predicted``, its name: "truck", "class 7"), its confidence in the source
+    class there and at the source (softmax probabilities in [0, 1]), and the source class's name."""
+
+    label: str
+    predicted: str
+    confidence: float
+    start_confidence: float
+    source_class: str
+
+
+def strip_end(strip) -> StripEnd | None:  # a build.ImageStrip
+    """The end point of an NSPGD strip (its panel before the target's), or None when it has fewer than
+    three panels (source, end, target)."""
+    if len(strip.panels) < 3:
+        return None
+    start, end = strip.panels[0], strip.panels[-2]
+    return StripEnd(end.label, end.predicted_name, end.p_source, start.p_source, start.predicted_name)
+
+
+@dataclass(frozen=True)
 class CompareModel:
     """One ranked model of the board as the compare page shows it."""
 
@@ -75,6 +98,7 @@ class CompareModel:
     cells: dict[str, CompareCell]  # by metric
     tube: ComparePicture | None = None
     strip: ComparePicture | None = None
+    strip_end: StripEnd | None = None  # the strip's end point: predicted class and source-class confidence
 
 
 @dataclass(frozen=True)
@@ -166,7 +190,7 @@ def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[Co
         for row, rank, short in zip(board.rows, board.ranks, shorts, strict=True):
             href = model_page_path(board, row.card_id)
             page = by_path.get(href)
-            tube = strip = None
+            tube = strip = end = None
             if page is not None:
                 figure = next((f for f in page.figures if f.title == TUBE_TITLE), None)
                 if figure is not None:
@@ -174,6 +198,7 @@ def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[Co
                 if page.strips:
                     s = page.strips[0]
                     strip = ComparePicture(f"{str(Path(href).parent)}/{s.src}", s.alt, s.caption, s.width, s.height)
+                    end = strip_end(s)
             cols = {c.metric: c for c in board.columns}
             concerns = caveats(list(row.flags), docs)
 
@@ -195,6 +220,7 @@ def compare_pages(boards: list[DatasetBoard], pages: list[ModelPage]) -> list[Co
                     },
                     tube=tube,
                     strip=strip,
+                    strip_end=end,
                 )
             )
         out.append(
