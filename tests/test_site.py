@@ -499,7 +499,8 @@ def test_the_compare_pages_nspgd_walks_say_the_end_points_prediction_and_confide
 
     compare = (cifar_pair_site / "compare-cifar10-standard-v4.html").read_text()
     for name in CIFAR_PAIR:
-        figure = re.search(rf'<figure data-model="{name}" hidden><img src="models/[^"]*nspgd-strip-(\d+)\.png".*?</figure>', compare)
+        strip = rf'<figure data-model="{name}" hidden><img src="models/[^"]*nspgd-strip-(\d+)\.png".*?</figure>'
+        figure = re.search(strip, compare)
         assert figure is not None, name
         folder = RESULTS / "cifar10" / f"{name}__standard-v4.artifacts"
         doc = json.loads((folder / f"nspgd-strip-{figure.group(1)}.json").read_text())
