@@ -499,11 +499,78 @@ CARDS = Path(__file__).resolve().parents[1] / "model_cards"
 PUBLIC_BOARD = "mnist-standard-v4"  # the public MNIST checkpoints (leaderboard/results/mnist)
 PUBLIC_COMPARE = (f"compare-{PUBLIC_BOARD}.html", "?models=wong-scaled-small-stage0,eran-fc6x100")
 
+# Per scatter, each chosen point's own label (its lines, its box, its font size) and its highlight's box, and the
+# other points' labels that are shown (text and box).
+_CHOSEN_LABELS_JS = """
+function box(el) { var r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }
+return Array.from(document.querySelectorAll('section.scatter svg')).map(function (svg) {
+  var marked = Array.from(svg.querySelectorAll('a.chosen')).filter(a => a.querySelector('.chosen-mark'));
+  return {chosen: marked.map(function (a) {
+    var href = a.getAttribute('href') || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href');
+    var label = Array.from(svg.querySelectorAll('a.chosen-label')).find(l => l.getAttribute('href') === href);
+    var lines = label ? Array.from(label.querySelectorAll('tspan')) : [];
+    return {href: href, mark: box(a.querySelector('.chosen-mark')), label: label ? box(label) : null,
+      lines: lines.map(t => t.textContent), heights: lines.map(t => t.getBoundingClientRect().height),
+      shown: !!label && label.getClientRects().length > 0
+        && getComputedStyle(label.querySelector('text')).opacity === '1'};
+  }), others: Array.from(svg.querySelectorAll('a:not(.chosen):not(.chosen-label) text'))
+      .filter(t => t.getClientRects().length > 0).map(t => ({text: t.textContent, box: box(t)}))};
+});
+"""
+
+
+def _gap(a: list[float], b: list[float]) -> float:
+    """The distance between two boxes (left, top, right, bottom), 0 when they touch or overlap."""
+    return max(0.0, max(a[0], b[0]) - min(a[2], b[2]), max(a[1], b[1]) - min(a[3], b[3]))
+
+
+def _overlap(a: list[float], b: list[float]) -> float:
+    """How far two boxes overlap (the smaller of the overlaps in x and y; <= 0: apart)."""
+    return min(min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1]))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_each_chosen_point_has_its_own_label_beside_its_highlight(driver, published_site, width):
+    """The published CIFAR-10 board's compare page with Wong et al.'s L∞ 8/255 network (whose twin, the L2 36/255
+    one, has the same scatter label nearby) and the ResNet-20: at 1,280 and 390 px each chosen point has a label
+    of its own, its short name (the heading of its column), shown at full strength in letters at least 10 px tall,
+    within 8 px of its highlight and not over it; and no other model's label is shown near a highlight or reads as
+    a chosen model's name."""
+    board, models = "cifar10-standard-v4", ("wong-scaled-small-8px-stage0", "akamaster-resnet20")
+    if not (published_site / f"compare-{board}.html").is_file():
+        pytest.skip(f"no published {board} board")
+    _width(driver, width)
+    _open(driver, (published_site / f"compare-{board}.html").as_uri() + f"?models={','.join(models)}")
+    shorts = {
+        f"models/{board}/{name}.html": driver.execute_script(
+            "return document.querySelector(`thead th[data-model='${arguments[0]}'] .name-short`).textContent", name
+        ).strip()
+        for name in models
+    }
+    assert shorts[f"models/{board}/{models[0]}.html"] == "Wong et al. CIFAR small,… (L∞ 8/255)"
+    figures = driver.execute_script(_CHOSEN_LABELS_JS)
+    assert figures
+    for figure in figures:
+        assert sorted(p["href"] for p in figure["chosen"]) == sorted(shorts)
+        for point in figure["chosen"]:
+            assert point["label"] is not None and point["shown"], point
+            assert " ".join(point["lines"]) == shorts[point["href"]], point["lines"]
+            assert min(point["heights"]) >= 10, point["heights"]
+            assert _gap(point["label"], point["mark"]) <= 8, (point["label"], point["mark"])
+            assert _overlap(point["label"], point["mark"]) <= 0.5, (point["label"], point["mark"])
+            name = shorts[point["href"]].split(" (")[0].rstrip("…")
+            for other in figure["others"]:
+                assert not other["text"].rstrip("…").startswith(name), other["text"]  # the twin's label: hidden
+                assert _gap(other["box"], point["mark"]) > 8, (other["text"], point["href"])
+                assert _overlap(other["box"], point["label"]) <= 0, (other["text"], point["href"])
+
+
 # Every <text> of a page's scatters: its box, its svg's box, and whether it is a point's label (inside a link).
 _SCATTER_TEXTS_JS = """
 return Array.from(document.querySelectorAll('section.scatter svg')).map(function (svg) {
   var s = svg.getBoundingClientRect();
-  return {svg: [s.left, s.top, s.right, s.bottom], texts: Array.from(svg.querySelectorAll('text')).map(function (t) {
+  return {svg: [s.left, s.top, s.right, s.bottom], texts: Array.from(svg.querySelectorAll('text'))
+      .filter(t => t.getClientRects().length > 0).map(function (t) {  // the texts shown (not a label hidden)
     var r = t.getBoundingClientRect();
     return {text: t.textContent, box: [r.left, r.top, r.right, r.bottom], label: !!t.closest('a')};
   })};
