@@ -567,14 +567,17 @@ def fixture_document(model: FixtureModel, dataset: str, index: int, *, smoke: bo
     return doc
 
 
-def write_fixture_results(folder: Path) -> list[Path]:
+def write_fixture_results(folder: Path, runs: list[tuple[FixtureModel, str, bool]] | None = None) -> list[Path]:
     """Write the fixture's results files (and their image strips beside them) under ``folder``: the 30 models
-    of :data:`MODELS` and a smoke run of :data:`SMOKE` on mnist5k, the models of :data:`SECOND` on mnist.
-    Returns the files written."""
+    of :data:`MODELS` and a smoke run of :data:`SMOKE` on mnist5k, the models of :data:`SECOND` on mnist; or
+    the ``runs`` given, each (model, data set, smoke). Returns the files written."""
     from invarbench.store.documents import dumps
 
     written = []
-    runs = [(m, "mnist5k", False) for m in MODELS] + [(SMOKE, "mnist5k", True)] + [(m, "mnist", False) for m in SECOND]
+    if runs is None:
+        runs = (
+            [(m, "mnist5k", False) for m in MODELS] + [(SMOKE, "mnist5k", True)] + [(m, "mnist", False) for m in SECOND]
+        )
     for index, (model, dataset, smoke) in enumerate(runs):
         doc = fixture_document(model, dataset, index, smoke=smoke)
         stem = f"{model.slug}__standard-v4" + ("-smoke" if smoke else "")

@@ -26,9 +26,11 @@ from invarbench.models.architectures import ARCHITECTURES, describe
 from invarbench.site.boards import (
     ADVERSARIAL_CHOICE,
     NO_ARCHITECTURE,
+    UNCERTIFIED_CHOICE,
     architecture_family,
     caveats,
     flag_info,
+    median_distance_is_zero,
     pending_models,
     training_choices,
 )
@@ -100,12 +102,28 @@ def test_the_grouped_training_option_has_a_value_no_card_method_has():
     from invarbench.cards.schema import ADVERSARIAL_METHODS, TRAINING_METHODS
 
     assert ADVERSARIAL_CHOICE not in TRAINING_METHODS and "adversarial" in TRAINING_METHODS
+    assert UNCERTIFIED_CHOICE not in TRAINING_METHODS
     choices = training_choices(set(TRAINING_METHODS))
     values = [c.value for c in choices]
-    assert len(values) == len(set(values)) == len(TRAINING_METHODS) + 1
+    assert len(values) == len(set(values)) == len(TRAINING_METHODS) + 2
     assert choices[0].value == ADVERSARIAL_CHOICE and choices[0].methods == tuple(ADVERSARIAL_METHODS)
-    assert {c.value: c.methods for c in choices[1:]} == {m: (m,) for m in TRAINING_METHODS}
+    # The second group: trained on an attack's examples, certified training left out.
+    assert choices[1].value == UNCERTIFIED_CHOICE and choices[1].label == "adversarially trained, not certified"
+    assert choices[1].methods == tuple(m for m in ADVERSARIAL_METHODS if m != "certified")
+    assert {c.value: c.methods for c in choices[2:]} == {m: (m,) for m in TRAINING_METHODS}
+    # Every option says what it selects: a method in the card schema's words, a group naming its methods.
+    for c in choices[2:]:
+        assert c.help == f"{c.value}: {TRAINING_METHODS[c.value]}", c
+    for c in choices[:2]:
+        assert c.help.startswith(c.label + ": ") and all(m in c.help for m in c.methods), c
+    assert "certified" not in choices[1].help.split(":", 1)[1].split(")")[0]
     assert [c.value for c in training_choices({"standard"})] == ["standard"]  # no adversarial row: no group
+    # Certified models alone: the group without them would select nothing, so it is not offered.
+    assert [c.value for c in training_choices({"standard", "certified"})] == [
+        ADVERSARIAL_CHOICE,
+        "certified",
+        "standard",
+    ]
 
 
 def test_pending_models_carry_their_cards_training_and_family():
@@ -575,8 +593,10 @@ def test_compare_selected_links_to_the_boards_compare_page(driver, board_site):
 def test_one_training_option_picks_every_adversarially_trained_model_and_stays_in_the_url(driver, board_site):
     """ "adversarially trained (any)": the card schema's adversarial methods (certified training included) in
     one option; with a sort by path width the most invariant of them is first, and a shared link keeps both."""
-    from invarbench.cards.schema import ADVERSARIAL_METHODS
+    from invarbench.cards.schema import ADVERSARIAL_METHODS, TRAINING_METHODS
+    from invarbench.site.boards import ALL_TRAINING_HELP
 
+    choices = {c.value: c for c in training_choices({m.method for m in MODELS})}
     assert "certified" in ADVERSARIAL_METHODS
     adversarial = [m for m in MODELS if m.method in ADVERSARIAL_METHODS]
     assert {m.method for m in adversarial} == {"pgd-at", "trades", "certified"}  # and not "other" or "standard"
@@ -605,9 +625,49 @@ def test_one_training_option_picks_every_adversarially_trained_model_and_stays_i
     assert _visible(driver) == shown
     menu = Select(_controls(driver).find_element(By.CSS_SELECTOR, 'select[data-filter="training"]'))
     assert menu.first_selected_option.get_attribute("value") == ADVERSARIAL_CHOICE
-    # A single method still picks only its own.
+    help_line = _controls(driver).find_element(By.CSS_SELECTOR, ".training-help")
+    assert help_line.is_displayed() and help_line.text == choices[ADVERSARIAL_CHOICE].help  # restored with the URL
+    # A single method still picks only its own, and its meaning in the card schema's words shows under the menu.
     menu.select_by_value("certified")
     assert sorted(_visible(driver)) == sorted(f"mnist5k/{m.slug}" for m in MODELS if m.method == "certified")
+    assert help_line.text == f"certified: {TRAINING_METHODS['certified']}"
+    # The group without certified training, in the URL and back.
+    menu.select_by_value(UNCERTIFIED_CHOICE)
+    uncertified = sorted(f"mnist5k/{m.slug}" for m in adversarial if m.method != "certified")
+    assert sorted(_visible(driver)) == uncertified and help_line.text == choices[UNCERTIFIED_CHOICE].help
+    url = driver.current_url
+    assert f"training={UNCERTIFIED_CHOICE}&" in url or url.endswith(f"training={UNCERTIFIED_CHOICE}")
+    _open(driver, url)
+    menu = Select(_controls(driver).find_element(By.CSS_SELECTOR, 'select[data-filter="training"]'))
+    assert menu.first_selected_option.get_attribute("value") == UNCERTIFIED_CHOICE
+    assert sorted(_visible(driver)) == uncertified
+    assert _controls(driver).find_element(By.CSS_SELECTOR, ".training-help").text == choices[UNCERTIFIED_CHOICE].help
+    menu.select_by_value("")
+    assert _controls(driver).find_element(By.CSS_SELECTOR, ".training-help").text == ALL_TRAINING_HELP
+
+
+def test_at_390_px_the_training_menu_shows_its_chosen_option_whole_and_what_it_means(driver, board_site):
+    """A phone cannot hover for a title: the chosen option's meaning is a line under the menu, and the menu is
+    as wide as the controls, so that the longest option reads whole."""
+    _open(driver, (board_site / "index.html").as_uri(), 390, 844)
+    controls = _unfold_filters(driver)
+    element = controls.find_element(By.CSS_SELECTOR, 'select[data-filter="training"]')
+    menu = Select(element)
+    menu.select_by_value(ADVERSARIAL_CHOICE)
+    help_line = controls.find_element(By.CSS_SELECTOR, ".training-help")
+    assert help_line.is_displayed() and help_line.text.startswith("adversarially trained (any, incl. certified): ")
+    fields = controls.find_element(By.CSS_SELECTOR, ".fields")
+    assert element.rect["width"] >= fields.rect["width"] - 1
+    # The option's text in the menu's font, plus the padding and the arrow, fits the menu's width.
+    for option in menu.options:
+        needed = driver.execute_script(
+            "var s = getComputedStyle(arguments[0]), c = document.createElement('canvas').getContext('2d');"
+            "c.font = s.fontSize + ' ' + s.fontFamily; return c.measureText(arguments[1]).width"
+            " + parseFloat(s.paddingLeft) + parseFloat(s.paddingRight) + 24",
+            element,
+            option.text,
+        )
+        assert needed <= element.rect["width"], (option.text, needed, element.rect["width"])
 
 
 def test_a_sort_in_the_url_without_an_order_puts_the_best_first_as_the_headings_first_click_does(driver, board_site):
@@ -699,3 +759,95 @@ def test_on_a_phone_compare_selected_stays_in_reach_while_a_model_is_ticked(driv
         boxes[i].click()
     assert driver.execute_script("return getComputedStyle(arguments[0]).position", link) != "fixed"
     assert driver.execute_script("return getComputedStyle(document.body).paddingBottom") == "0px"
+
+
+def test_a_median_distance_of_0_is_flagged_only_below_half_clean_accuracy():
+    """The condition is the row's clean accuracy (a misclassified image counts as distance 0, so below one half
+    the median is 0): below 0.5 yes, at and above no, and no where a number is missing."""
+    from types import SimpleNamespace
+
+    def row(clean: float | None, distance: float | None = 0.0):
+        metrics = {}
+        if clean is not None:
+            metrics["clean_accuracy"] = SimpleNamespace(value=clean)
+        if distance is not None:
+            metrics["median_min_l2_distance"] = SimpleNamespace(value=distance)
+        return SimpleNamespace(metrics=metrics)
+
+    assert median_distance_is_zero(row(0.312))
+    assert median_distance_is_zero(row(0.499, 0.01))
+    assert not median_distance_is_zero(row(0.5, 0.0))
+    assert not median_distance_is_zero(row(0.915, 0.2))
+    assert not median_distance_is_zero(row(None))
+    assert not median_distance_is_zero(row(0.3, None))
+
+
+@pytest.fixture(scope="module")
+def low_accuracy_site(tmp_path_factory) -> Path:
+    """A board of two models, one classifying fewer than half its images correctly (600 more errors of the
+    1,000), one most of them; the folder of its ``index.html``."""
+    from site_fixtures import FixtureModel, S, write_fixture_results
+
+    from invarbench.site.build import build_site_from_results
+
+    low = FixtureModel("lenet-low", "LeNet-5 (under-trained)", S, "lenet", "standard", errors=600)
+    high = FixtureModel("lenet-high", "LeNet-5 (trained)", S, "lenet", "standard", errors=5, l2=0.15)
+    results = tmp_path_factory.mktemp("low-accuracy") / "results"
+    write_fixture_results(results, [(low, "mnist5k", False), (high, "mnist5k", False)])
+    out = tmp_path_factory.mktemp("low-accuracy-site") / "site"
+    build_site_from_results(results, out, cards_dir=tmp_path_factory.mktemp("no-cards"))
+    return out
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_a_median_distance_of_0_from_a_clean_accuracy_below_half_is_explained_on_its_cell(
+    driver, low_accuracy_site, width
+):
+    """The model below 50 % clean accuracy has a median minimal distance of 0: its cell says why (a † and a
+    note, on the table's row and on the phone's card) and a line under the table explains the †; the model
+    above 50 % gets neither."""
+    _open(driver, (low_accuracy_site / "index.html").as_uri(), width, 900)
+    rows = {tr.get_attribute("data-model"): tr for tr in _table(driver).find_elements(By.CSS_SELECTOR, "tbody tr")}
+    low, high = rows["mnist5k/lenet-low"], rows["mnist5k/lenet-high"]
+    clean = {
+        k: float(tr.find_element(By.CSS_SELECTOR, 'td[data-metric="clean_accuracy"]').get_attribute("data-sort"))
+        for k, tr in rows.items()
+    }
+    assert clean["mnist5k/lenet-low"] < 0.5 < clean["mnist5k/lenet-high"], clean
+    cell = low.find_element(By.CSS_SELECTOR, 'td[data-metric="median_min_l2_distance"]')
+    assert float(cell.get_attribute("data-sort")) == 0.0
+    note = cell.find_element(By.CSS_SELECTOR, ".zero-note")
+    assert note.is_displayed() and "fewer than half the images are classified correctly" in note.text
+    assert note.text.startswith("† 0:") and "†" in cell.find_element(By.CSS_SELECTOR, ".zero-mark").text
+    other = high.find_element(By.CSS_SELECTOR, 'td[data-metric="median_min_l2_distance"]')
+    assert float(other.get_attribute("data-sort")) > 0 and "†" not in other.text
+    assert other.find_elements(By.CSS_SELECTOR, ".zero-note") == []
+    legend = driver.find_element(By.ID, f"zero-{BOARD}")
+    assert legend.is_displayed() and legend.text.startswith("† Median min. L2 distance of 0")
+    assert "clean accuracy below 50 %" in legend.text
+    # The note lies inside the cell (the card's box at 390 px), not cut or spilling.
+    inner = driver.execute_script(
+        "var c = arguments[0].getBoundingClientRect(), n = arguments[1].getBoundingClientRect();"
+        "return n.left >= c.left - 1 && n.right <= c.right + 1 && n.width > 0",
+        cell,
+        note,
+    )
+    assert inner
+    from test_site_a11y import _axe
+
+    assert _axe(driver) == []
+
+
+def test_at_390_px_every_tick_box_is_a_tap_target_of_24_px_at_least(driver, board_site):
+    """WCAG 2.5.8: each card's "select to compare" box is at least 24 x 24 CSS px on a phone, and a tap on it
+    ticks it."""
+    _open(driver, (board_site / "index.html").as_uri(), 390, 844)
+    boxes = _table(driver).find_elements(By.CSS_SELECTOR, "input.pick")
+    assert len(boxes) == 30
+    for box in boxes:
+        rect = box.rect
+        assert rect["width"] >= 24 and rect["height"] >= 24, (box.get_attribute("value"), rect)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", boxes[2])
+    boxes[2].click()
+    assert boxes[2].is_selected()
+    boxes[2].click()

@@ -38,24 +38,45 @@ class TrainingChoice:
     help: str = ""
 
 
-# The option that groups the card schema's adversarial methods. Certified training is among them: it trains
+# The options that group the card schema's adversarial methods. Certified training is among them: it trains
 # against a threat model too (a bound of the worst-case loss within the card's ε ball instead of an attack's
-# examples), and the card schema asks it for that threat model like the others. Its value is no card method's
-# (the schema has one called 'adversarial'), so that a board's URL names exactly one option.
+# examples), and the card schema asks it for that threat model like the others; the second group leaves it out.
+# Their values are no card method's (the schema has one called 'adversarial'), so that a board's URL names
+# exactly one option.
 ADVERSARIAL_CHOICE = "any-adversarial"
+UNCERTIFIED_CHOICE = "adversarial-not-certified"
+# What the filter's "all" option selects, shown under the menu like every option's meaning.
+ALL_TRAINING_HELP = "all: every model of the board, whatever its training"
 
 
 def training_choices(methods: set[str] | list[str]) -> list[TrainingChoice]:
     """A board's training filter from the training methods of its rows: first, where any row is adversarially
     trained, one option grouping every method of :data:`invarbench.cards.schema.ADVERSARIAL_METHODS` (value
-    :data:`ADVERSARIAL_CHOICE`, labelled "adversarially trained (any, incl. certified)", its ``help`` naming
-    the methods), then each method of the board on its own, sorted."""
+    :data:`ADVERSARIAL_CHOICE`, labelled "adversarially trained (any, incl. certified)"), then, where any row
+    is adversarially trained by a method other than certified training, the same group without it (value
+    :data:`UNCERTIFIED_CHOICE`, "adversarially trained, not certified"), then each method of the board on its
+    own, sorted. Every option's ``help`` says what it selects, a single method's in the words of
+    :data:`invarbench.cards.schema.TRAINING_METHODS`. Raises ValueError where a group's value is a card method."""
     from invarbench.cards.schema import ADVERSARIAL_METHODS, TRAINING_METHODS
 
-    if ADVERSARIAL_CHOICE in TRAINING_METHODS:  # a method added to the schema under the group's value
-        raise ValueError(f"the training filter's group value '{ADVERSARIAL_CHOICE}' is a card method: rename it")
+    for value in (ADVERSARIAL_CHOICE, UNCERTIFIED_CHOICE):
+        if value in TRAINING_METHODS:  # a method added to the schema under a group's value
+            raise ValueError(f"the training filter's group value '{value}' is a card method: rename it")
     present = sorted(set(methods))
-    choices = [TrainingChoice(m, m, (m,)) for m in present]
+    choices = [
+        TrainingChoice(
+            m, m, (m,), f"{m}: {TRAINING_METHODS.get(m, 'a training method this version does not describe')}"
+        )
+        for m in present
+    ]
+    uncertified = tuple(m for m in ADVERSARIAL_METHODS if m != "certified")
+    if "certified" in ADVERSARIAL_METHODS and any(m in uncertified for m in present):
+        label = "adversarially trained, not certified"
+        help_text = (
+            f"{label}: the models trained on an attack's examples ({', '.join(uncertified)}); "
+            "certified training is left out."
+        )
+        choices.insert(0, TrainingChoice(UNCERTIFIED_CHOICE, label, uncertified, help_text))
     if any(m in ADVERSARIAL_METHODS for m in present):
         label = "adversarially trained (any" + (", incl. certified)" if "certified" in ADVERSARIAL_METHODS else ")")
         help_text = (
@@ -64,6 +85,15 @@ def training_choices(methods: set[str] | list[str]) -> list[TrainingChoice]:
         )
         choices.insert(0, TrainingChoice(ADVERSARIAL_CHOICE, label, tuple(ADVERSARIAL_METHODS), help_text))
     return choices
+
+
+def median_distance_is_zero(row) -> bool:  # build.Row
+    """Whether ``row``'s median minimal L2 distance is 0 because fewer than half of its images are classified
+    correctly: a misclassified image counts as distance 0 (docs/measurements.md §1.2), so with a clean
+    accuracy (``row.metrics["clean_accuracy"].value``, a share in [0, 1]) below 0.5 the median is 0 whatever
+    the attacks found. False where the row has no clean accuracy or no median distance."""
+    clean, distance = row.metrics.get("clean_accuracy"), row.metrics.get("median_min_l2_distance")
+    return clean is not None and distance is not None and clean.value < 0.5
 
 
 def architecture_family(name: str | None) -> str:
@@ -239,7 +269,7 @@ def index_context(store, boards: list) -> dict[str, object]:  # a Store and Data
     headings and labels, and per board (by slug) its filters' choices, its flags' legend, each row's caveats by metric,
     and its correlations in words."""
     from invarbench.measurements import flag_docs, metric_specs
-    from invarbench.site.protocol import contributing_url, docs_url, intervals_line, repository_url
+    from invarbench.site.protocol import contributing_url, docs_link, docs_url, intervals_line, repository_url
 
     docs = flag_docs()
     labels = {s.name: s.label for s in metric_specs()}
@@ -249,6 +279,8 @@ def index_context(store, boards: list) -> dict[str, object]:  # a Store and Data
         "contributing_url": contributing_url(),
         "intervals": intervals_line(),
         "intro": intro_strip(store, boards),
+        "all_training_help": ALL_TRAINING_HELP,
+        "zero_median_docs": docs_link("measurements.md", "1.2 Minimal L2 distance"),
         "choices_by_board": {
             b.slug: {
                 # The board's pending models count too: a filter that finds only them names them.
@@ -261,6 +293,10 @@ def index_context(store, boards: list) -> dict[str, object]:  # a Store and Data
         "legends": {
             b.slug: [flag_info(f, docs) for f in sorted({f for r in [*b.rows, *b.unranked] for f in r.flags})]
             for b in boards
+        },
+        # Per board, the runs whose median minimal distance is 0 for their clean accuracy below one half.
+        "zero_median": {
+            b.slug: {r.run_id for r in [*b.rows, *b.unranked] if median_distance_is_zero(r)} for b in boards
         },
         "row_caveats": {b.slug: {r.run_id: caveats(r.flags, docs) for r in [*b.rows, *b.unranked]} for b in boards},
         "badges_by_flag": {f: flag_info(f, docs) for f in docs}
