@@ -530,13 +530,20 @@ def _overlap(a: list[float], b: list[float]) -> float:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_each_chosen_point_has_its_own_label_beside_its_highlight(driver, published_site, width):
+@pytest.mark.parametrize(
+    "models",
+    [
+        ("wong-scaled-small-8px-stage0", "akamaster-resnet20"),
+        ("wong-scaled-small-8px-stage0", "wong-scaled-small-l2-36px-stage0", "oval-wide-kw"),  # three close together
+    ],
+)
+def test_each_chosen_point_has_its_own_label_beside_its_highlight(driver, published_site, models, width):
     """The published CIFAR-10 board's compare page with Wong et al.'s L∞ 8/255 network (whose twin, the L2 36/255
-    one, has the same scatter label nearby) and the ResNet-20: at 1,280 and 390 px each chosen point has a label
-    of its own, its short name (the heading of its column), shown at full strength in letters at least 10 px tall,
-    within 8 px of its highlight and not over it; and no other model's label is shown near a highlight or reads as
-    a chosen model's name."""
-    board, models = "cifar10-standard-v4", ("wong-scaled-small-8px-stage0", "akamaster-resnet20")
+    one, has the same scatter label nearby) and the ResNet-20, or with the twin and a third point near both: at
+    1,280 and 390 px each chosen point has a label of its own, its short name (the heading of its column), shown
+    at full strength in letters at least 10 px tall, within 8 px of its highlight, over no highlight and no other
+    chosen label; and no other model's label is shown near a highlight or reads as a chosen model's name."""
+    board = "cifar10-standard-v4"
     if not (published_site / f"compare-{board}.html").is_file():
         pytest.skip(f"no published {board} board")
     _width(driver, width)
@@ -557,7 +564,10 @@ def test_each_chosen_point_has_its_own_label_beside_its_highlight(driver, publis
             assert " ".join(point["lines"]) == shorts[point["href"]], point["lines"]
             assert min(point["heights"]) >= 10, point["heights"]
             assert _gap(point["label"], point["mark"]) <= 8, (point["label"], point["mark"])
-            assert _overlap(point["label"], point["mark"]) <= 0.5, (point["label"], point["mark"])
+            for other in figure["chosen"]:
+                assert _overlap(point["label"], other["mark"]) <= 0.5, (point["href"], other["href"])
+                if other is not point:
+                    assert _overlap(point["label"], other["label"]) <= 0, (point["href"], other["href"])
             name = shorts[point["href"]].split(" (")[0].rstrip("…")
             for other in figure["others"]:
                 assert not other["text"].rstrip("…").startswith(name), other["text"]  # the twin's label: hidden
