@@ -164,7 +164,7 @@ def test_the_tube_is_a_heat_map_of_path_position_against_radius_with_the_edge_an
     assert "5 % quantile of the source-class confidence" in texts and "(mean over 2 pairs)" in texts
     assert {"0", "10"} <= set(texts)  # the path points' iterations name the columns
     # Pair 0: widths 1.5 and 1.0 (mean 1.25); pair 1: 1.2 (its second point not reached): path width 1.225.
-    assert plot.marks == {"path_width": pytest.approx(1.225, abs=1e-12)}
+    assert plot.marks == {"pairs": 2, "path_width": pytest.approx(1.225, abs=1e-12)}  # the pairs it averages
     assert "path width 1.23" in texts
     assert _marked(plot, "tube-axes", "path-width", "y") == pytest.approx(1.225, abs=1e-3)
     # At radius 2 the 5 % quantile is mean(0.6, 0.4) = 0.5 at iteration 0, and 0.2 (pair 0 alone) at 10.
@@ -177,11 +177,24 @@ def test_the_tube_is_a_heat_map_of_path_position_against_radius_with_the_edge_an
 
 
 def test_the_tube_marks_the_metric_it_is_given_over_the_widths():
-    assert _tube(path_width=1.7).marks == {"path_width": 1.7}
+    assert _tube(path_width=1.7).marks == {"pairs": 2, "path_width": 1.7}
     assert _marked(_tube(path_width=1.7), "tube-axes", "path-width", "y") == pytest.approx(1.7, abs=1e-3)
-    assert _tube(widths=None).marks == {} and "path width" not in _tube(widths=None).alt
+    assert _tube(widths=None).marks == {"pairs": 2} and "path width" not in _tube(widths=None).alt
     assert path_width_of([[1.5, 1.0], [1.2, None], None, [None, None]]) == pytest.approx(1.225)
     assert path_width_of([None]) is None
+
+
+def test_the_tubes_caption_says_colour_is_confidence_and_names_its_pairs_and_path_width():
+    from invarbench.site.plots import tube_caption
+
+    plot = _tube()
+    text = tube_caption(int(plot.marks["pairs"]), 100, plot.marks["path_width"], 0.5)
+    assert "mean over 2 pairs: those of the first 100 NSPGD pairs whose source image the model classifies" in text
+    assert "brightness shows the confidence, not the invariance" in text
+    assert "falls to 0.5 × the confidence on the path" in text and "the path width (1.23)" in text
+    one = tube_caption(1, None, None, 0.25)
+    assert "mean over 1 pair: those of the NSPGD pairs whose" in one and "falls to 0.25 ×" in one
+    assert "the path width," in one  # no number when none is marked
 
 
 def test_the_tube_takes_the_first_max_pairs_pairs_and_says_which_points_no_pair_reached():
@@ -192,7 +205,7 @@ def test_the_tube_takes_the_first_max_pairs_pairs_and_says_which_points_no_pair_
     assert "Not reached by any pair: iteration 10." in plot.alt
     # The second pair (which would change the mean) is not read.
     assert "At radius 2 it is 0.6 at iteration 0 and 0.2 at iteration 10." in _tube(max_pairs=1).alt
-    assert _tube(max_pairs=1).marks == {"path_width": 1.25}
+    assert _tube(max_pairs=1).marks == {"pairs": 1, "path_width": 1.25}
 
 
 def test_the_tube_skips_missing_values_value_by_value():

@@ -85,7 +85,8 @@ _PAREN = re.compile(r"\s*\([^()]*\)\s*$")  # a name's closing parenthesis: "ResN
 @dataclass(frozen=True)
 class Plot:
     """A figure: ``svg``, the ``<svg>`` element (no XML prolog), ``alt``, its description, and ``marks``: the
-    numbers it marks by name (the tube's ``path_width``, the histogram's ``median``), exactly as drawn."""
+    numbers it marks by name (the tube's ``path_width`` and the number of ``pairs`` it averages over, the
+    histogram's ``median``), exactly as drawn."""
 
     svg: str
     alt: str
