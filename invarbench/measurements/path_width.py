@@ -136,8 +136,8 @@ def figures(values: PerExample, settings: Mapping[str, Any], metrics: Mapping[st
         "from the walk in random directions normal to it: bright cells keep the source-class confidence. The "
         "white line is the tube's edge, where the 5 % quantile of the confidence falls to "
         f"{fraction:g} × its value on the path (mean over the pairs); the "
-        "dashed line is the model's path width, the mean of those widths over the points and pairs. A wider, "
-        "brighter tube: a smoother, more invariant model."
+        "dashed line is the model's path width, the mean of those widths over the points and pairs. A wider "
+        "tube: a smoother, more invariant model; brightness is the confidence itself, not invariance."
     )
     return [FigureData("Equi-confidence tube", "tube", data, caption)]
 
