@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from data_helpers import REAL_CIFAR10_NPZ, REAL_MNIST, write_cifar_batch
 from typer.testing import CliRunner
 
@@ -373,3 +374,20 @@ def test_a_run_on_an_npz_copy_of_the_split_is_verified_and_other_custom_data_is_
     result = runner.invoke(app, ["results", "verify", str(file), "--device", "cpu"])
     assert result.exit_code == 1
     assert "the run evaluated custom data (npz:/data/mine.npz)" in result.stderr
+
+
+def test_verify_also_tries_one_thread_and_the_default_and_restores_the_number():
+    """A CPU batch that is not exact is re-run with the other usual numbers of threads (the provenance does not
+    record the run's): 1 and one per core, never the current number; the number is restored afterwards."""
+    import os
+
+    from invarbench.evaluation.verify import other_thread_counts, torch_threads
+
+    now = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+        assert other_thread_counts() == ([os.cpu_count()] if (os.cpu_count() or 1) > 1 else [])
+    assert torch.get_num_threads() == now
+    with torch_threads(2):
+        assert other_thread_counts() == [1] + ([os.cpu_count()] if os.cpu_count() not in (1, 2) else [])
+    assert torch.get_num_threads() == now
