@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   evaluates the bundled reference models (quick suite), stores the runs, builds the leaderboard
+#   make demo   evaluates the bundled reference models (quick suite), stores the runs with the published
+#               results (leaderboard/results), builds the leaderboard
 #   make test   runs the test suite
 # Each creates the virtual environment in .venv when needed (pinned by constraints.txt).
 
@@ -21,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/invarbench eval mnist5k/lenet-standard --suite quick
 	$(BIN)/invarbench eval mnist5k/lenet-pgd-at --suite quick
 	$(BIN)/invarbench results list
+	$(BIN)/invarbench results import leaderboard/results
 	$(BIN)/invarbench site build --out leaderboard/_site
 
 # Lint and format check (ruff), then the tests. pytest exits 5 when it collects no test: not a failure of the code.
