@@ -14,6 +14,7 @@ import re
 
 import pytest
 import torch
+from tf32_helpers import record_tf32, tf32_allowed, tf32_flags
 from torch import nn
 
 from invarbench.cards import resolve_card
@@ -22,7 +23,7 @@ from invarbench.errors import OptionError, ValidationError
 from invarbench.evaluation import EvalOptions, evaluate
 from invarbench.evaluation.measure import measure_batch
 from invarbench.evaluation.memory import ChunkedModel, MemoryPlan, OutOfMemory, is_out_of_memory
-from invarbench.evaluation.speed import compile_model
+from invarbench.evaluation.speed import compile_model, ieee_float32
 from invarbench.measurements import ALWAYS, MEASUREMENTS
 from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
@@ -228,6 +229,23 @@ def test_batch_size_auto_settles_on_the_cpu_has_the_numbers_of_250_and_is_record
     assert execution == auto.execution
     assert execution["batch_size"] == "auto" and execution["processes"] == 1 and execution["compile"] is None
     assert execution["images_at_once"]["pgd_linf"] == 12 and execution["images_at_once"]["path_width"] > 12
+
+
+def test_float32_means_ieee_float32_not_tf32_and_the_setting_is_restored(tmp_path, monkeypatch):
+    """PyTorch lets cuDNN convolutions compute float32 in TF32 by default (a 10-bit mantissa, and kernels that
+    change with the batch size): every forward and backward pass of a run computes with TF32 off, and the
+    process's own setting is back after the run, also after an error inside the block."""
+    with tf32_allowed():
+        with ieee_float32():
+            assert tf32_flags() == (False, False)
+        assert tf32_flags() == (True, True)
+        with pytest.raises(KeyError), ieee_float32():
+            raise KeyError("inside")
+        assert tf32_flags() == (True, True)
+        seen = record_tf32(monkeypatch)
+        _run(tmp_path)
+        assert tf32_flags() == (True, True)
+    assert seen == {"forward": {(False, False)}, "backward": {(False, False)}}
 
 
 def test_bf16_is_recorded_as_the_model_dtype_and_bad_values_are_one_line(tmp_path):

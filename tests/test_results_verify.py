@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from data_helpers import REAL_CIFAR10_NPZ, REAL_MNIST, write_cifar_batch
+from tf32_helpers import record_tf32, tf32_allowed, tf32_flags
 from typer.testing import CliRunner
 
 from invarbench.cards import resolve_card
@@ -106,6 +107,17 @@ def test_a_run_reproduces_exactly_on_the_machine_that_made_it(made_here):
     result = runner.invoke(app, ["results", "verify", str(made_here), "--batches", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"OK {made_here}: 1 batch (examples 0..{BATCH - 1}) reproduce exactly"
+
+
+def test_verify_recomputes_in_ieee_float32_as_the_run_did(made_here, monkeypatch):
+    """A run computes with TF32 off (evaluation.speed.ieee_float32); so does its recomputation, whatever the
+    process allowed before, which is restored after it."""
+    with tf32_allowed():
+        seen = record_tf32(monkeypatch)
+        result = runner.invoke(app, ["results", "verify", str(made_here), "--batches", "1", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert tf32_flags() == (True, True)
+    assert seen == {"forward": {(False, False)}, "backward": {(False, False)}}
 
 
 def test_an_edited_per_example_value_is_a_mismatch_naming_the_field(made_here, tmp_path):

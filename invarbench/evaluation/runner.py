@@ -42,7 +42,7 @@ from invarbench.evaluation.pipeline import (
     stored_fit,
 )
 from invarbench.evaluation.sinks import RunSink, StartedRun, sink_for
-from invarbench.evaluation.speed import Autocast, compile_model
+from invarbench.evaluation.speed import Autocast, compile_model, ieee_float32
 from invarbench.leaderboard_policy import FULL, run_kind
 from invarbench.metrics.stats import MetricValue
 from invarbench.models.loading import load_model
@@ -130,7 +130,8 @@ def evaluate(
         if plan.device.type == "cuda":
             torch.cuda.set_device(plan.device)
     check_card_context(ref)  # the same checks as 'invarbench cards validate'
-    loaded = load_model(ref, plan.device)
+    with ieee_float32():  # the loader's own forward pass (the logits' shape) computes as the run does
+        loaded = load_model(ref, plan.device)
     hub = card.source.hub
     record = ModelSnapshot(
         card_id=card.id,
@@ -162,21 +163,22 @@ def evaluate_loaded(
     errors ("model card ID"). Raises :class:`ValidationError` when the data's image size is not the
     model's, and whatever the measurements raise (a :class:`ModelOutputError` naming ``where``)."""
     data = _evaluation_data(plan, record.dataset, model.input_shape, where)
-    net, compiled = _prepared(model, data, plan)
-    prov = _provenance(plan, record.dataset, data, model)
-    run = sink.start(record, prov, resume=plan.options.resume)
-    clock = _Clock(run.duration_s, plan.device)
-    try:
-        label = f"{record.card_id} · {plan.suite.name} v{plan.suite.version}"
-        result, execution = _execute(net, data, plan, run, sink, clock, progress(label, len(data)), compiled)
-        duration, peak = clock.spent(), clock.peak()
-        sink.finish(run.run_id, result, execution=execution, duration_s=duration, peak_memory_bytes=peak)
-    except BaseException as exc:
-        message = describe_failure(exc, where=where, card_id=record.card_id)
-        sink.fail(run.run_id, message, duration_s=clock.spent(), peak_memory_bytes=clock.peak())
-        if isinstance(exc, ModelOutputError):
-            raise ModelOutputError(message) from None
-        raise
+    with ieee_float32():  # float32 means IEEE float32 on a GPU too, not TF32 (evaluation.speed)
+        net, compiled = _prepared(model, data, plan)
+        prov = _provenance(plan, record.dataset, data, model)
+        run = sink.start(record, prov, resume=plan.options.resume)
+        clock = _Clock(run.duration_s, plan.device)
+        try:
+            label = f"{record.card_id} · {plan.suite.name} v{plan.suite.version}"
+            result, execution = _execute(net, data, plan, run, sink, clock, progress(label, len(data)), compiled)
+            duration, peak = clock.spent(), clock.peak()
+            sink.finish(run.run_id, result, execution=execution, duration_s=duration, peak_memory_bytes=peak)
+        except BaseException as exc:
+            message = describe_failure(exc, where=where, card_id=record.card_id)
+            sink.fail(run.run_id, message, duration_s=clock.spent(), peak_memory_bytes=clock.peak())
+            if isinstance(exc, ModelOutputError):
+                raise ModelOutputError(message) from None
+            raise
     ranked = run_kind(record.dataset, prov.data_source, prov.data_digest, len(data), plan.suite.num_examples)
     return EvalOutcome(
         run_id=run.run_id,

@@ -2,7 +2,10 @@
 (``torch.compile``), and what the runner records about how a run was computed (``execution.json``).
 
 Evaluation computes in float32 by default: lower precision rounds gradients and logits, and can
-mask gradients (a flat bf16 loss surface makes an attack look weaker than it is). Both opt-ins
+mask gradients (a flat bf16 loss surface makes an attack look weaker than it is). On a GPU that
+means IEEE float32: PyTorch lets cuDNN convolutions use TensorFloat-32 (TF32, a 10-bit mantissa)
+on Ampere and later GPUs by default, so a run and ``results verify`` compute under
+:func:`ieee_float32`, which turns TF32 off for convolutions and matrix products. Both opt-ins
 are recorded on the run, where its dtype and device are shown, and ``--resume`` continues only a
 run made with the same ones:
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -29,6 +33,27 @@ from invarbench.errors import OptionError
 
 PRECISIONS = ("float32", "bf16")
 EXECUTION_ARTIFACT = "execution.json"
+
+
+@contextlib.contextmanager
+def ieee_float32() -> Iterator[None]:
+    """A block in which float32 convolutions (cuDNN) and matrix products (cuBLAS) compute in IEEE
+    float32, not TF32; PyTorch's settings before it are restored after it, also on an error.
+
+    PyTorch's default lets cuDNN convolutions round their float32 inputs to TF32 (10 mantissa bits)
+    on Ampere and later GPUs: logits then move by about 1e-3 relative, and by how much depends on the
+    kernel cuDNN picks for each batch size, so an example's logits change with its batch (seen on an
+    H100 as the ``batch_dependent_outputs`` flag on a plain ResNet-56 in eval mode). The settings are
+    process-wide; on a CPU they change nothing. Uses PyTorch's ``allow_tf32`` flags (``RuntimeError``
+    from PyTorch when the process has already set TF32 with both its old and new APIs)."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = False
+    matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 def check_precision(name: str) -> str:

@@ -69,7 +69,7 @@ from invarbench.data import load_eval_data
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.evaluation.options import resolve_device
 from invarbench.evaluation.pipeline import batch_grid, measure_one
-from invarbench.evaluation.speed import Autocast
+from invarbench.evaluation.speed import Autocast, ieee_float32
 from invarbench.leaderboard_policy import FULL
 from invarbench.leaderboard_policy import run_kind as _run_kind
 from invarbench.measurements import MEASUREMENTS, PerExample
@@ -625,7 +625,8 @@ def verify_document(
     if missing:
         raise ValidationError(f"{source}: no per-example values stored for the batch from example {missing[0]}")
 
-    model = load_model(ref, here).wrapper
+    with ieee_float32():  # as the runner loads it
+        model = load_model(ref, here).wrapper
     here_dtype = str(model.compute_dtype).removeprefix("torch.")
     net: torch.nn.Module = model
     if run.model_dtype == BF16_DTYPE:
@@ -650,39 +651,42 @@ def verify_document(
     def note(s: int, e: int, what: str) -> None:
         advance(0, f"{s}-{e}: {what}")
 
-    for start, stop in chosen:
-        again = measure_one(net, data, suite, seed=run.seed, start=start, stop=stop, device=here, note=note)
-        if not exact and same_kernels(stored[start], again.values):
-            # This machine computes the recorded clean pass bit for bit: it runs the run's kernels, so every
-            # value must reproduce exactly (a tolerance here would let a few edited values through).
-            exact = True
-            verdict = dataclasses.replace(verdict, exact_required=True)
-        before = dataclasses.replace(verdict.comparison)
-        compare_batch(
-            stored[start],
-            again.values,
-            batch=numbers[start],
-            start=start,
-            tolerance=EXACT if exact else CROSS_DEVICE,
-            into=verdict.comparison,
-        )
-        if verdict.comparison.mismatch is not None and exact and here.type == "cpu":
-            # The run's provenance does not record its number of CPU threads, and another number can round the
-            # last bits of iterated values (the NSPGD walks) differently while the clean pass agrees: the
-            # batch counts as reproduced when it does so exactly with one of the other usual numbers.
-            for threads in other_thread_counts():
-                with torch_threads(threads):
-                    again = measure_one(net, data, suite, seed=run.seed, start=start, stop=stop, device=here, note=note)
-                retry = dataclasses.replace(before)
-                compare_batch(
-                    stored[start], again.values, batch=numbers[start], start=start, tolerance=EXACT, into=retry
-                )
-                if retry.mismatch is None:
-                    verdict = dataclasses.replace(verdict, comparison=retry)
-                    break
-        advance(stop - start)
-        if verdict.comparison.mismatch is not None:
-            break
+    with ieee_float32():  # as the runner computes: IEEE float32 on a GPU too
+        for start, stop in chosen:
+            again = measure_one(net, data, suite, seed=run.seed, start=start, stop=stop, device=here, note=note)
+            if not exact and same_kernels(stored[start], again.values):
+                # This machine computes the recorded clean pass bit for bit: it runs the run's kernels, so every
+                # value must reproduce exactly (a tolerance here would let a few edited values through).
+                exact = True
+                verdict = dataclasses.replace(verdict, exact_required=True)
+            before = dataclasses.replace(verdict.comparison)
+            compare_batch(
+                stored[start],
+                again.values,
+                batch=numbers[start],
+                start=start,
+                tolerance=EXACT if exact else CROSS_DEVICE,
+                into=verdict.comparison,
+            )
+            if verdict.comparison.mismatch is not None and exact and here.type == "cpu":
+                # The run's provenance does not record its number of CPU threads, and another number can round the
+                # last bits of iterated values (the NSPGD walks) differently while the clean pass agrees: the
+                # batch counts as reproduced when it does so exactly with one of the other usual numbers.
+                for threads in other_thread_counts():
+                    with torch_threads(threads):
+                        again = measure_one(
+                            net, data, suite, seed=run.seed, start=start, stop=stop, device=here, note=note
+                        )
+                    retry = dataclasses.replace(before)
+                    compare_batch(
+                        stored[start], again.values, batch=numbers[start], start=start, tolerance=EXACT, into=retry
+                    )
+                    if retry.mismatch is None:
+                        verdict = dataclasses.replace(verdict, comparison=retry)
+                        break
+            advance(stop - start)
+            if verdict.comparison.mismatch is not None:
+                break
     return verdict
 
 
