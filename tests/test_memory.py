@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 
 import pytest
@@ -23,7 +24,7 @@ from invarbench.errors import OptionError, ValidationError
 from invarbench.evaluation import EvalOptions, evaluate
 from invarbench.evaluation.measure import measure_batch
 from invarbench.evaluation.memory import ChunkedModel, MemoryPlan, OutOfMemory, is_out_of_memory
-from invarbench.evaluation.speed import compile_model, ieee_float32
+from invarbench.evaluation.speed import compile_model, reproducible_float32
 from invarbench.measurements import ALWAYS, MEASUREMENTS
 from invarbench.models.loading import load_model
 from invarbench.models.wrapper import ModelWrapper
@@ -231,15 +232,35 @@ def test_batch_size_auto_settles_on_the_cpu_has_the_numbers_of_250_and_is_record
     assert execution["images_at_once"]["pgd_linf"] == 12 and execution["images_at_once"]["path_width"] > 12
 
 
-def test_float32_means_ieee_float32_not_tf32_and_the_setting_is_restored(tmp_path, monkeypatch):
+def _determinism() -> tuple:
+    """cuDNN deterministic, deterministic algorithms, warn only, cuDNN benchmark, $CUBLAS_WORKSPACE_CONFIG."""
+    return (
+        torch.backends.cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    )
+
+
+def test_float32_means_ieee_float32_deterministic_on_a_gpu_and_the_settings_are_restored(tmp_path, monkeypatch):
     """PyTorch lets cuDNN convolutions compute float32 in TF32 by default (a 10-bit mantissa, and kernels that
-    change with the batch size): every forward and backward pass of a run computes with TF32 off, and the
-    process's own setting is back after the run, also after an error inside the block."""
+    change with the batch size): every forward and backward pass of a run computes with TF32 off, on a GPU with
+    deterministic kernels asked for, and the process's own settings are back after the run, also after an
+    error inside the block."""
     with tf32_allowed():
-        with ieee_float32():
+        with reproducible_float32():
             assert tf32_flags() == (False, False)
         assert tf32_flags() == (True, True)
-        with pytest.raises(KeyError), ieee_float32():
+        before = _determinism()
+        assert before[:3] == (False, False, False)  # PyTorch's defaults in a test process
+        with reproducible_float32(torch.device("cpu")):
+            assert tf32_flags() == (False, False) and _determinism() == before  # a CPU run leaves them alone
+        with reproducible_float32(torch.device("cuda")):  # settable without a GPU
+            assert tf32_flags() == (False, False)
+            assert _determinism() == (True, True, True, False, ":4096:8")
+        assert tf32_flags() == (True, True) and _determinism() == before
+        with pytest.raises(KeyError), reproducible_float32():
             raise KeyError("inside")
         assert tf32_flags() == (True, True)
         seen = record_tf32(monkeypatch)

@@ -110,7 +110,7 @@ def test_a_run_reproduces_exactly_on_the_machine_that_made_it(made_here):
 
 
 def test_verify_recomputes_in_ieee_float32_as_the_run_did(made_here, monkeypatch):
-    """A run computes with TF32 off (evaluation.speed.ieee_float32); so does its recomputation, whatever the
+    """A run computes with TF32 off (evaluation.speed.reproducible_float32); so does its recomputation, whatever the
     process allowed before, which is restored after it."""
     with tf32_allowed():
         seen = record_tf32(monkeypatch)

@@ -42,7 +42,7 @@ from invarbench.evaluation.pipeline import (
     stored_fit,
 )
 from invarbench.evaluation.sinks import RunSink, StartedRun, sink_for
-from invarbench.evaluation.speed import Autocast, compile_model, ieee_float32
+from invarbench.evaluation.speed import Autocast, compile_model, reproducible_float32
 from invarbench.leaderboard_policy import FULL, run_kind
 from invarbench.metrics.stats import MetricValue
 from invarbench.models.loading import load_model
@@ -130,7 +130,7 @@ def evaluate(
         if plan.device.type == "cuda":
             torch.cuda.set_device(plan.device)
     check_card_context(ref)  # the same checks as 'invarbench cards validate'
-    with ieee_float32():  # the loader's own forward pass (the logits' shape) computes as the run does
+    with reproducible_float32(plan.device):  # the loader's forward pass (logits' shape) too
         loaded = load_model(ref, plan.device)
     hub = card.source.hub
     record = ModelSnapshot(
@@ -163,7 +163,7 @@ def evaluate_loaded(
     errors ("model card ID"). Raises :class:`ValidationError` when the data's image size is not the
     model's, and whatever the measurements raise (a :class:`ModelOutputError` naming ``where``)."""
     data = _evaluation_data(plan, record.dataset, model.input_shape, where)
-    with ieee_float32():  # float32 means IEEE float32 on a GPU too, not TF32 (evaluation.speed)
+    with reproducible_float32(plan.device):  # IEEE float32 and, on a GPU, deterministic kernels
         net, compiled = _prepared(model, data, plan)
         prov = _provenance(plan, record.dataset, data, model)
         run = sink.start(record, prov, resume=plan.options.resume)

@@ -5,7 +5,8 @@ Evaluation computes in float32 by default: lower precision rounds gradients and 
 mask gradients (a flat bf16 loss surface makes an attack look weaker than it is). On a GPU that
 means IEEE float32: PyTorch lets cuDNN convolutions use TensorFloat-32 (TF32, a 10-bit mantissa)
 on Ampere and later GPUs by default, so a run and ``results verify`` compute under
-:func:`ieee_float32`, which turns TF32 off for convolutions and matrix products. Both opt-ins
+:func:`reproducible_float32`, which turns TF32 off for convolutions and matrix products (and on a
+GPU asks for deterministic kernels). Both opt-ins
 are recorded on the run, where its dtype and device are shown, and ``--resume`` continues only a
 run made with the same ones:
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,25 +37,47 @@ PRECISIONS = ("float32", "bf16")
 EXECUTION_ARTIFACT = "execution.json"
 
 
+CUBLAS_WORKSPACE_ENV = "CUBLAS_WORKSPACE_CONFIG"  # cuBLAS is deterministic with a fixed workspace (CUDA docs)
+
+
 @contextlib.contextmanager
-def ieee_float32() -> Iterator[None]:
+def reproducible_float32(device: torch.device | None = None) -> Iterator[None]:
     """A block in which float32 convolutions (cuDNN) and matrix products (cuBLAS) compute in IEEE
-    float32, not TF32; PyTorch's settings before it are restored after it, also on an error.
+    float32, not TF32, and, on a CUDA ``device``, with deterministic kernels where PyTorch has them;
+    PyTorch's settings before it are restored after it, also on an error.
 
     PyTorch's default lets cuDNN convolutions round their float32 inputs to TF32 (10 mantissa bits)
     on Ampere and later GPUs: logits then move by about 1e-3 relative, and by how much depends on the
     kernel cuDNN picks for each batch size, so an example's logits change with its batch (seen on an
-    H100 as the ``batch_dependent_outputs`` flag on a plain ResNet-56 in eval mode). The settings are
-    process-wide; on a CPU they change nothing. Uses PyTorch's ``allow_tf32`` flags (``RuntimeError``
-    from PyTorch when the process has already set TF32 with both its old and new APIs)."""
+    H100 as the ``batch_dependent_outputs`` flag on a plain ResNet-56 in eval mode). cuDNN may also
+    pick kernels that sum in a varying order, so that two runs differ in their last bits. On a CUDA
+    ``device`` the block therefore sets ``cudnn.deterministic`` (and ``benchmark`` off),
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless set, and ``torch.use_deterministic_algorithms(True,
+    warn_only=True)`` unless already on: an operation without a deterministic kernel warns and still
+    runs. The settings are process-wide; on a CPU the TF32 flags change nothing and the rest is left
+    alone. Uses PyTorch's ``allow_tf32`` flags (``RuntimeError`` from PyTorch when the process has
+    already set TF32 with both its old and new APIs)."""
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    saved = (cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark)
+    on_gpu = device is not None and torch.device(device).type == "cuda"
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    workspace = os.environ.get(CUBLAS_WORKSPACE_ENV)
     cudnn.allow_tf32 = False
     matmul.allow_tf32 = False
+    if on_gpu:
+        cudnn.deterministic, cudnn.benchmark = True, False
+        os.environ.setdefault(CUBLAS_WORKSPACE_ENV, ":4096:8")
+        if not was_deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
-        cudnn.allow_tf32, matmul.allow_tf32 = saved
+        cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved
+        if on_gpu:
+            torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+            if workspace is None:
+                os.environ.pop(CUBLAS_WORKSPACE_ENV, None)
 
 
 def check_precision(name: str) -> str:

@@ -69,7 +69,7 @@ from invarbench.data import load_eval_data
 from invarbench.errors import NotFoundError, ValidationError
 from invarbench.evaluation.options import resolve_device
 from invarbench.evaluation.pipeline import batch_grid, measure_one
-from invarbench.evaluation.speed import Autocast, ieee_float32
+from invarbench.evaluation.speed import Autocast, reproducible_float32
 from invarbench.leaderboard_policy import FULL
 from invarbench.leaderboard_policy import run_kind as _run_kind
 from invarbench.measurements import MEASUREMENTS, PerExample
@@ -625,7 +625,7 @@ def verify_document(
     if missing:
         raise ValidationError(f"{source}: no per-example values stored for the batch from example {missing[0]}")
 
-    with ieee_float32():  # as the runner loads it
+    with reproducible_float32(here):  # as the runner loads it
         model = load_model(ref, here).wrapper
     here_dtype = str(model.compute_dtype).removeprefix("torch.")
     net: torch.nn.Module = model
@@ -651,7 +651,7 @@ def verify_document(
     def note(s: int, e: int, what: str) -> None:
         advance(0, f"{s}-{e}: {what}")
 
-    with ieee_float32():  # as the runner computes: IEEE float32 on a GPU too
+    with reproducible_float32(here):  # as the runner computes: IEEE float32 on a GPU too
         for start, stop in chosen:
             again = measure_one(net, data, suite, seed=run.seed, start=start, stop=stop, device=here, note=note)
             if not exact and same_kernels(stored[start], again.values):
