@@ -52,14 +52,16 @@ PUBLISHED = sorted(p for p in RESULTS.rglob("*.json") if ".artifacts" not in p.p
 
 
 def _cheapest_per_board(paths: list[Path]) -> list[Path]:
-    """Per board (data set, suite, version), the published file whose run took the least time: verifying a
+    """Per board (data set, suite, version), the published CPU file whose run took the least time: verifying a
     first batch costs about a quarter of the run, so one file per board keeps the test to minutes while
     every board's files are still checked against the model here (the rest by the published-results tests)."""
     best: dict[tuple, tuple[float, Path]] = {}
     for path in paths:
         run = json.loads(path.read_text())["run"]
         key = (run["dataset"], run["suite_name"], run["suite_version"])
-        cost = run.get("duration_s") or float("inf")
+        # This test re-runs on the CPU: a GPU run's wall time says nothing of its cost here (ResNet-56: 57 s on
+        # an H100, hours on two CPU cores).
+        cost = (run.get("duration_s") or float("inf")) if run.get("device") == "cpu" else float("inf")
         if key not in best or cost < best[key][0]:
             best[key] = (cost, path)
     return sorted(p for _, p in best.values())
