@@ -28,8 +28,8 @@ How values compare (:func:`compare_batch`):
   confidence equal to the last bit, which another CPU's kernels never gave), it runs the run's kernels: the
   comparison is then exact for every batch, so that a few edited values cannot hide inside the tolerance.
   The number of CPU threads is not recorded, and another number can change the last bits of iterated values
-  (NSPGD's walks) on the same machine; a CPU batch that is not exact is re-run with 1 thread and with the
-  machine's default (:func:`other_thread_counts`) and passes when one of them reproduces it exactly.
+  (NSPGD's walks) on the same machine; a CPU batch that is not exact is re-run with 1 thread and with one
+  per logical core (:func:`other_thread_counts`) and passes when one of them reproduces it exactly.
 
 The tolerance, per kind of field (:func:`field_kind`, :data:`CROSS_DEVICE`), per batch and field:
 
@@ -255,8 +255,8 @@ def same_device_class(
 
 def other_thread_counts() -> list[int]:
     """The numbers of CPU threads, other than torch's current one, that ``verify`` also tries on a CPU: 1 and
-    torch's default for this machine (one per core). A run made with ``OMP_NUM_THREADS=1`` and one made with
-    the default can differ in the last bits of iterated values on the same machine."""
+    one per logical core (``os.cpu_count()``). A run made with ``OMP_NUM_THREADS=1`` and one made with a
+    thread per core can differ in the last bits of iterated values on the same machine."""
     import os
 
     default = os.cpu_count() or 1
