@@ -205,13 +205,13 @@ measurements:
 """
 
 
-def _run(tmp_path, **options):
+def _run(tmp_path, device="cpu", **options):
     tmp_path.mkdir(exist_ok=True)
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY_SUITE)
     store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
     outcome = evaluate(
-        resolve_card("mnist5k/lenet-standard"), store, EvalOptions(suite=str(suite), device="cpu", **options)
+        resolve_card("mnist5k/lenet-standard"), store, EvalOptions(suite=str(suite), device=device, **options)
     )
     run = store.get_run(outcome.run_id)
     values = json.dumps(encode_floats(store.stored_batches(outcome.run_id)), sort_keys=True)
@@ -267,6 +267,17 @@ def test_float32_means_ieee_float32_deterministic_on_a_gpu_and_the_settings_are_
         _run(tmp_path)
         assert tf32_flags() == (True, True)
     assert seen == {"forward": {(False, False)}, "backward": {(False, False)}}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_two_float32_runs_on_a_gpu_are_bit_identical_and_not_batch_dependent(tmp_path):
+    """With TF32 and cuDNN's free choice of kernels, two runs on one GPU differed in their searches' last bits
+    and a ResNet-56 was flagged batch-dependent; under reproducible_float32 neither happens."""
+    first, first_run, first_values, _ = _run(tmp_path / "first", device="cuda")
+    second, second_run, second_values, _ = _run(tmp_path / "second", device="cuda")
+    assert first_run.device.startswith("cuda:") and first_values == second_values
+    assert [(m.name, m.value) for m in first_run.metrics] == [(m.name, m.value) for m in second_run.metrics]
+    assert "batch_dependent_outputs" not in first.flags
 
 
 def test_bf16_is_recorded_as_the_model_dtype_and_bad_values_are_one_line(tmp_path):
