@@ -4,6 +4,7 @@ in its lines, read independently from the suite files; every link points at a he
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -144,9 +145,12 @@ def test_the_recorded_digest_wins_and_an_unknown_size_has_none() -> None:
 def test_the_first_images_say_why() -> None:
     data = _line(protocol_lines(load_suite("standard", "cifar10").settings()), "Data")
     assert "first 1,000 images of the 10,000-image cifar10 test split" in data
-    # What an evaluation took where it was measured (a 2-core CPU); no GPU time, none being measured.
-    assert "on a 2-core CPU" in data and "ResNet-20 about 46 minutes" in data and "faster on a GPU" in data
-    assert "ResNet-56 about three times that" in data and "one GPU" not in data and "an hour" not in data
+    # What an evaluation took where it was measured: a 2-core CPU, and one H100 for the published ResNet-56 run.
+    assert "on a 2-core CPU" in data and "ResNet-20 about 46 minutes" in data and "an hour" not in data
+    assert "ResNet-56 about three times that" in data and "on one H100 GPU the ResNet-56 took under a minute" in data
+    published = ROOT / "leaderboard" / "results" / "cifar10" / "akamaster-resnet56__standard-v4.json"
+    run = json.loads(published.read_text())["run"]
+    assert run["device"].startswith("cuda:NVIDIA H100") and run["duration_s"] < 60
     whole = _line(protocol_lines(load_suite("standard", "mnist5k").settings()), "Data")
     assert "all 1,000 images of the mnist5k test split" in whole and "2-core CPU" not in whole
 
