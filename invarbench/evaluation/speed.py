@@ -47,9 +47,9 @@ def reproducible_float32(device: torch.device | None = None) -> Iterator[None]:
     PyTorch's settings before it are restored after it, also on an error.
 
     PyTorch's default lets cuDNN convolutions round their float32 inputs to TF32 (10 mantissa bits)
-    on Ampere and later GPUs: logits then move by about 1e-3 relative, and by how much depends on the
-    kernel cuDNN picks for each batch size, so an example's logits change with its batch (seen on an
-    H100 as the ``batch_dependent_outputs`` flag on a plain ResNet-56 in eval mode). cuDNN may also
+    on Ampere and later GPUs: logits then move (by up to 0.12 relative for a ResNet-56 on an H100), and
+    by how much depends on the kernel cuDNN picks for each batch size, so an example's logits change
+    with its batch (on that H100, the ``batch_dependent_outputs`` flag on the ResNet-56 in eval mode). cuDNN may also
     pick kernels that sum in a varying order, so that two runs differ in their last bits. On a CUDA
     ``device`` the block therefore sets ``cudnn.deterministic`` (and ``benchmark`` off),
     ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless set, and ``torch.use_deterministic_algorithms(True,
