@@ -56,6 +56,7 @@ import contextlib
 import dataclasses
 import hashlib
 import math
+import os
 import statistics
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -257,8 +258,6 @@ def other_thread_counts() -> list[int]:
     """The numbers of CPU threads, other than torch's current one, that ``verify`` also tries on a CPU: 1 and
     one per logical core (``os.cpu_count()``). A run made with ``OMP_NUM_THREADS=1`` and one made with a
     thread per core can differ in the last bits of iterated values on the same machine."""
-    import os
-
     default = os.cpu_count() or 1
     return [t for t in dict.fromkeys((1, default)) if t != torch.get_num_threads()]
 
